@@ -38,29 +38,36 @@ static double now_ns(void) {
 
 /* ---- switch: raw coroutine ping-pong ------------------------------------ */
 
-static coro main_co, peer_co;
+/* Two coroutines bounce between each other from one call site, as tasks do
+ * in the scheduler; main only starts the game and gets control back. */
+static coro main_co, bounce_co[2];
+static long bounces_left;
 
-static void peer(void *arg) {
-    (void)arg;
-    for (;;)
-        coro_transfer(&peer_co, &main_co);
+static void bounce(void *arg) {
+    int me = (int)(intptr_t)arg;
+    while (bounces_left-- > 0)
+        coro_transfer(&bounce_co[me], &bounce_co[!me]);
+    coro_transfer(&bounce_co[me], &main_co);
 }
 
 static double bench_switch(void) {
     coro_stack_pool pool;
-    coro_stack stack;
-    coro_stack_pool_init(&pool, 64 * 1024, 1);
-    if (coro_stack_get(&pool, &stack) != 0) {
-        perror("bench/switch: stack");
-        exit(1);
+    coro_stack stacks[2];
+    coro_stack_pool_init(&pool, 64 * 1024, 2);
+    for (int i = 0; i < 2; i++) {
+        if (coro_stack_get(&pool, &stacks[i]) != 0) {
+            perror("bench/switch: stack");
+            exit(1);
+        }
+        coro_init(&bounce_co[i], &stacks[i], bounce, (void *)(intptr_t)i);
     }
     coro_init_thread(&main_co);
-    coro_init(&peer_co, &stack, peer, NULL);
+    bounces_left = 2 * iterations;
     double t0 = now_ns();
-    for (long i = 0; i < iterations; i++)
-        coro_transfer(&main_co, &peer_co);
+    coro_transfer(&main_co, &bounce_co[0]);
     double ns = (now_ns() - t0) / (2.0 * (double)iterations);
-    coro_stack_put(&pool, &stack);
+    for (int i = 0; i < 2; i++)
+        coro_stack_put(&pool, &stacks[i]);
     coro_stack_pool_destroy(&pool);
     return ns;
 }

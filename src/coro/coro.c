@@ -69,10 +69,10 @@ void coro_trampoline(void);
 /* Frame popped by coro_switch: fp control, r15, r14, r13, r12, rbx, rbp, ret. */
 static void raw_init(coro *c, char *top) {
     uint64_t *frame = (uint64_t *)top - 8;
-    memset(frame, 0, 8 * sizeof *frame);
     frame[0] = 0x1F80u | ((uint64_t)0x037Fu << 32); /* default MXCSR, x87 CW */
     frame[3] = (uintptr_t)c;                       /* r13: argument */
     frame[4] = (uintptr_t)coro_start;              /* r12: function */
+    frame[6] = 0;                                  /* rbp: end of backtraces */
     frame[7] = (uintptr_t)coro_trampoline;         /* return address */
     c->sp = frame;
 }
@@ -141,12 +141,6 @@ void coro_transfer_final(coro *from, coro *to) {
 
 /* ---- stack pool ---------------------------------------------------------- */
 
-/* A pooled stack keeps its free-list node in its own top bytes. */
-struct coro_stack_link {
-    struct coro_stack_link *next;
-    coro_stack stack;
-};
-
 static size_t page_size(void) {
     static size_t cached;
     if (!cached) {
@@ -184,19 +178,7 @@ void coro_stack_pool_destroy(coro_stack_pool *pool) {
     pool->cached = 0;
 }
 
-static struct coro_stack_link *link_of(coro_stack *s) {
-    char *top = (char *)s->base + s->guard + s->size;
-    return (struct coro_stack_link *)(top - sizeof(struct coro_stack_link));
-}
-
-int coro_stack_get(coro_stack_pool *pool, coro_stack *out) {
-    if (pool->free) {
-        struct coro_stack_link *l = pool->free;
-        pool->free = l->next;
-        pool->cached--;
-        *out = l->stack;
-        return 0;
-    }
+int coro_stack_map(coro_stack_pool *pool, coro_stack *out) {
     size_t guard = page_size();
     size_t total = pool->stack_size + guard;
     void *base = mmap(NULL, total, PROT_READ | PROT_WRITE,
@@ -216,20 +198,19 @@ int coro_stack_get(coro_stack_pool *pool, coro_stack *out) {
     return 0;
 }
 
-void coro_stack_put(coro_stack_pool *pool, coro_stack *stack) {
-    if (pool->cached >= pool->max_cached) {
-        stack_unmap(stack);
-        pool->mapped--;
-        return;
-    }
+void coro_stack_unmap(coro_stack_pool *pool, coro_stack *stack) {
+    stack_unmap(stack);
+    pool->mapped--;
+}
+
+/* Frames of a finished coroutine never returned: clear their redzones so
+ * they are not reported against the stack's next owner. */
+void coro_stack_clean(coro_stack *stack) {
 #ifdef CORO_ASAN
     ASAN_UNPOISON_MEMORY_REGION((char *)stack->base + stack->guard, stack->size);
+#else
+    (void)stack;
 #endif
-    struct coro_stack_link *l = link_of(stack);
-    l->stack = *stack;
-    l->next = pool->free;
-    pool->free = l;
-    pool->cached++;
 }
 
 /* ---- overflow reporting -------------------------------------------------- */

@@ -95,9 +95,42 @@ typedef struct coro_stack_pool {
 void coro_stack_pool_init(coro_stack_pool *pool, size_t stack_size, size_t max_cached);
 /* Unmaps every cached stack. Stacks still in use stay the caller's. */
 void coro_stack_pool_destroy(coro_stack_pool *pool);
+/* A pooled stack keeps its free-list node in its own top bytes. */
+struct coro_stack_link {
+    struct coro_stack_link *next;
+    coro_stack stack;
+};
+
+int coro_stack_map(coro_stack_pool *pool, coro_stack *out);
+void coro_stack_unmap(coro_stack_pool *pool, coro_stack *stack);
+void coro_stack_clean(coro_stack *stack);
+
 /* Returns 0, or -errno when no stack could be mapped. */
-int coro_stack_get(coro_stack_pool *pool, coro_stack *out);
-void coro_stack_put(coro_stack_pool *pool, coro_stack *stack);
+static inline int coro_stack_get(coro_stack_pool *pool, coro_stack *out) {
+    struct coro_stack_link *l = pool->free;
+    if (!l)
+        return coro_stack_map(pool, out);
+    pool->free = l->next;
+    pool->cached--;
+    *out = l->stack;
+    return 0;
+}
+
+static inline void coro_stack_put(coro_stack_pool *pool, coro_stack *stack) {
+    if (pool->cached >= pool->max_cached) {
+        coro_stack_unmap(pool, stack);
+        return;
+    }
+#ifdef CORO_ASAN
+    coro_stack_clean(stack);
+#endif
+    char *top = (char *)stack->base + stack->guard + stack->size;
+    struct coro_stack_link *l = (struct coro_stack_link *)(top - sizeof *l);
+    l->stack = *stack;
+    l->next = pool->free;
+    pool->free = l;
+    pool->cached++;
+}
 
 /* Installs a SIGSEGV/SIGBUS handler, on an alternate signal stack, that
  * reports "coroutine <id> (<name>) overflowed its <N> KiB stack" when the

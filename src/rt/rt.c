@@ -306,6 +306,8 @@ static void task_entry(void *arg) {
     task_exit(t, t->fn(t->arg));
 }
 
+/* Recycled structs come back from the free list with their watchers
+ * stopped and their lists empty, the state a fresh one is given here. */
 static task *task_alloc(void) {
     task *t = S.freelist;
     if (t) {
@@ -313,7 +315,24 @@ static task *task_alloc(void) {
         S.nfree--;
         return t;
     }
-    return malloc(sizeof(task));
+    t = malloc(sizeof(task));
+    if (t) {
+        list_init(&t->qlink);
+        list_init(&t->sibling);
+        list_init(&t->children);
+        list_init(&t->zombies);
+        list_init(&t->joiners);
+        ev_init(&t->io, io_cb);
+        ev_init(&t->timer, timer_cb);
+    }
+    return t;
+}
+
+static void set_name(task *t, const char *name) {
+    size_t i = 0;
+    for (; name[i] && i < sizeof t->name - 1; i++)
+        t->name[i] = name[i];
+    t->name[i] = '\0';
 }
 
 static task *task_create(co_fn fn, void *arg, task *parent, const char *name) {
@@ -322,7 +341,6 @@ static task *task_create(co_fn fn, void *arg, task *parent, const char *name) {
         errno = ENOMEM;
         return NULL;
     }
-    memset(t, 0, offsetof(task, stack));
     int err = coro_stack_get(&S.pool, &t->stack);
     if (err == 0 && taskmap_put(&S.map, S.last_id + 1, t) != 0) {
         coro_stack_put(&S.pool, &t->stack);
@@ -336,20 +354,16 @@ static task *task_create(co_fn fn, void *arg, task *parent, const char *name) {
     t->id = ++S.last_id;
     t->fn = fn;
     t->arg = arg;
-    list_init(&t->qlink);
-    list_init(&t->children);
-    list_init(&t->zombies);
-    list_init(&t->joiners);
-    list_init(&t->sibling);
+    t->waitq = NULL;
+    t->parent = NULL;
+    t->last_run = 0;
+    t->status = 0;
+    t->wake_result = 0;
+    t->waiting = CO_WAIT_NONE;
+    t->killed = false;
     if (parent)
         adopt(parent, t, false);
-    ev_init(&t->io, io_cb);
-    ev_init(&t->timer, timer_cb);
-    size_t n = strlen(name ? name : "task");
-    if (n >= sizeof t->name)
-        n = sizeof t->name - 1;
-    memcpy(t->name, name ? name : "task", n);
-    t->name[n] = '\0';
+    set_name(t, name ? name : "task");
     coro_init(&t->co, &t->stack, task_entry, t);
     t->co.id = t->id;
     t->co.name = t->name;
