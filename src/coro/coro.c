@@ -216,8 +216,7 @@ void coro_stack_clean(coro_stack *stack) {
 /* ---- overflow reporting -------------------------------------------------- */
 
 static struct sigaction previous_segv, previous_bus;
-static bool guard_installed;
-
+static void *alt_stack;
 /* Async-signal-safe decimal formatting. */
 static size_t format_u64(char *out, uint64_t v) {
     char tmp[20];
@@ -261,28 +260,47 @@ static void on_fault(int sig, siginfo_t *info, void *uctx) {
     sigaction(sig, sig == SIGSEGV ? &previous_segv : &previous_bus, NULL);
 }
 
-int coro_guard_install(void) {
-    if (guard_installed)
-        return 0;
-    size_t alt_size = 64 * 1024;
-    if (alt_size < (size_t)SIGSTKSZ)
-        alt_size = (size_t)SIGSTKSZ;
-    void *alt = mmap(NULL, alt_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (alt == MAP_FAILED)
+/* Installs on_fault for sig unless it is already there, remembering the
+ * disposition it replaces. */
+static int install_handler(int sig, struct sigaction *previous) {
+    struct sigaction now, sa;
+    if (sigaction(sig, NULL, &now) != 0)
         return -errno;
-    stack_t ss = {.ss_sp = alt, .ss_size = alt_size, .ss_flags = 0};
-    if (sigaltstack(&ss, NULL) != 0) {
-        int err = errno;
-        munmap(alt, alt_size);
-        return -err;
-    }
-    struct sigaction sa;
+    if ((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == on_fault)
+        return 0;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, &previous_segv) != 0 || sigaction(SIGBUS, &sa, &previous_bus) != 0)
+    if (sigaction(sig, &sa, previous) != 0)
         return -errno;
-    guard_installed = true; /* the alternate stack stays for the thread's life */
     return 0;
+}
+
+/* Checks the handlers each time, since a test harness or library may have
+ * put its own back since the last call. */
+int coro_guard_install(void) {
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) != 0)
+        return -errno;
+    if ((ss.ss_flags & SS_DISABLE) || ss.ss_size < 32 * 1024) {
+        size_t alt_size = 64 * 1024;
+        if (alt_size < (size_t)SIGSTKSZ)
+            alt_size = (size_t)SIGSTKSZ;
+        if (!alt_stack) { /* kept for the thread's life */
+            alt_stack = mmap(NULL, alt_size, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (alt_stack == MAP_FAILED) {
+                alt_stack = NULL;
+                return -errno;
+            }
+        }
+        ss.ss_sp = alt_stack;
+        ss.ss_size = alt_size;
+        ss.ss_flags = 0;
+        if (sigaltstack(&ss, NULL) != 0)
+            return -errno;
+    }
+    int err = install_handler(SIGSEGV, &previous_segv);
+    return err ? err : install_handler(SIGBUS, &previous_bus);
 }

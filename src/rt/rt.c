@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -246,7 +247,7 @@ static void pass_orphans(task *t) {
     list_link *l;
     while ((l = list_pop_front(&t->children))) {
         task *c = container_of(l, task, sibling);
-        if (reaper)
+        if (reaper && reaper != c)
             adopt(reaper, c, false);
         else
             c->parent = NULL;
@@ -417,6 +418,25 @@ int co_sleep(int64_t deadline) {
     return r == -ETIMEDOUT ? 0 : r;
 }
 
+/* With the deadline gone, a wait still reports an fd that is ready now. */
+static int poll_now(int fd, int want) {
+    struct pollfd p = {.fd = fd, .events = (short)((want & EV_READ ? POLLIN : 0) |
+                                                   (want & EV_WRITE ? POLLOUT : 0))};
+    int n;
+    while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        return -errno;
+    if (p.revents & POLLNVAL)
+        return -EBADF;
+    /* Errors and hang-ups make both directions "ready": the next read or
+     * write reports them, as with a libev watcher. */
+    int bad = p.revents & (POLLERR | POLLHUP);
+    int ready = (p.revents & POLLIN || bad ? CO_READ : 0) | (p.revents & POLLOUT || bad ? CO_WRITE : 0);
+    ready &= (want & EV_READ ? CO_READ : 0) | (want & EV_WRITE ? CO_WRITE : 0);
+    return ready ? ready : -ETIMEDOUT;
+}
+
 int co_wait_fd(int fd, int events, int64_t deadline) {
     task *self = S.current;
     int want = (events & CO_READ ? EV_READ : 0) | (events & CO_WRITE ? EV_WRITE : 0);
@@ -425,6 +445,8 @@ int co_wait_fd(int fd, int events, int64_t deadline) {
     if (fd < 0 || !want)
         return -EINVAL;
     int r = may_block(self, deadline);
+    if (r == -ETIMEDOUT)
+        return poll_now(fd, want);
     if (r)
         return r;
     ev_io_set(&self->io, fd, want);

@@ -90,7 +90,7 @@ static int test_callee_saved(void) {
 
 /* Pins known values in every callee-saved register the ABI names, switches
  * away (the other side overwrites them), and checks them afterwards. */
-#if defined(__x86_64__)
+#if !defined(CORO_UCONTEXT) && defined(__x86_64__)
 #define PIN(var, reg, val) register uint64_t var __asm__(reg) = (val)
 static int pinned_registers_survive(coro *self, coro *other) {
     PIN(rbx, "rbx", 0x1111111111111111u);
@@ -109,7 +109,7 @@ static void scribble_registers(void) {
     __asm__ volatile("mov $-1, %%rbx; mov $-1, %%r12; mov $-1, %%r13; mov $-1, %%r14;"
                      "mov $-1, %%r15" ::: "rbx", "r12", "r13", "r14", "r15");
 }
-#elif defined(__aarch64__)
+#elif !defined(CORO_UCONTEXT) && defined(__aarch64__)
 #define PIN(var, reg, val) register uint64_t var __asm__(reg) = (val)
 #define PIND(var, reg, val) register double var __asm__(reg) = (val)
 static int pinned_registers_survive(coro *self, coro *other) {
