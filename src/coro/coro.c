@@ -2,6 +2,7 @@
 #include "coro.h"
 
 #include <errno.h>
+#include <fenv.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -40,8 +41,11 @@ static void coro_start(void *opaque) {
 }
 
 #ifdef CORO_UCONTEXT
-/* makecontext passes int arguments only, so the pointer travels in halves. */
+/* makecontext passes int arguments only, so the pointer travels in halves.
+ * getcontext captured the creator's floating-point environment; start from
+ * the defaults instead, as the assembly switch does. */
 static void coro_start_ucontext(unsigned hi, unsigned lo) {
+    fesetenv(FE_DFL_ENV);
     coro_start((void *)(((uintptr_t)hi << 32) | (uintptr_t)lo));
 }
 

@@ -1,9 +1,9 @@
 /* Unit tests of channels: unbuffered and buffered transfer, FIFO among
  * waiters, close, timeouts, kill, and the small helpers.
  *
- * cmocka's asserts longjmp, which must not cross coroutine stacks, so tasks
- * only record what they see (CHECK* below, or fields of a result struct) and
- * the test function asserts after co_run has returned. */
+ * Tasks never call cmocka's asserts (see task_check.h): they record what they
+ * see with CHECK* or in fields of a result struct, and the test function
+ * asserts after co_run has returned. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,48 +15,7 @@
 #include <cmocka.h>
 
 #include "rt/rt.h"
-
-/* ---- checks made inside tasks ------------------------------------------- */
-
-static struct {
-    int count;
-    char first[512];
-} task_checks;
-
-static void check_failed(const char *file, int line, const char *expr, long long got,
-                         long long want) {
-    if (task_checks.count++ == 0)
-        snprintf(task_checks.first, sizeof task_checks.first, "%s:%d: %s: got %lld, want %lld",
-                 file, line, expr, got, want);
-}
-
-/* Records a failure (with both values) when got != want; never leaves the task. */
-#define CHECK_EQ(got, want)                                                                        \
-    do {                                                                                           \
-        long long got_ = (long long)(got), want_ = (long long)(want);                              \
-        if (got_ != want_)                                                                         \
-            check_failed(__FILE__, __LINE__, #got " == " #want, got_, want_);                      \
-    } while (0)
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            check_failed(__FILE__, __LINE__, #cond, 0, 1);                                         \
-    } while (0)
-
-/* Runs root under co_run and fails the test if co_run did not return 0 or if
- * any check inside a task failed. */
-static void run_root(co_fn root, void *arg) {
-    memset(&task_checks, 0, sizeof task_checks);
-    int rc = co_run(root, arg, NULL);
-    if (task_checks.count)
-        fail_msg("%d failed check(s) inside tasks; first: %s", task_checks.count,
-                 task_checks.first);
-    assert_int_equal(rc, 0);
-}
-
-#define AT_ONCE_MS 500
-#define LONG_DEADLINE_MS 2000
+#include "task_check.h"
 
 /* One waiter on a channel: what it sends or what it received, and the result. */
 struct waiter {
@@ -94,6 +53,13 @@ static int recv_value_forever(void *arg) {
     w->value = -1;
     w->result = co_chan_recv(w->ch, &w->value, CO_NEVER);
     return 0;
+}
+
+/* Sets *w up as a waiter on ch (its result 1 until its call returns) and spawns
+ * fn on it; returns what co_spawn returned. */
+static co_tid spawn_waiter(co_fn fn, struct waiter *w, co_chan *ch, int value) {
+    *w = (struct waiter){ch, value, 1, 0};
+    return co_spawn(fn, w);
 }
 
 /* Reaps every child of the caller; returns how many. */
@@ -265,10 +231,8 @@ static int fifo_senders_root(void *arg) {
     int first = 99;
     CHECK_EQ(co_chan_send(ch, &first, 0), 0);
     finish_counter = 0;
-    for (int i = 0; i < WAITERS; i++) {
-        r->w[i] = (struct waiter){ch, i + 1, 1, 0};
-        CHECK(co_spawn(send_value, &r->w[i]) != 0);
-    }
+    for (int i = 0; i < WAITERS; i++)
+        CHECK(spawn_waiter(send_value, &r->w[i], ch, i + 1) != 0);
     co_yield(); /* all of them wait, in spawn order */
     for (int i = 0; i <= WAITERS; i++)
         r->results[i] = co_chan_recv(ch, &r->values[i], co_now() + LONG_DEADLINE_MS);
@@ -295,10 +259,8 @@ static int fifo_receivers_root(void *arg) {
     co_chan *ch = co_chan_new(sizeof(int), 0);
     CHECK(ch != NULL);
     finish_counter = 0;
-    for (int i = 0; i < WAITERS; i++) {
-        r->w[i] = (struct waiter){ch, 0, 1, 0};
-        CHECK(co_spawn(recv_value, &r->w[i]) != 0);
-    }
+    for (int i = 0; i < WAITERS; i++)
+        CHECK(spawn_waiter(recv_value, &r->w[i], ch, 0) != 0);
     co_yield(); /* all of them wait, in spawn order */
     for (int i = 0; i < WAITERS; i++) {
         int v = 10 * (i + 1);
@@ -336,10 +298,8 @@ static int close_senders_root(void *arg) {
     struct close_waiters *r = arg;
     co_chan *ch = co_chan_new(sizeof(int), 0);
     CHECK(ch != NULL);
-    for (int i = 0; i < 2; i++) {
-        r->senders[i] = (struct waiter){ch, i, 1, 0};
-        CHECK(co_spawn(send_value_forever, &r->senders[i]) != 0);
-    }
+    for (int i = 0; i < 2; i++)
+        CHECK(spawn_waiter(send_value_forever, &r->senders[i], ch, i) != 0);
     co_yield();
     r->close_result = co_chan_close(ch);
     CHECK_EQ(reap_all(), 2);
@@ -367,10 +327,8 @@ static int close_receivers_root(void *arg) {
     struct close_waiters *r = arg;
     co_chan *ch = co_chan_new(sizeof(int), 4);
     CHECK(ch != NULL);
-    for (int i = 0; i < 2; i++) {
-        r->receivers[i] = (struct waiter){ch, 0, 1, 0};
-        CHECK(co_spawn(recv_value_forever, &r->receivers[i]) != 0);
-    }
+    for (int i = 0; i < 2; i++)
+        CHECK(spawn_waiter(recv_value_forever, &r->receivers[i], ch, 0) != 0);
     co_yield();
     r->close_result = co_chan_close(ch);
     CHECK_EQ(reap_all(), 2);
@@ -461,16 +419,15 @@ static int timeouts_root(void *arg) {
     r->try_elapsed = co_now() - start;
 
     /* "Try once" succeeds when the other side is already there. */
-    r->w = (struct waiter){ch, 0, 1, 0};
-    co_tid t = co_spawn(recv_value_forever, &r->w);
+    co_tid t = spawn_waiter(recv_value_forever, &r->w, ch, 0);
     co_yield();
     v = 77;
     r->try_send_to_waiting = co_chan_send(ch, &v, 0);
     CHECK_EQ(co_join(t, NULL, CO_NEVER), 0);
     r->handed = r->w.value;
 
-    struct waiter s = {ch, 88, 1, 0};
-    t = co_spawn(send_value_forever, &s);
+    struct waiter s;
+    t = spawn_waiter(send_value_forever, &s, ch, 88);
     co_yield();
     v = 0;
     r->try_recv_from_waiting = co_chan_recv(ch, &v, 0);
@@ -520,10 +477,8 @@ static int killed_root(void *arg) {
     CHECK(ch != NULL);
     co_chan *ch2 = co_chan_new(sizeof(int), 0);
     CHECK(ch2 != NULL);
-    r->sender = (struct waiter){ch, 7, 1, 0};
-    r->receiver = (struct waiter){ch2, 0, 1, 0};
-    co_tid s = co_spawn(send_value_forever, &r->sender);
-    co_tid rv = co_spawn(recv_value_forever, &r->receiver);
+    co_tid s = spawn_waiter(send_value_forever, &r->sender, ch, 7);
+    co_tid rv = spawn_waiter(recv_value_forever, &r->receiver, ch2, 0);
     co_yield();
     r->kill_results[0] = co_kill(s);
     r->kill_results[1] = co_kill(rv);
@@ -605,10 +560,8 @@ static int free_waiter_root(void *arg) {
     co_chan *rch = co_chan_new(sizeof(int), 0);
     co_chan *sch = co_chan_new(sizeof(int), 0);
     CHECK(rch != NULL && sch != NULL);
-    r->receiver = (struct waiter){rch, 0, 1, 0};
-    r->sender = (struct waiter){sch, 3, 1, 0};
-    CHECK(co_spawn(recv_value_forever, &r->receiver) != 0);
-    CHECK(co_spawn(send_value_forever, &r->sender) != 0);
+    CHECK(spawn_waiter(recv_value_forever, &r->receiver, rch, 0) != 0);
+    CHECK(spawn_waiter(send_value_forever, &r->sender, sch, 3) != 0);
     co_yield();
     co_chan_free(rch);
     co_chan_free(sch);

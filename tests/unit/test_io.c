@@ -1,10 +1,10 @@
 /* Unit tests of the fd calls: co_wait_fd, co_read, co_write, on pipes and a
  * socketpair.
  *
- * cmocka's asserts longjmp, which must not cross coroutine stacks, so tasks
- * only record what they see (CHECK* below, or fields of a result struct) and
- * the test function asserts after co_run has returned. Every test also checks
- * that it left no file descriptor open (its own or the runtime's). */
+ * Tasks never call cmocka's asserts (see task_check.h): they record what they
+ * see with CHECK* or in fields of a result struct, and the test function
+ * asserts after co_run has returned. Every test also checks that it left no
+ * file descriptor open (its own or the runtime's). */
 #ifdef HAVE_CONFIG_H
 #include "config.h" /* _GNU_SOURCE, for pipe2 */
 #else
@@ -26,34 +26,7 @@
 #include <cmocka.h>
 
 #include "rt/rt.h"
-
-/* ---- checks made inside tasks ------------------------------------------- */
-
-static struct {
-    int count;
-    char first[512];
-} task_checks;
-
-static void check_failed(const char *file, int line, const char *expr, long long got,
-                         long long want) {
-    if (task_checks.count++ == 0)
-        snprintf(task_checks.first, sizeof task_checks.first, "%s:%d: %s: got %lld, want %lld",
-                 file, line, expr, got, want);
-}
-
-/* Records a failure (with both values) when got != want; never leaves the task. */
-#define CHECK_EQ(got, want)                                                                        \
-    do {                                                                                           \
-        long long got_ = (long long)(got), want_ = (long long)(want);                              \
-        if (got_ != want_)                                                                         \
-            check_failed(__FILE__, __LINE__, #got " == " #want, got_, want_);                      \
-    } while (0)
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            check_failed(__FILE__, __LINE__, #cond, 0, 1);                                         \
-    } while (0)
+#include "task_check.h"
 
 /* Open descriptors among the first 4096: equal before and after a test when
  * nothing leaked, wherever the leaked one sits. */
@@ -83,19 +56,6 @@ static int check_no_fd_leaked(void **state) {
     return 0;
 }
 
-/* Runs root under co_run and fails the test if co_run did not return 0 or if
- * any check inside a task failed. */
-static void run_root(co_fn root, void *arg) {
-    memset(&task_checks, 0, sizeof task_checks);
-    int rc = co_run(root, arg, NULL);
-    if (task_checks.count)
-        fail_msg("%d failed check(s) inside tasks; first: %s", task_checks.count,
-                 task_checks.first);
-    assert_int_equal(rc, 0);
-}
-
-static void make_pipe(int fds[2]) { assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0); }
-
 static void close_pair(int fds[2]) {
     for (int i = 0; i < 2; i++)
         if (fds[i] >= 0) {
@@ -104,8 +64,12 @@ static void close_pair(int fds[2]) {
         }
 }
 
-#define AT_ONCE_MS 500
-#define LONG_DEADLINE_MS 2000
+/* Opens fds as a non-blocking pipe, runs root, then closes the ends still open. */
+static void run_root_on_pipe(co_fn root, void *arg, int fds[2]) {
+    assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    run_root(root, arg);
+    close_pair(fds);
+}
 
 /* ---- co_wait_fd ----------------------------------------------------------- */
 
@@ -126,9 +90,7 @@ static int wait_fd_timeout_root(void *arg) {
 static void test_wait_fd_times_out_on_empty_pipe(void **state) {
     (void)state;
     struct wait_fd r = {0};
-    make_pipe(r.fds);
-    run_root(wait_fd_timeout_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(wait_fd_timeout_root, &r, r.fds);
     assert_int_equal(r.result, -ETIMEDOUT);
     assert_true(r.woke >= r.deadline);
 }
@@ -154,9 +116,7 @@ static int wait_fd_readable_root(void *arg) {
 static void test_wait_fd_wakes_when_another_task_writes(void **state) {
     (void)state;
     struct wait_fd r = {0};
-    make_pipe(r.fds);
-    run_root(wait_fd_readable_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(wait_fd_readable_root, &r, r.fds);
     assert_int_equal(r.result, CO_READ);
     assert_true(r.woke < r.deadline);
 }
@@ -173,9 +133,7 @@ static int wait_fd_writable_root(void *arg) {
 static void test_wait_fd_write_on_pipe_with_space_returns_at_once(void **state) {
     (void)state;
     struct wait_fd r = {0};
-    make_pipe(r.fds);
-    run_root(wait_fd_writable_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(wait_fd_writable_root, &r, r.fds);
     assert_int_equal(r.result, CO_WRITE);
     assert_true(r.elapsed < AT_ONCE_MS);
 }
@@ -185,8 +143,7 @@ static void test_wait_fd_write_on_pipe_with_space_returns_at_once(void **state) 
  * co_join on a zombie or a channel with a waiting partner answer at once). */
 static int wait_fd_ready_past_deadline_root(void *arg) {
     struct wait_fd *r = arg;
-    int64_t now = co_now();
-    r->deadline = now > 1000 ? now - 1000 : 0;
+    r->deadline = past_deadline();
     r->result = co_wait_fd(r->fds[1], CO_WRITE, r->deadline);
     return 0;
 }
@@ -194,9 +151,7 @@ static int wait_fd_ready_past_deadline_root(void *arg) {
 static void test_wait_fd_with_past_deadline_reports_a_ready_fd(void **state) {
     (void)state;
     struct wait_fd r = {0};
-    make_pipe(r.fds);
-    run_root(wait_fd_ready_past_deadline_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(wait_fd_ready_past_deadline_root, &r, r.fds);
     if (r.result != CO_WRITE)
         fail_msg("co_wait_fd(pipe with space, CO_WRITE, past deadline) returned %d, want CO_WRITE",
                  r.result);
@@ -232,9 +187,7 @@ static int wait_fd_killed_root(void *arg) {
 static void test_wait_fd_killed_while_waiting_returns_ecanceled(void **state) {
     (void)state;
     struct wait_fd_killed r = {0};
-    make_pipe(r.fds);
-    run_root(wait_fd_killed_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(wait_fd_killed_root, &r, r.fds);
     assert_int_equal(r.kill_result, 0);
     assert_int_equal(r.result, -ECANCELED);
     assert_int_equal(r.join_result, 0);
@@ -315,9 +268,7 @@ static int big_transfer_root(void *arg) {
 static void test_read_write_one_mib_through_pipe(void **state) {
     (void)state;
     struct big_transfer r = {0};
-    make_pipe(r.fds);
-    run_root(big_transfer_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(big_transfer_root, &r, r.fds);
     assert_int_equal(r.written, BIG_SIZE);
     assert_int_equal(r.read_total, BIG_SIZE);
     if (r.first_mismatch != SIZE_MAX)
@@ -348,9 +299,7 @@ static int read_timeout_root(void *arg) {
 static void test_read_times_out_on_empty_pipe(void **state) {
     (void)state;
     struct read_timeout r = {0};
-    make_pipe(r.fds);
-    run_root(read_timeout_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(read_timeout_root, &r, r.fds);
     assert_int_equal(r.result, -ETIMEDOUT);
     assert_true(r.woke >= r.deadline);
 }
@@ -383,9 +332,7 @@ static int write_timeout_root(void *arg) {
 static void test_write_to_full_pipe_returns_short_count_then_etimedout(void **state) {
     (void)state;
     struct write_timeout r = {0};
-    make_pipe(r.fds);
-    run_root(write_timeout_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(write_timeout_root, &r, r.fds);
     /* Some bytes went out before the deadline: the short count, which must be
      * exactly what the pipe holds. */
     assert_true(r.first > 0);
@@ -418,9 +365,7 @@ static int eof_root(void *arg) {
 static void test_read_returns_zero_at_eof(void **state) {
     (void)state;
     struct eof r = {0};
-    make_pipe(r.fds);
-    run_root(eof_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(eof_root, &r, r.fds);
     assert_int_equal(r.data, 3);
     assert_memory_equal(r.buf, "abc", 3);
     assert_int_equal(r.at_eof, 0);
@@ -446,9 +391,7 @@ static int eof_while_waiting_root(void *arg) {
 static void test_waiting_read_wakes_with_zero_at_eof(void **state) {
     (void)state;
     struct eof r = {0};
-    make_pipe(r.fds);
-    run_root(eof_while_waiting_root, &r);
-    close_pair(r.fds);
+    run_root_on_pipe(eof_while_waiting_root, &r, r.fds);
     assert_int_equal(r.blocked_read, 0);
 }
 

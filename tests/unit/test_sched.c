@@ -1,9 +1,9 @@
 /* Unit tests of the scheduler: spawn, self, yield, sleep, task info, join,
  * wait_child, kill, orphans and reapers, co_run itself.
  *
- * cmocka's asserts longjmp, which must not cross coroutine stacks, so tasks
- * only record what they see (CHECK* below, or fields of a result struct) and
- * the test function asserts after co_run has returned. */
+ * Tasks never call cmocka's asserts (see task_check.h): they record what they
+ * see with CHECK* or in fields of a result struct, and the test function
+ * asserts after co_run has returned. */
 #ifdef HAVE_CONFIG_H
 #include "config.h" /* _GNU_SOURCE, for pipe2 */
 #else
@@ -22,55 +22,7 @@
 #include <cmocka.h>
 
 #include "rt/rt.h"
-
-/* ---- checks made inside tasks ------------------------------------------- */
-
-static struct {
-    int count;
-    char first[512];
-} task_checks;
-
-static void check_failed(const char *file, int line, const char *expr, long long got,
-                         long long want) {
-    if (task_checks.count++ == 0)
-        snprintf(task_checks.first, sizeof task_checks.first, "%s:%d: %s: got %lld, want %lld",
-                 file, line, expr, got, want);
-}
-
-/* Records a failure (with both values) when got != want; never leaves the task. */
-#define CHECK_EQ(got, want)                                                                        \
-    do {                                                                                           \
-        long long got_ = (long long)(got), want_ = (long long)(want);                              \
-        if (got_ != want_)                                                                         \
-            check_failed(__FILE__, __LINE__, #got " == " #want, got_, want_);                      \
-    } while (0)
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            check_failed(__FILE__, __LINE__, #cond, 0, 1);                                         \
-    } while (0)
-
-/* Runs root under co_run and fails the test if co_run did not return 0 or if
- * any check inside a task failed. */
-static void run_root(co_fn root, void *arg) {
-    memset(&task_checks, 0, sizeof task_checks);
-    int rc = co_run(root, arg, NULL);
-    if (task_checks.count)
-        fail_msg("%d failed check(s) inside tasks; first: %s", task_checks.count,
-                 task_checks.first);
-    assert_int_equal(rc, 0);
-}
-
-/* A deadline already in the past (co_now() is never negative, and -1 is CO_NEVER). */
-static int64_t past_deadline(void) {
-    int64_t now = co_now();
-    return now > 1000 ? now - 1000 : 0;
-}
-
-/* Generous bound for "returns at once": far below any deadline used with it. */
-#define AT_ONCE_MS 500
-#define LONG_DEADLINE_MS 2000
+#include "task_check.h"
 
 /* ---- small task bodies reused by several tests --------------------------- */
 

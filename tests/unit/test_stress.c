@@ -2,9 +2,9 @@
  * cycles with bounded stacks, floating-point control state per coroutine,
  * deep recursion close to the stack size, and the guard-page overflow report.
  *
- * cmocka's asserts longjmp, which must not cross coroutine stacks, so tasks
- * only record what they see (CHECK* below, or fields of a result struct) and
- * the test function asserts after co_run has returned. */
+ * Tasks never call cmocka's asserts (see task_check.h): they record what they
+ * see with CHECK* or in fields of a result struct, and the test function
+ * asserts after co_run has returned. */
 #ifdef HAVE_CONFIG_H
 #include "config.h" /* _GNU_SOURCE, for pipe2 */
 #else
@@ -30,45 +30,7 @@
 #include <cmocka.h>
 
 #include "rt/rt.h"
-
-/* ---- checks made inside tasks ------------------------------------------- */
-
-static struct {
-    int count;
-    char first[512];
-} task_checks;
-
-static void check_failed(const char *file, int line, const char *expr, long long got,
-                         long long want) {
-    if (task_checks.count++ == 0)
-        snprintf(task_checks.first, sizeof task_checks.first, "%s:%d: %s: got %lld, want %lld",
-                 file, line, expr, got, want);
-}
-
-/* Records a failure (with both values) when got != want; never leaves the task. */
-#define CHECK_EQ(got, want)                                                                        \
-    do {                                                                                           \
-        long long got_ = (long long)(got), want_ = (long long)(want);                              \
-        if (got_ != want_)                                                                         \
-            check_failed(__FILE__, __LINE__, #got " == " #want, got_, want_);                      \
-    } while (0)
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            check_failed(__FILE__, __LINE__, #cond, 0, 1);                                         \
-    } while (0)
-
-/* Runs root under co_run and fails the test if co_run did not return 0 or if
- * any check inside a task failed. */
-static void run_root(co_fn root, void *arg, const co_options *opts) {
-    memset(&task_checks, 0, sizeof task_checks);
-    int rc = co_run(root, arg, opts);
-    if (task_checks.count)
-        fail_msg("%d failed check(s) inside tasks; first: %s", task_checks.count,
-                 task_checks.first);
-    assert_int_equal(rc, 0);
-}
+#include "task_check.h"
 
 #define KIB 1024
 
@@ -147,7 +109,7 @@ static void test_ten_thousand_tasks_alive_at_once(void **state) {
     (void)state;
     struct many *r = &many_result;
     memset(r, 0, sizeof *r);
-    run_root(many_root, r, NULL);
+    run_root(many_root, r);
     assert_int_equal(r->after_spawn.tasks, MANY + 1); /* and the root */
     assert_int_equal(r->after_spawn.ready, MANY);
     assert_int_equal(r->all_blocked.tasks, MANY + 1);
@@ -228,7 +190,7 @@ static void test_million_spawn_reap_cycles_keep_stacks_bounded(void **state) {
     co_options opts = {.stack_size = 0, .stack_cache = CACHE};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    run_root(cycles_root, &r, &opts);
+    run_root_with(cycles_root, &r, &opts);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     print_message("      %d spawn/exit/reap cycles in %.2f s, %llu switches\n", CYCLES, secs,
@@ -289,15 +251,20 @@ struct fp {
 
 static volatile double fp_one = 1.0, fp_three = 3.0; /* volatile: no constant folding */
 
+/* Yields FP_ROUNDS + 1 times, taking a sample between each two yields. */
+static void fp_sample_across_yields(struct fp_view views[FP_ROUNDS]) {
+    co_yield();
+    for (int i = 0; i < FP_ROUNDS; i++) {
+        views[i] = fp_now();
+        co_yield();
+    }
+}
+
 static int fp_task_a(void *arg) {
     struct fp *r = arg;
     fesetround(FE_DOWNWARD);
     r->a_set = fp_now();
-    co_yield();
-    for (int i = 0; i < FP_ROUNDS; i++) {
-        r->a[i] = fp_now();
-        co_yield();
-    }
+    fp_sample_across_yields(r->a);
     r->a_third = fp_one / fp_three;
     return 0;
 }
@@ -307,11 +274,7 @@ static int fp_task_b(void *arg) {
     r->b_start = fp_now();
     fesetround(FE_UPWARD);
     r->b_set = fp_now();
-    co_yield();
-    for (int i = 0; i < FP_ROUNDS; i++) {
-        r->b[i] = fp_now();
-        co_yield();
-    }
+    fp_sample_across_yields(r->b);
     r->b_third = fp_one / fp_three;
     return 0;
 }
@@ -338,7 +301,7 @@ static void test_fp_control_state_stays_with_its_coroutine(void **state) {
     memset(&r, 0, sizeof r);
     assert_int_equal(fegetround(), FE_TONEAREST);
     struct fp_view main_before = fp_now();
-    run_root(fp_root, &r, NULL);
+    run_root(fp_root, &r);
     struct fp_view main_after = fp_now();
     fesetround(FE_TONEAREST); /* in case the test is about to fail */
 
@@ -420,7 +383,7 @@ static void test_recursion_close_to_the_stack_size_works(void **state) {
     (void)state;
     struct deep d = {0};
     co_options opts = {.stack_size = DEEP_STACK};
-    run_root(deep_root, &d, &opts);
+    run_root_with(deep_root, &d, &opts);
     assert_true(d.max_depth < DEEP_MAX_DEPTH);
     assert_true(d.max_distance >= DEEP_LIMIT);
     uint64_t want = 0;
