@@ -54,7 +54,7 @@ static void raw_init(coro *c, char *top) {
     if (getcontext(&c->uc) != 0)
         abort(); /* cannot fail on Linux with a valid pointer */
     c->uc.uc_stack.ss_sp = c->stack_lo;
-    c->uc.uc_stack.ss_size = c->stack_size;
+    c->uc.uc_stack.ss_size = c->uc_stack_size;
     c->uc.uc_link = NULL;
     uintptr_t p = (uintptr_t)c;
     makecontext(&c->uc, (void (*)(void))coro_start_ucontext, 2, (unsigned)(p >> 32),
@@ -96,6 +96,10 @@ static inline void raw_switch(coro *from, coro *to) { coro_switch(&from->sp, to-
 #endif
 
 void coro_init(coro *c, coro_stack *stack, void (*entry)(void *), void *arg) {
+    coro_init_below(c, stack, coro_stack_top(stack), entry, arg);
+}
+
+void coro_init_below(coro *c, coro_stack *stack, char *top, void (*entry)(void *), void *arg) {
     c->entry = entry;
     c->arg = arg;
     c->stack_lo = (char *)stack->base + stack->guard;
@@ -109,7 +113,10 @@ void coro_init(coro *c, coro_stack *stack, void (*entry)(void *), void *arg) {
     c->asan_bottom = c->stack_lo;
     c->asan_size = c->stack_size;
 #endif
-    char *top = (char *)((uintptr_t)(c->stack_lo + c->stack_size) & ~(uintptr_t)15);
+    top = (char *)((uintptr_t)top & ~(uintptr_t)15);
+#ifdef CORO_UCONTEXT
+    c->uc_stack_size = (size_t)(top - c->stack_lo);
+#endif
     raw_init(c, top);
 }
 

@@ -43,6 +43,7 @@ typedef struct coro_stack {
 typedef struct coro {
 #ifdef CORO_UCONTEXT
     ucontext_t uc;
+    size_t uc_stack_size; /* usable part, below the owner's data */
 #else
     void *sp; /* saved stack pointer; the rest lives on the stack */
 #endif
@@ -65,6 +66,10 @@ typedef struct coro {
 /* Prepares c to run entry(arg) on stack when first resumed. entry must never
  * return: it ends by transferring away with coro_transfer_final(). */
 void coro_init(coro *c, coro_stack *stack, void (*entry)(void *), void *arg);
+
+/* The same, with the coroutine's frames starting below top, so the owner can
+ * keep its own data at the top of the stack (top <= coro_stack_top()). */
+void coro_init_below(coro *c, coro_stack *stack, char *top, void (*entry)(void *), void *arg);
 
 /* Makes the calling thread's own stack the coroutine `self`, so it can be
  * switched away from and back to. */
@@ -100,6 +105,12 @@ struct coro_stack_link {
     struct coro_stack_link *next;
     coro_stack stack;
 };
+
+/* Highest address a stack's user may touch: above it the pool keeps its link,
+ * so whatever the user leaves below survives a trip through the pool. */
+static inline char *coro_stack_top(const coro_stack *stack) {
+    return (char *)stack->base + stack->guard + stack->size - sizeof(struct coro_stack_link);
+}
 
 int coro_stack_map(coro_stack_pool *pool, coro_stack *out);
 void coro_stack_unmap(coro_stack_pool *pool, coro_stack *stack);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,14 +24,17 @@
 #include "taskmap.h"
 
 enum {
-    BATCH_BUDGET = 1024,     /* task runs between two polls of the loop */
-    TASK_FREELIST_MAX = 1024 /* task structs kept for reuse */
+    BATCH_BUDGET = 1024, /* task runs between two polls of the loop */
+    TASK_MAGIC = 0x7a5c0de5u
 };
 
 #define DEFAULT_STACK_SIZE (64 * 1024)
 #define DEFAULT_STACK_CACHE 1024
 
+/* A task lives at the top of its own stack, on the page its first frames
+ * use anyway, so an idle task costs one resident page. */
 typedef struct task {
+    unsigned magic;       /* TASK_MAGIC once its lists and watchers are set up */
     coro co;
     list_link qlink;      /* on the ready queue or on waitq */
     list_link *waitq;     /* the wait list qlink is on, if any */
@@ -67,18 +71,18 @@ static struct sched {
     list_link ready;
     size_t nready;
     int budget;
-    task *dead;          /* exited task whose stack is released after the switch */
-    bool dead_free;      /* ... and whose struct too (nobody will reap it) */
+    task *dead;          /* exited task nobody reaps: released after the switch */
     coro_stack_pool pool;
     taskmap map;
-    task *freelist;      /* reusable task structs, linked through fn/arg */
-    size_t nfree;
     task *reaper;
     task *root;
     int root_status;
     co_tid last_id;
     size_t nlive;        /* tasks that have not exited */
     int64_t tick;        /* co_now() at the start of the current batch */
+    ev_signal signals[65]; /* watchers by signal number, for co_signal_watch */
+    uint64_t signals_pending;
+    list_link signal_waiters;
     uint64_t spawned;
     uint64_t switches;
 } S;
@@ -97,16 +101,13 @@ static inline void make_ready(task *t) {
     S.nready++;
 }
 
-static void task_free(task *t);
+static void task_release(task *t);
 
-/* Releases what the task that just finished on the previous stack left. */
+/* Releases a finished task that nobody will reap, once off its stack. */
 static inline void after_switch(void) {
     if (S.dead) {
-        task *t = S.dead;
+        task_release(S.dead);
         S.dead = NULL;
-        coro_stack_put(&S.pool, &t->stack);
-        if (S.dead_free)
-            task_free(t);
     }
 }
 
@@ -219,21 +220,17 @@ static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents) {
 
 /* ---- task life ----------------------------------------------------------- */
 
-static void task_free(task *t) {
-    if (S.nfree < TASK_FREELIST_MAX) {
-        t->arg = S.freelist;
-        S.freelist = t;
-        S.nfree++;
-    } else {
-        free(t);
-    }
+/* Returns the task's stack, and with it the task, to the pool. */
+static void task_release(task *t) {
+    coro_stack stack = t->stack;
+    coro_stack_put(&S.pool, &stack);
 }
 
 /* Removes a zombie for good. */
 static void reap(task *t) {
     list_remove(&t->sibling);
     taskmap_remove(&S.map, t->id);
-    task_free(t);
+    task_release(t);
 }
 
 static void adopt(task *parent, task *child, bool zombie) {
@@ -261,7 +258,7 @@ static void pass_orphans(task *t) {
         } else {
             z->parent = NULL;
             taskmap_remove(&S.map, z->id);
-            task_free(z);
+            task_release(z);
         }
     }
 }
@@ -285,8 +282,6 @@ static _Noreturn void task_exit(task *t, int status) {
     }
     pass_orphans(t);
     task *parent = t->parent;
-    S.dead = t;
-    S.dead_free = parent == NULL;
     if (parent) {
         list_remove(&t->sibling);
         list_push_back(&parent->zombies, &t->sibling);
@@ -294,6 +289,7 @@ static _Noreturn void task_exit(task *t, int status) {
             wake(parent, 0);
     } else {
         taskmap_remove(&S.map, t->id);
+        S.dead = t;
     }
     coro *to = pick_next();
     S.switches++;
@@ -307,17 +303,20 @@ static void task_entry(void *arg) {
     task_exit(t, t->fn(t->arg));
 }
 
-/* Recycled structs come back from the free list with their watchers
- * stopped and their lists empty, the state a fresh one is given here. */
+/* Takes a stack from the pool and places the task at its top. A recycled
+ * stack still holds its last task, with stopped watchers and empty lists:
+ * those are set up only the first time a stack carries a task. */
 static task *task_alloc(void) {
-    task *t = S.freelist;
-    if (t) {
-        S.freelist = t->arg;
-        S.nfree--;
-        return t;
+    coro_stack stack;
+    int err = coro_stack_get(&S.pool, &stack);
+    if (err) {
+        errno = -err;
+        return NULL;
     }
-    t = malloc(sizeof(task));
-    if (t) {
+    uintptr_t at = ((uintptr_t)coro_stack_top(&stack) - sizeof(task)) & ~(uintptr_t)63;
+    task *t = (task *)at;
+    if (t->magic != TASK_MAGIC) {
+        t->magic = TASK_MAGIC;
         list_init(&t->qlink);
         list_init(&t->sibling);
         list_init(&t->children);
@@ -326,6 +325,7 @@ static task *task_alloc(void) {
         ev_init(&t->io, io_cb);
         ev_init(&t->timer, timer_cb);
     }
+    t->stack = stack;
     return t;
 }
 
@@ -338,18 +338,11 @@ static void set_name(task *t, const char *name) {
 
 static task *task_create(co_fn fn, void *arg, task *parent, const char *name) {
     task *t = task_alloc();
-    if (!t) {
-        errno = ENOMEM;
+    if (!t)
         return NULL;
-    }
-    int err = coro_stack_get(&S.pool, &t->stack);
-    if (err == 0 && taskmap_put(&S.map, S.last_id + 1, t) != 0) {
-        coro_stack_put(&S.pool, &t->stack);
-        err = -ENOMEM;
-    }
-    if (err) {
-        task_free(t);
-        errno = -err;
+    if (taskmap_put(&S.map, S.last_id + 1, t) != 0) {
+        task_release(t);
+        errno = ENOMEM;
         return NULL;
     }
     t->id = ++S.last_id;
@@ -365,7 +358,7 @@ static task *task_create(co_fn fn, void *arg, task *parent, const char *name) {
     if (parent)
         adopt(parent, t, false);
     set_name(t, name ? name : "task");
-    coro_init(&t->co, &t->stack, task_entry, t);
+    coro_init_below(&t->co, &t->stack, (char *)t, task_entry, t);
     t->co.id = t->id;
     t->co.name = t->name;
     S.nlive++;
@@ -601,6 +594,70 @@ void co_get_stats(co_stats *stats) {
     stats->switches = S.switches;
 }
 
+/* ---- signals ------------------------------------------------------------- */
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents) {
+    (void)loop, (void)revents;
+    S.signals_pending |= 1ull << w->signum;
+    task *t = list_empty(&S.signal_waiters)
+                  ? NULL
+                  : container_of(S.signal_waiters.next, task, qlink);
+    if (t)
+        wake(t, 0);
+}
+
+static bool watchable(int signo) {
+    return signo > 0 && signo < 65 && signo != SIGKILL && signo != SIGSTOP;
+}
+
+int co_signal_watch(int signo) {
+    if (!S.loop)
+        return -EPERM;
+    if (!watchable(signo))
+        return -EINVAL;
+    ev_signal *w = &S.signals[signo];
+    if (!ev_is_active(w)) {
+        ev_signal_init(w, signal_cb, signo);
+        ev_signal_start(S.loop, w);
+        ev_unref(S.loop); /* a signal alone is no reason to keep running */
+    }
+    return 0;
+}
+
+int co_signal_unwatch(int signo) {
+    if (!S.loop)
+        return -EPERM;
+    if (!watchable(signo))
+        return -EINVAL;
+    ev_signal *w = &S.signals[signo];
+    if (ev_is_active(w)) {
+        ev_ref(S.loop);
+        ev_signal_stop(S.loop, w);
+    }
+    S.signals_pending &= ~(1ull << signo);
+    return 0;
+}
+
+int co_signal_wait(int64_t deadline) {
+    task *self = S.current;
+    if (!self)
+        return -EPERM;
+    for (;;) {
+        if (self->killed)
+            return -ECANCELED;
+        if (S.signals_pending) {
+            int signo = __builtin_ctzll(S.signals_pending);
+            S.signals_pending &= ~(1ull << signo);
+            return signo;
+        }
+        int r = may_block(self, deadline);
+        if (r == 0)
+            r = block(self, &S.signal_waiters, CO_WAIT_SIGNAL, deadline);
+        if (r)
+            return r;
+    }
+}
+
 /* ---- channels ------------------------------------------------------------ */
 
 struct co_chan {
@@ -740,13 +797,8 @@ static void kill_all(void) {
 static void free_everything(void) {
     for (size_t i = 0; i <= S.map.mask; i++)
         if (S.map.slots[i].key)
-            free(S.map.slots[i].value); /* zombies nobody reaped */
+            task_release(S.map.slots[i].value); /* zombies nobody reaped */
     taskmap_destroy(&S.map);
-    while (S.freelist) {
-        task *t = S.freelist;
-        S.freelist = t->arg;
-        free(t);
-    }
     coro_stack_pool_destroy(&S.pool);
     ev_loop_destroy(S.loop);
     memset(&S, 0, sizeof S);
@@ -774,6 +826,7 @@ int co_run(co_fn root, void *arg, const co_options *opts) {
     coro_stack_pool_init(&S.pool, stack_size, cache);
     coro_init_thread(&S.main_co);
     list_init(&S.ready);
+    list_init(&S.signal_waiters);
 
     ev_prepare_init(&S.prepare, prepare_cb);
     ev_prepare_start(S.loop, &S.prepare);
@@ -796,6 +849,9 @@ int co_run(co_fn root, void *arg, const co_options *opts) {
             kill_all();
     }
     int status = S.root_status;
+    for (int signo = 1; signo < 65; signo++)
+        if (ev_is_active(&S.signals[signo]))
+            co_signal_unwatch(signo);
     ev_ref(S.loop);
     ev_prepare_stop(S.loop, &S.prepare);
     ev_ref(S.loop);

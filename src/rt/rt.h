@@ -112,6 +112,7 @@ typedef enum co_wait_kind {
     CO_WAIT_CHILD,
     CO_WAIT_SEND,
     CO_WAIT_RECV,
+    CO_WAIT_SIGNAL,
 } co_wait_kind;
 
 typedef struct co_task_info {
@@ -137,6 +138,16 @@ typedef struct co_stats {
 } co_stats;
 
 void co_get_stats(co_stats *stats);
+
+/* Signals, delivered through the loop instead of interrupting a task.
+ * co_signal_watch(signo) stops signo's default action and queues each
+ * arrival (the same signal arriving twice before it is taken counts once);
+ * co_signal_wait() takes the lowest pending signal, waiting for one if
+ * none is. Watching does not keep co_run alive. 0 / signo, or -EINVAL for a
+ * signal that cannot be watched (SIGKILL, SIGSTOP, out of range). */
+int co_signal_watch(int signo);
+int co_signal_unwatch(int signo);
+int co_signal_wait(int64_t deadline);
 
 /* Channels: Go-style, FIFO among waiting senders and receivers. capacity 0
  * is unbuffered: a send completes when a receiver takes the element. */
