@@ -1,0 +1,83 @@
+/* coechod configuration: the YAML file (libyaml) to a validated struct.
+ *
+ * Schema (every key optional; absent keys keep the built-in defaults):
+ *   listen: list of { address: IP literal, port: 0-65535 }   (0 = ephemeral)
+ *   limits: { max_connections, max_connections_per_ip, idle_timeout,
+ *             buffer_size, stack_size, backlog }
+ *   shutdown_grace: duration
+ *   workers: integer >= 1 or "auto"
+ *   log: { level: error|warn|info|debug }
+ *   pid_file: string          user: string
+ * Durations take ms/s/m/h ("0" alone is allowed), sizes B/KiB/MiB (a bare
+ * number is bytes). Errors name file:line:column, the key path and what was
+ * expected. */
+#ifndef COECHO_CONFIG_H
+#define COECHO_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+typedef struct listen_addr {
+    struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
+    socklen_t addrlen;
+    char text[64];                /* "127.0.0.1:7007", "[::1]:7007" */
+} listen_addr;
+
+#define CONFIG_MAX_LISTEN 64
+
+typedef struct config {
+    listen_addr listen[CONFIG_MAX_LISTEN];
+    size_t nlisten;
+    uint32_t max_connections;        /* 1 - 10,000,000; default 10000 */
+    uint32_t max_connections_per_ip; /* 0 = no limit; default 0 */
+    int64_t idle_timeout_ms;         /* 0 = never; default 300 s; at most 24 h */
+    size_t buffer_size;              /* 512 B - 16 MiB; default 16 KiB */
+    size_t stack_size;               /* 16 KiB - 8 MiB; default 64 KiB */
+    int backlog;                     /* 1 - 65535; default 1024 */
+    int64_t shutdown_grace_ms;       /* 0 - 1 h; default 10 s */
+    int workers;                     /* 1 - 1024, 0 = "auto"; default 1 */
+    enum log_level log_level;        /* default info */
+    char pid_file[4096];             /* "" = none */
+    char user[256];                  /* "" = keep the current user */
+} config;
+
+/* Collected error messages, one per line, each
+ * "FILE:LINE:COLUMN: KEY.PATH: message". */
+typedef struct config_errors {
+    char text[8192];
+    size_t len;
+    int count;
+} config_errors;
+
+/* Built-in defaults: listen 127.0.0.1:7007 and [::1]:7007, limits above. */
+void config_defaults(config *cfg);
+
+/* Loads path over the defaults. Returns 0, or -1 with every error found in
+ * errs (the file unreadable, YAML syntax, tabs, unknown keys with a
+ * did-you-mean, duplicate keys, wrong types, out-of-range values). cfg is
+ * only written on success. */
+int config_load(const char *path, config *cfg, config_errors *errs);
+
+/* Parses "ADDR:PORT" ("127.0.0.1:7007", "[::1]:7007") as given to -l.
+ * Returns 0, or -1 with a one-line reason in err. */
+int config_parse_listen(const char *arg, listen_addr *out, char *err, size_t errlen);
+
+/* "30s", "500ms", "5m", "1h", "0" -> milliseconds. 0 or -1. */
+int config_parse_duration(const char *s, int64_t *ms);
+/* "16KiB", "1MiB", "512B", "4096" -> bytes. 0 or -1. */
+int config_parse_size(const char *s, size_t *bytes);
+
+const char *config_log_level_name(enum log_level level);
+/* "error", "warn", "info", "debug" -> level. 0 or -1. */
+int config_parse_log_level(const char *s, enum log_level *level);
+
+/* Writes the configuration as YAML that config_load reads back to the same
+ * struct (used by coechod -t). */
+void config_dump(const config *cfg, FILE *out);
+
+#endif
