@@ -9,7 +9,7 @@
  * bench/switch runs its sibling after itself so one run compares both.
  * Usage: bench/switch [-n ITERATIONS] [-r RUNS] */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include <config.h>
 #endif
 #include <errno.h>
 #include <limits.h>

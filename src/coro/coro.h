@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include <config.h>
 #endif
 
 #if !defined(CORO_UCONTEXT) && !defined(__x86_64__) && !defined(__aarch64__)

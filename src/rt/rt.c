@@ -6,7 +6,7 @@
  * batch budget is spent, so a yielding task cannot starve I/O. An idle
  * watcher, active while tasks are ready, keeps the poll from blocking. */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include <config.h>
 #endif
 #include "rt.h"
 
@@ -189,10 +189,14 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     wake(t, -ETIMEDOUT);
 }
 
+/* A task's watcher stays armed between its waits on the same fd (starting
+ * one costs an epoll_ctl); it is stopped when it fires with nobody waiting. */
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents) {
     task *t = container_of(w, task, io);
-    ev_io_stop(loop, w);
-    wake(t, (revents & EV_READ ? CO_READ : 0) | (revents & EV_WRITE ? CO_WRITE : 0));
+    if (t->state == CO_BLOCKED && t->waiting == CO_WAIT_FD)
+        wake(t, (revents & EV_READ ? CO_READ : 0) | (revents & EV_WRITE ? CO_WRITE : 0));
+    else
+        ev_io_stop(loop, w);
 }
 
 static void run_batch(void) {
@@ -264,6 +268,8 @@ static void pass_orphans(task *t) {
 }
 
 static _Noreturn void task_exit(task *t, int status) {
+    if (ev_is_active(&t->io))
+        ev_io_stop(S.loop, &t->io);
     t->status = status;
     t->state = CO_ZOMBIE;
     S.nlive--;
@@ -442,12 +448,21 @@ int co_wait_fd(int fd, int events, int64_t deadline) {
         return poll_now(fd, want);
     if (r)
         return r;
-    ev_io_set(&self->io, fd, want);
-    ev_io_start(S.loop, &self->io);
-    r = block(self, NULL, CO_WAIT_FD, deadline);
-    if (ev_is_active(&self->io))
+    ev_io *io = &self->io;
+    if (ev_is_active(io) && (io->fd != fd || (io->events & (EV_READ | EV_WRITE)) != want))
+        ev_io_stop(S.loop, io);
+    if (!ev_is_active(io)) {
+        ev_io_set(io, fd, want);
+        ev_io_start(S.loop, io);
+    }
+    return block(self, NULL, CO_WAIT_FD, deadline);
+}
+
+int co_close(int fd) {
+    task *self = S.current;
+    if (self && ev_is_active(&self->io) && self->io.fd == fd)
         ev_io_stop(S.loop, &self->io);
-    return r;
+    return close(fd) == 0 ? 0 : -errno;
 }
 
 ssize_t co_read(int fd, void *buf, size_t n, int64_t deadline) {

@@ -66,6 +66,12 @@ int co_sleep(int64_t deadline);
  * the ready subset of events (> 0), -ETIMEDOUT or -ECANCELED. */
 int co_wait_fd(int fd, int events, int64_t deadline);
 
+/* Closes fd. A task's fd watcher stays armed between its waits on the same
+ * fd, so a task closes what it waited on with co_close, which disarms it
+ * first (a plain close() of such an fd followed by a wait on a new fd with
+ * the same number could miss events). 0 or -errno. Callable outside tasks. */
+int co_close(int fd);
+
 /* Reads up to n bytes from the non-blocking fd, waiting while it has none.
  * Returns the count (0 at EOF) or a negative errno. */
 ssize_t co_read(int fd, void *buf, size_t n, int64_t deadline);

@@ -2,7 +2,7 @@
  * it cross-builds for aarch64 and runs under qemu-user (see cross-aarch64).
  * Prints "coro_selftest: N passed, M failed" and exits non-zero on failure. */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include <config.h>
 #endif
 #include <fenv.h>
 #include <signal.h>

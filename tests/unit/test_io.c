@@ -6,7 +6,7 @@
  * asserts after co_run has returned. Every test also checks that it left no
  * file descriptor open (its own or the runtime's). */
 #ifdef HAVE_CONFIG_H
-#include "config.h" /* _GNU_SOURCE, for pipe2 */
+#include <config.h> /* _GNU_SOURCE, for pipe2 */
 #else
 #define _GNU_SOURCE
 #endif

@@ -5,7 +5,7 @@
  * see with CHECK* or in fields of a result struct, and the test function
  * asserts after co_run has returned. */
 #ifdef HAVE_CONFIG_H
-#include "config.h" /* _GNU_SOURCE, for pipe2 */
+#include <config.h> /* _GNU_SOURCE, for pipe2 */
 #else
 #define _GNU_SOURCE
 #endif

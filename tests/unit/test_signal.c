@@ -1,6 +1,6 @@
 /* Unit tests of co_signal_watch / co_signal_wait / co_signal_unwatch. */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include <config.h>
 #endif
 #include <errno.h>
 #include <setjmp.h>

@@ -1,0 +1,1272 @@
+/* coechod configuration: the YAML file to a validated struct (libyaml's
+ * document API).
+ *
+ * The file is read into memory first, which bounds its size and lets us find
+ * tabs in indentation ourselves: libyaml's own error for them ("found
+ * character that cannot start any token") does not say what is wrong. The
+ * document is then walked by schema: one table per mapping lists its keys and
+ * how each value is checked, so unknown keys (with a did-you-mean), duplicates
+ * and type errors are handled in one place. Errors are collected rather than
+ * fatal, up to MAX_ERRORS; only a syntax error stops early, as there is then
+ * no tree to walk. The walk follows the schema, never the document's shape,
+ * so aliases that make the node graph cyclic cannot make it loop. */
+#ifdef HAVE_CONFIG_H
+#include <config.h> /* autoconf's: "config.h" would find server/config.h, next to this file */
+#endif
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define MS_PER_S INT64_C(1000)
+#define MS_PER_M (60 * MS_PER_S)
+#define MS_PER_H (60 * MS_PER_M)
+#define KIB ((size_t)1024)
+#define MIB (1024 * KIB)
+
+enum {
+    MAX_ERRORS = 50,
+    MAX_FILE_SIZE = 1 << 20, /* far beyond any sensible configuration */
+    DEFAULT_PORT = 7007,
+    MAX_FIELDS = 8,       /* keys in the largest mapping */
+    SHOWN_VALUE_MAX = 40, /* bytes of a bad value quoted in a message */
+    SHOWN_KEY_MAX = 64,   /* bytes of a key shown in a key path */
+    QUOTED_SIZE = 4 * SHOWN_VALUE_MAX + 16,
+    PATH_SIZE = 256,
+    SUGGEST_MAX_LEN = 32 /* keys longer than this get no did-you-mean */
+};
+
+/* ---- quantities: durations and sizes ------------------------------------ */
+
+typedef struct unit {
+    const char *suffix;
+    uint64_t factor;
+} unit;
+
+/* Largest first: formatting picks the first that divides the value. */
+static const unit duration_units[] = {{"h", MS_PER_H}, {"m", MS_PER_M}, {"s", MS_PER_S}, {"ms", 1}};
+static const unit size_units[] = {{"MiB", MIB}, {"KiB", KIB}, {"B", 1}};
+
+#define NUNITS(units) (sizeof(units) / sizeof(units)[0])
+
+enum parse_status {
+    PARSE_OK,
+    PARSE_GARBAGE,  /* does not start with a digit */
+    PARSE_BAD_UNIT, /* digits, then something that is not a unit */
+    PARSE_NO_UNIT,  /* digits alone where a unit is required */
+    PARSE_TOO_BIG
+};
+
+/* Reads the decimal digits at *s (at least one), advancing *s past them. */
+static bool read_digits(const char **s, uint64_t *value, bool *overflow) {
+    const char *p = *s;
+    uint64_t v = 0;
+    *overflow = false;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            *overflow = true;
+        else
+            v = v * 10 + digit;
+    }
+    *s = p;
+    *value = v;
+    return true;
+}
+
+/* "<digits><unit>" -> digits * the unit's factor, at most limit. Bare digits
+ * mean the base unit when bare_ok; otherwise only "0" may go without a unit. */
+static enum parse_status parse_quantity(const char *s, const unit *units, size_t nunits,
+                                        bool bare_ok, uint64_t limit, uint64_t *out) {
+    const char *p = s;
+    uint64_t n;
+    bool overflow;
+    if (!read_digits(&p, &n, &overflow))
+        return PARSE_GARBAGE;
+    uint64_t factor = 0;
+    if (*p == '\0') {
+        if (!bare_ok && strcmp(s, "0") != 0)
+            return PARSE_NO_UNIT;
+        factor = 1;
+    }
+    for (size_t i = 0; i < nunits && factor == 0; i++)
+        if (strcmp(p, units[i].suffix) == 0)
+            factor = units[i].factor;
+    if (factor == 0)
+        return PARSE_BAD_UNIT;
+    if (overflow || n > limit / factor)
+        return PARSE_TOO_BIG;
+    *out = n * factor;
+    return PARSE_OK;
+}
+
+static enum parse_status parse_duration(const char *s, int64_t *ms) {
+    uint64_t v;
+    enum parse_status st =
+        parse_quantity(s, duration_units, NUNITS(duration_units), false, INT64_MAX, &v);
+    if (st == PARSE_OK)
+        *ms = (int64_t)v;
+    return st;
+}
+
+static enum parse_status parse_size(const char *s, size_t *bytes) {
+    uint64_t v;
+    enum parse_status st = parse_quantity(s, size_units, NUNITS(size_units), true, SIZE_MAX, &v);
+    if (st == PARSE_OK)
+        *bytes = (size_t)v;
+    return st;
+}
+
+int config_parse_duration(const char *s, int64_t *ms) {
+    return parse_duration(s, ms) == PARSE_OK ? 0 : -1;
+}
+
+int config_parse_size(const char *s, size_t *bytes) {
+    return parse_size(s, bytes) == PARSE_OK ? 0 : -1;
+}
+
+/* Writes value in the largest unit that divides it exactly ("5m", "16KiB");
+ * 0 is written bare, which both parsers accept. */
+static void format_quantity(char *buf, size_t size, uint64_t value, const unit *units,
+                            size_t nunits) {
+    if (value == 0) {
+        snprintf(buf, size, "0");
+        return;
+    }
+    for (size_t i = 0; i < nunits; i++) {
+        if (value % units[i].factor == 0) {
+            snprintf(buf, size, "%" PRIu64 "%s", value / units[i].factor, units[i].suffix);
+            return;
+        }
+    }
+}
+
+static void format_duration(char *buf, size_t size, int64_t ms) {
+    format_quantity(buf, size, (uint64_t)ms, duration_units, NUNITS(duration_units));
+}
+
+static void format_size(char *buf, size_t size, size_t bytes) {
+    format_quantity(buf, size, bytes, size_units, NUNITS(size_units));
+}
+
+/* ---- log levels ---------------------------------------------------------- */
+
+static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
+
+const char *config_log_level_name(enum log_level level) {
+    if ((unsigned)level >= sizeof log_level_names / sizeof log_level_names[0])
+        return "unknown";
+    return log_level_names[level];
+}
+
+int config_parse_log_level(const char *s, enum log_level *level) {
+    for (size_t i = 0; i < sizeof log_level_names / sizeof log_level_names[0]; i++) {
+        if (strcmp(s, log_level_names[i]) == 0) {
+            *level = (enum log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* ---- listen addresses ---------------------------------------------------- */
+
+/* Fills out from an IP address in network order (struct in_addr or in6_addr). */
+static void make_listen(listen_addr *out, int family, const void *ip, uint16_t port) {
+    char ip_text[INET6_ADDRSTRLEN];
+    memset(out, 0, sizeof *out);
+    if (family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        memcpy(&sin->sin_addr, ip, sizeof sin->sin_addr);
+        out->addrlen = sizeof *sin;
+        inet_ntop(AF_INET, ip, ip_text, sizeof ip_text);
+        snprintf(out->text, sizeof out->text, "%s:%u", ip_text, (unsigned)port);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        memcpy(&sin6->sin6_addr, ip, sizeof sin6->sin6_addr);
+        out->addrlen = sizeof *sin6;
+        inet_ntop(AF_INET6, ip, ip_text, sizeof ip_text);
+        snprintf(out->text, sizeof out->text, "[%s]:%u", ip_text, (unsigned)port);
+    }
+}
+
+/* An IPv4 or IPv6 literal to make_listen's arguments; false if it is neither. */
+static bool parse_ip(const char *s, int *family, struct in6_addr *ip) {
+    if (inet_pton(AF_INET, s, ip) == 1) {
+        *family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, s, ip) == 1) {
+        *family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+/* The address part of a listen_addr, without brackets. */
+static void listen_ip_text(const listen_addr *la, char *buf, size_t size) {
+    if (la->addr.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)&la->addr)->sin_addr, buf, size);
+    else
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&la->addr)->sin6_addr, buf, size);
+}
+
+static unsigned listen_port(const listen_addr *la) {
+    if (la->addr.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&la->addr)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&la->addr)->sin6_port);
+}
+
+/* A port: 1 to 5 digits, at most 65535. */
+static bool parse_port(const char *s, uint16_t *port) {
+    const char *p = s;
+    uint64_t v;
+    bool overflow;
+    if (!read_digits(&p, &v, &overflow) || *p != '\0' || overflow || v > 65535)
+        return false;
+    *port = (uint16_t)v;
+    return true;
+}
+
+/* Formats err unless the caller passed no room for it. */
+__attribute__((format(printf, 3, 4))) static void set_error(char *err, size_t errlen,
+                                                            const char *fmt, ...) {
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Splits "HOST:PORT" or "[HOST]:PORT"; false if arg has neither shape. */
+static bool split_host_port(const char *arg, char *host, size_t size, const char **port,
+                            bool *bracketed) {
+    const char *host_start = arg, *host_end;
+    *bracketed = arg[0] == '[';
+    if (*bracketed) {
+        host_start = arg + 1;
+        host_end = strchr(arg, ']');
+        if (host_end == NULL || host_end[1] != ':')
+            return false;
+        *port = host_end + 2;
+    } else {
+        host_end = strrchr(arg, ':');
+        if (host_end == NULL)
+            return false;
+        *port = host_end + 1;
+    }
+    size_t len = (size_t)(host_end - host_start);
+    if (len >= size || **port == '\0')
+        return false;
+    memcpy(host, host_start, len);
+    host[len] = '\0';
+    return true;
+}
+
+static const char *quote_for_message(char *buf, size_t size, const char *s, size_t len);
+
+int config_parse_listen(const char *arg, listen_addr *out, char *err, size_t errlen) {
+    char shown[QUOTED_SIZE];
+    quote_for_message(shown, sizeof shown, arg, strlen(arg));
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *port_text;
+    bool bracketed;
+    if (!split_host_port(arg, host, sizeof host, &port_text, &bracketed) ||
+        (!bracketed && strchr(host, ':') != NULL)) {
+        bool ipv6 = !bracketed && strchr(arg, ':') != strrchr(arg, ':');
+        set_error(err, errlen, "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got %s%s",
+                  shown, ipv6 ? " (IPv6 addresses go in brackets)" : "");
+        return -1;
+    }
+    struct in6_addr ip;
+    int family = bracketed ? AF_INET6 : AF_INET;
+    if (inet_pton(family, host, &ip) != 1) {
+        char shown_host[QUOTED_SIZE];
+        quote_for_message(shown_host, sizeof shown_host, host, strlen(host));
+        set_error(err, errlen, "expected an %s address in %s, got %s", bracketed ? "IPv6" : "IPv4",
+                  shown, shown_host);
+        return -1;
+    }
+    uint16_t port;
+    if (!parse_port(port_text, &port)) {
+        char shown_port[QUOTED_SIZE];
+        quote_for_message(shown_port, sizeof shown_port, port_text, strlen(port_text));
+        set_error(err, errlen, "expected a port from 0 to 65535 in %s, got %s", shown, shown_port);
+        return -1;
+    }
+    make_listen(out, family, &ip, port);
+    return 0;
+}
+
+/* ---- defaults -------------------------------------------------------------- */
+
+void config_defaults(config *cfg) {
+    static const struct in6_addr loopback6 = IN6ADDR_LOOPBACK_INIT;
+    const struct in_addr loopback4 = {htonl(INADDR_LOOPBACK)};
+    memset(cfg, 0, sizeof *cfg);
+    make_listen(&cfg->listen[0], AF_INET, &loopback4, DEFAULT_PORT);
+    make_listen(&cfg->listen[1], AF_INET6, &loopback6, DEFAULT_PORT);
+    cfg->nlisten = 2;
+    cfg->max_connections = 10000;
+    cfg->max_connections_per_ip = 0;
+    cfg->idle_timeout_ms = 300 * MS_PER_S;
+    cfg->buffer_size = 16 * KIB;
+    cfg->stack_size = 64 * KIB;
+    cfg->backlog = 1024;
+    cfg->shutdown_grace_ms = 10 * MS_PER_S;
+    cfg->workers = 1;
+    cfg->log_level = LOG_LEVEL_INFO;
+}
+
+/* ---- error collection ---------------------------------------------------- */
+
+typedef struct parse_ctx {
+    const char *path; /* the file, as given */
+    const char *text; /* its contents */
+    size_t textlen;
+    yaml_document_t *doc;
+    config *cfg; /* filled as the walk goes; the caller's only on success */
+    config_errors *errs;
+    bool gave_up; /* MAX_ERRORS reached: the walk stops */
+} parse_ctx;
+
+static void errors_reset(config_errors *errs) {
+    errs->text[0] = '\0';
+    errs->len = 0;
+    errs->count = 0;
+}
+
+/* Appends line and a newline, cut short if the buffer is full. */
+static void errors_append(config_errors *errs, const char *line) {
+    size_t room = sizeof errs->text - errs->len;
+    if (room < 2)
+        return;
+    int n = snprintf(errs->text + errs->len, room, "%s\n", line);
+    if (n < 0)
+        return;
+    if ((size_t)n >= room) {
+        errs->len = sizeof errs->text - 1;
+        errs->text[errs->len - 1] = '\n';
+    } else {
+        errs->len += (size_t)n;
+    }
+}
+
+/* Records "FILE[:LINE:COL]: [KEYPATH: ]message"; line 0 means no position. */
+__attribute__((format(printf, 5, 0))) static void report_v(parse_ctx *ctx, size_t line, size_t col,
+                                                           const char *keypath, const char *fmt,
+                                                           va_list ap) {
+    if (ctx->gave_up)
+        return;
+    char where[64] = "";
+    if (line > 0)
+        snprintf(where, sizeof where, ":%zu:%zu", line, col);
+    bool has_key = keypath != NULL && keypath[0] != '\0';
+    char message[768], text[1024];
+    if (ctx->errs->count == MAX_ERRORS) {
+        snprintf(text, sizeof text, "%s: too many errors, giving up", ctx->path);
+        ctx->gave_up = true;
+    } else {
+        vsnprintf(message, sizeof message, fmt, ap);
+        snprintf(text, sizeof text, "%s%s: %s%s%s", ctx->path, where, has_key ? keypath : "",
+                 has_key ? ": " : "", message);
+        ctx->errs->count++;
+    }
+    errors_append(ctx->errs, text);
+}
+
+/* An error at a 1-based line and column. */
+__attribute__((format(printf, 5, 6))) static void
+report_at(parse_ctx *ctx, size_t line, size_t col, const char *keypath, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report_v(ctx, line, col, keypath, fmt, ap);
+    va_end(ap);
+}
+
+/* An error at a libyaml mark (0-based), shown 1-based. */
+__attribute__((format(printf, 4, 5))) static void
+report(parse_ctx *ctx, yaml_mark_t mark, const char *keypath, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report_v(ctx, mark.line + 1, mark.column + 1, keypath, fmt, ap);
+    va_end(ap);
+}
+
+/* An error about the file as a whole: no position, no key. */
+__attribute__((format(printf, 2, 3))) static void report_file(parse_ctx *ctx, const char *fmt,
+                                                              ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report_v(ctx, 0, 0, NULL, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- describing values in messages -------------------------------------- */
+
+/* Writes s double-quoted for a message: escaped, so that a message stays on
+ * one line, and shortened to SHOWN_VALUE_MAX bytes. */
+static const char *quote_for_message(char *buf, size_t size, const char *s, size_t len) {
+    size_t shown = len;
+    if (shown > SHOWN_VALUE_MAX) {
+        shown = SHOWN_VALUE_MAX;
+        while (shown > 0 && ((unsigned char)s[shown] & 0xc0) == 0x80)
+            shown--; /* do not cut a UTF-8 sequence */
+    }
+    size_t o = 0;
+    buf[o++] = '"';
+    for (size_t i = 0; i < shown && o + 6 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            o += (size_t)snprintf(buf + o, size - o, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+        else
+            buf[o++] = (char)c;
+    }
+    snprintf(buf + o, size - o, "%s\"", shown < len ? "..." : "");
+    return buf;
+}
+
+static bool is_null(const yaml_node_t *node) {
+    if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = (const char *)node->data.scalar.value;
+    return strcmp(v, "") == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static bool is_plain(const yaml_node_t *node) {
+    return node->type == YAML_SCALAR_NODE && node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static const char *scalar_text(const yaml_node_t *node) {
+    return (const char *)node->data.scalar.value;
+}
+
+/* What a node is, for "expected X, got Y": a mapping, a list, null, "text"
+ * or, when quoted text is itself the problem, string "text". */
+static const char *describe(const yaml_node_t *node, bool mention_string, char *buf, size_t size) {
+    if (node->type == YAML_MAPPING_NODE)
+        return "a mapping";
+    if (node->type == YAML_SEQUENCE_NODE)
+        return "a list";
+    if (node->type != YAML_SCALAR_NODE)
+        return "nothing";
+    if (is_null(node))
+        return "null";
+    char quoted[QUOTED_SIZE];
+    quote_for_message(quoted, sizeof quoted, scalar_text(node), node->data.scalar.length);
+    snprintf(buf, size, "%s%s", mention_string && !is_plain(node) ? "string " : "", quoted);
+    return buf;
+}
+
+/* ---- key paths ------------------------------------------------------------- */
+
+/* parent.key, with the key's control characters as '?' and long keys cut. */
+static void child_path(char *buf, size_t size, const char *parent, const char *key, size_t keylen) {
+    size_t shown = keylen;
+    if (shown > SHOWN_KEY_MAX) {
+        shown = SHOWN_KEY_MAX;
+        while (shown > 0 && ((unsigned char)key[shown] & 0xc0) == 0x80)
+            shown--;
+    }
+    int n = snprintf(buf, size, "%s%s", parent, parent[0] != '\0' ? "." : "");
+    size_t o = n < 0 ? 0 : (size_t)n;
+    for (size_t i = 0; i < shown && o + 4 < size; i++) {
+        unsigned char c = (unsigned char)key[i];
+        buf[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    snprintf(buf + o, size - o, "%s", shown < keylen ? "..." : "");
+}
+
+static void index_path(char *buf, size_t size, const char *parent, size_t index) {
+    snprintf(buf, size, "%s[%zu]", parent, index);
+}
+
+/* ---- schema ------------------------------------------------------------------ */
+
+enum value_kind {
+    VALUE_LISTEN,  /* the listen list */
+    VALUE_SECTION, /* a nested mapping */
+    VALUE_UINT32,  /* plain decimal integer */
+    VALUE_INT,
+    VALUE_DURATION, /* int64_t milliseconds */
+    VALUE_SIZE,     /* size_t bytes */
+    VALUE_WORKERS,  /* int, or "auto" as 0 */
+    VALUE_LOG_LEVEL,
+    VALUE_STRING,  /* char array; max is its size */
+    VALUE_ADDRESS, /* listen entry fields, handled by parse_listen_entry */
+    VALUE_PORT
+};
+
+struct section;
+
+typedef struct field {
+    const char *name;
+    enum value_kind kind;
+    size_t offset; /* of the member in struct config */
+    int64_t min, max;
+    const struct section *section; /* VALUE_SECTION */
+} field;
+
+typedef struct section {
+    const char *where; /* for "belongs ..." hints */
+    const field *fields;
+    size_t nfields;
+} section;
+
+#define FIELD(name, kind, member, min, max)                                                        \
+    { name, kind, offsetof(config, member), min, max, NULL }
+#define NFIELDS(fields) (sizeof(fields) / sizeof(fields)[0])
+
+static const field limits_fields[] = {
+    FIELD("max_connections", VALUE_UINT32, max_connections, 1, 10000000),
+    FIELD("max_connections_per_ip", VALUE_UINT32, max_connections_per_ip, 0, 10000000),
+    FIELD("idle_timeout", VALUE_DURATION, idle_timeout_ms, 0, 24 * MS_PER_H),
+    FIELD("buffer_size", VALUE_SIZE, buffer_size, 512, 16 * MIB),
+    FIELD("stack_size", VALUE_SIZE, stack_size, 16 * KIB, 8 * MIB),
+    FIELD("backlog", VALUE_INT, backlog, 1, 65535),
+};
+static const section limits_section = {"under limits", limits_fields, NFIELDS(limits_fields)};
+
+static const field log_fields[] = {
+    FIELD("level", VALUE_LOG_LEVEL, log_level, 0, 0),
+};
+static const section log_section = {"under log", log_fields, NFIELDS(log_fields)};
+
+enum { LISTEN_ADDRESS, LISTEN_PORT };
+static const field listen_entry_fields[] = {
+    [LISTEN_ADDRESS] = {"address", VALUE_ADDRESS, 0, 0, 0, NULL},
+    [LISTEN_PORT] = {"port", VALUE_PORT, 0, 0, 65535, NULL},
+};
+static const section listen_entry_section = {"in listen entries", listen_entry_fields,
+                                             NFIELDS(listen_entry_fields)};
+
+static const field top_fields[] = {
+    {"listen", VALUE_LISTEN, 0, 0, 0, NULL},
+    {"limits", VALUE_SECTION, 0, 0, 0, &limits_section},
+    FIELD("shutdown_grace", VALUE_DURATION, shutdown_grace_ms, 0, MS_PER_H),
+    FIELD("workers", VALUE_WORKERS, workers, 1, 1024),
+    {"log", VALUE_SECTION, 0, 0, 0, &log_section},
+    FIELD("pid_file", VALUE_STRING, pid_file, 0, sizeof(((config *)0)->pid_file)),
+    FIELD("user", VALUE_STRING, user, 0, sizeof(((config *)0)->user)),
+};
+static const section top_section = {"at the top level", top_fields, NFIELDS(top_fields)};
+
+static const section *const all_sections[] = {&top_section, &limits_section, &log_section,
+                                              &listen_entry_section};
+
+/* ---- unknown keys ---------------------------------------------------------- */
+
+static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
+/* Edit distance counting a swap of neighbours as one edit (optimal string
+ * alignment), ignoring ASCII case; both at most SUGGEST_MAX_LEN long. */
+static size_t edit_distance(const char *a, size_t alen, const char *b, size_t blen) {
+    size_t rows[3][SUGGEST_MAX_LEN + 1]; /* rows i-2, i-1, i, rotating */
+    for (size_t j = 0; j <= blen; j++)
+        rows[1][j] = j;
+    for (size_t i = 1; i <= alen; i++) {
+        size_t *cur = rows[(i + 1) % 3], *prev = rows[i % 3], *prev2 = rows[(i + 2) % 3];
+        cur[0] = i;
+        for (size_t j = 1; j <= blen; j++) {
+            size_t cost = ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1;
+            size_t best = prev[j - 1] + cost;
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best)
+                best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && ascii_lower(a[i - 1]) == ascii_lower(b[j - 2]) &&
+                ascii_lower(a[i - 2]) == ascii_lower(b[j - 1]) && prev2[j - 2] + 1 < best)
+                best = prev2[j - 2] + 1;
+            cur[j] = best;
+        }
+    }
+    return rows[(alen + 1) % 3][blen];
+}
+
+/* The key of sec closest to key, if close enough to be a likely typo. */
+static const char *closest_key(const section *sec, const char *key, size_t keylen) {
+    if (keylen > SUGGEST_MAX_LEN)
+        return NULL;
+    const char *best = NULL;
+    size_t best_distance = SIZE_MAX;
+    for (size_t i = 0; i < sec->nfields; i++) {
+        const char *name = sec->fields[i].name;
+        size_t len = strlen(name);
+        size_t allowed = len <= 4 ? 1 : len <= 8 ? 2 : 3;
+        size_t d = edit_distance(key, keylen, name, len);
+        if (d <= allowed && d < best_distance) {
+            best = name;
+            best_distance = d;
+        }
+    }
+    return best;
+}
+
+static int find_field(const section *sec, const char *key, size_t keylen) {
+    for (size_t i = 0; i < sec->nfields; i++)
+        if (strlen(sec->fields[i].name) == keylen && memcmp(sec->fields[i].name, key, keylen) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void report_unknown_key(parse_ctx *ctx, const yaml_node_t *key, const char *keypath,
+                               const section *sec) {
+    const char *name = scalar_text(key);
+    size_t len = key->data.scalar.length;
+    for (size_t i = 0; i < sizeof all_sections / sizeof all_sections[0]; i++) {
+        if (all_sections[i] != sec && find_field(all_sections[i], name, len) >= 0) {
+            report(ctx, key->start_mark, keypath, "unknown key; %s belongs %s", name,
+                   all_sections[i]->where);
+            return;
+        }
+    }
+    const char *suggestion = closest_key(sec, name, len);
+    if (suggestion != NULL) {
+        report(ctx, key->start_mark, keypath, "unknown key; did you mean \"%s\"?", suggestion);
+        return;
+    }
+    char valid[256];
+    size_t o = 0;
+    for (size_t i = 0; i < sec->nfields; i++)
+        o += (size_t)snprintf(valid + o, sizeof valid - o, "%s%s", i > 0 ? ", " : "",
+                              sec->fields[i].name);
+    report(ctx, key->start_mark, keypath, "unknown key; expected one of %s", valid);
+}
+
+/* Called for each known key of a mapping with its value and key path. */
+typedef void visit_fn(parse_ctx *ctx, const field *f, const yaml_node_t *value, const char *keypath,
+                      void *arg);
+
+/* Visits the keys of a mapping that sec knows, in document order so that
+ * errors come out in the order of the file; reports unknown keys, duplicates
+ * and keys that are not scalars. keys[i] gets the key node of field i, NULL
+ * if absent. */
+static void walk_mapping(parse_ctx *ctx, const yaml_node_t *map, const char *path,
+                         const section *sec, visit_fn *visit, void *arg,
+                         const yaml_node_t *keys[MAX_FIELDS]) {
+    for (size_t i = 0; i < sec->nfields; i++)
+        keys[i] = NULL;
+    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
+         pair < map->data.mapping.pairs.top && !ctx->gave_up; pair++) {
+        const yaml_node_t *key = yaml_document_get_node(ctx->doc, pair->key);
+        const yaml_node_t *value = yaml_document_get_node(ctx->doc, pair->value);
+        char buf[QUOTED_SIZE + 16];
+        if (key->type != YAML_SCALAR_NODE || is_null(key)) {
+            report(ctx, key->start_mark, path, "expected a key name, got %s",
+                   describe(key, false, buf, sizeof buf));
+            continue;
+        }
+        const char *name = scalar_text(key);
+        size_t len = key->data.scalar.length;
+        char keypath[PATH_SIZE];
+        child_path(keypath, sizeof keypath, path, name, len);
+        int i = find_field(sec, name, len);
+        if (i < 0) {
+            report_unknown_key(ctx, key, keypath, sec);
+        } else if (keys[i] != NULL) {
+            report(ctx, key->start_mark, keypath, "duplicate key (first at %zu:%zu)",
+                   keys[i]->start_mark.line + 1, keys[i]->start_mark.column + 1);
+        } else {
+            keys[i] = key;
+            visit(ctx, &sec->fields[i], value, keypath, arg);
+        }
+    }
+}
+
+/* ---- scalar values --------------------------------------------------------- */
+
+/* A plain decimal integer in [min, max]; alternative (e.g. ` or "auto"`)
+ * completes the description of what is expected. */
+static bool integer_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, int64_t min,
+                          int64_t max, const char *alternative, int64_t *out) {
+    char buf[QUOTED_SIZE + 16];
+    if (!is_plain(node) || is_null(node)) {
+        report(ctx, node->start_mark, path, "expected an integer%s, got %s", alternative,
+               describe(node, true, buf, sizeof buf));
+        return false;
+    }
+    const char *s = scalar_text(node);
+    bool negative = s[0] == '-';
+    const char *digits = s + negative, *end = digits;
+    uint64_t magnitude;
+    bool overflow;
+    /* No leading zeros: YAML 1.1 reads 010 as octal 8. */
+    if (!read_digits(&end, &magnitude, &overflow) || *end != '\0' ||
+        (digits[0] == '0' && end - digits > 1)) {
+        report(ctx, node->start_mark, path, "expected an integer%s, got %s", alternative,
+               describe(node, true, buf, sizeof buf));
+        return false;
+    }
+    bool representable = !overflow && magnitude <= INT64_MAX;
+    int64_t value = !representable ? 0 : negative ? -(int64_t)magnitude : (int64_t)magnitude;
+    if (!representable || value < min || value > max) {
+        report(ctx, node->start_mark, path,
+               "expected an integer from %" PRId64 " to %" PRId64 "%s, got %.*s", min, max,
+               alternative, SHOWN_VALUE_MAX, s);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+/* A scalar that is not null, or an error saying what was expected. */
+static const char *text_value(parse_ctx *ctx, const yaml_node_t *node, const char *path,
+                              const char *expected) {
+    if (node->type == YAML_SCALAR_NODE && !is_null(node))
+        return scalar_text(node);
+    char buf[QUOTED_SIZE + 16];
+    report(ctx, node->start_mark, path, "expected %s, got %s", expected,
+           describe(node, false, buf, sizeof buf));
+    return NULL;
+}
+
+/* Reports a duration or size that failed to parse or is out of [min, max]
+ * (bounds already formatted). */
+static void report_quantity(parse_ctx *ctx, const yaml_node_t *node, const char *path,
+                            enum parse_status st, const char *what, const char *example,
+                            const char *units, const char *min, const char *max) {
+    char buf[QUOTED_SIZE + 16];
+    const char *got = describe(node, false, buf, sizeof buf);
+    switch (st) {
+    case PARSE_GARBAGE:
+        report(ctx, node->start_mark, path, "expected %s such as %s, got %s", what, example, got);
+        break;
+    case PARSE_BAD_UNIT:
+        report(ctx, node->start_mark, path, "expected %s such as %s, got %s (units: %s)", what,
+               example, got, units);
+        break;
+    case PARSE_NO_UNIT:
+        report(ctx, node->start_mark, path, "expected %s such as %s, got %s (no unit; use %s)",
+               what, example, got, units);
+        break;
+    default:
+        report(ctx, node->start_mark, path, "expected %s from %s to %s, got %.*s", what, min, max,
+               SHOWN_VALUE_MAX, scalar_text(node));
+        break;
+    }
+}
+
+static bool duration_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, int64_t min,
+                           int64_t max, int64_t *ms) {
+    const char *s = text_value(ctx, node, path, "a duration such as 30s");
+    if (s == NULL)
+        return false;
+    enum parse_status st = parse_duration(s, ms);
+    if (st == PARSE_OK && (*ms < min || *ms > max))
+        st = PARSE_TOO_BIG;
+    if (st != PARSE_OK) {
+        char lo[32], hi[32];
+        format_duration(lo, sizeof lo, min);
+        format_duration(hi, sizeof hi, max);
+        report_quantity(ctx, node, path, st, "a duration", "30s", "ms, s, m or h", lo, hi);
+        return false;
+    }
+    return true;
+}
+
+static bool size_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, size_t min,
+                       size_t max, size_t *bytes) {
+    const char *s = text_value(ctx, node, path, "a size such as 16KiB");
+    if (s == NULL)
+        return false;
+    enum parse_status st = parse_size(s, bytes);
+    if (st == PARSE_OK && (*bytes < min || *bytes > max))
+        st = PARSE_TOO_BIG;
+    if (st != PARSE_OK) {
+        char lo[32], hi[32];
+        format_size(lo, sizeof lo, min);
+        format_size(hi, sizeof hi, max);
+        report_quantity(ctx, node, path, st, "a size", "16KiB", "B, KiB or MiB", lo, hi);
+        return false;
+    }
+    return true;
+}
+
+static bool workers_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, int64_t min,
+                          int64_t max, int64_t *workers) {
+    if (node->type == YAML_SCALAR_NODE && strcmp(scalar_text(node), "auto") == 0) {
+        *workers = 0;
+        return true;
+    }
+    return integer_value(ctx, node, path, min, max, " or \"auto\"", workers);
+}
+
+static bool log_level_value(parse_ctx *ctx, const yaml_node_t *node, const char *path,
+                            enum log_level *level) {
+    const char *expected = "one of error, warn, info, debug";
+    const char *s = text_value(ctx, node, path, expected);
+    if (s == NULL)
+        return false;
+    if (config_parse_log_level(s, level) < 0) {
+        char buf[QUOTED_SIZE + 16];
+        report(ctx, node->start_mark, path, "expected %s, got %s", expected,
+               describe(node, false, buf, sizeof buf));
+        return false;
+    }
+    return true;
+}
+
+/* Copies a string into a char array of size bytes. An explicit "" is the
+ * way to say "none"; a bare null is more likely a value left out. */
+static void string_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, char *dst,
+                         size_t size) {
+    const char *s = text_value(ctx, node, path, "a string (\"\" for none)");
+    if (s == NULL)
+        return;
+    size_t len = node->data.scalar.length;
+    if (strlen(s) != len) {
+        report(ctx, node->start_mark, path, "expected a string without NUL characters");
+        return;
+    }
+    if (len >= size) {
+        report(ctx, node->start_mark, path, "expected at most %zu bytes, got %zu", size - 1, len);
+        return;
+    }
+    memcpy(dst, s, len + 1);
+}
+
+/* ---- listen ------------------------------------------------------------------- */
+
+static bool address_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, int *family,
+                          struct in6_addr *ip) {
+    const char *expected = "an IPv4 or IPv6 address such as 127.0.0.1 or \"::1\"";
+    const char *s = text_value(ctx, node, path, expected);
+    if (s == NULL)
+        return false;
+    if (!parse_ip(s, family, ip)) {
+        char buf[QUOTED_SIZE + 16];
+        report(ctx, node->start_mark, path, "expected %s, got %s", expected,
+               describe(node, false, buf, sizeof buf));
+        return false;
+    }
+    return true;
+}
+
+/* A listen entry as its fields are visited. */
+typedef struct listen_entry {
+    int family;
+    struct in6_addr ip;
+    int64_t port;
+    bool ok;
+} listen_entry;
+
+static void visit_listen_field(parse_ctx *ctx, const field *f, const yaml_node_t *value,
+                               const char *keypath, void *arg) {
+    listen_entry *entry = arg;
+    if (f->kind == VALUE_ADDRESS)
+        entry->ok &= address_value(ctx, value, keypath, &entry->family, &entry->ip);
+    else
+        entry->ok &= integer_value(ctx, value, keypath, f->min, f->max, "", &entry->port);
+}
+
+/* One { address, port } entry; false if it has errors (reported). */
+static bool parse_listen_entry(parse_ctx *ctx, const yaml_node_t *node, const char *path,
+                               listen_addr *out) {
+    char buf[QUOTED_SIZE + 16];
+    if (node->type != YAML_MAPPING_NODE) {
+        report(ctx, node->start_mark, path, "expected a mapping { address, port }, got %s",
+               describe(node, false, buf, sizeof buf));
+        return false;
+    }
+    listen_entry entry = {.family = AF_INET, .ok = true};
+    const yaml_node_t *keys[MAX_FIELDS];
+    walk_mapping(ctx, node, path, &listen_entry_section, visit_listen_field, &entry, keys);
+    for (size_t i = 0; i < listen_entry_section.nfields; i++) {
+        if (keys[i] == NULL) {
+            report(ctx, node->start_mark, path, "missing key \"%s\"", listen_entry_fields[i].name);
+            entry.ok = false;
+        }
+    }
+    if (entry.ok)
+        make_listen(out, entry.family, &entry.ip, (uint16_t)entry.port);
+    return entry.ok;
+}
+
+/* Binding the same address and port twice fails at startup; say so now.
+ * Port 0 picks a fresh port each time, so it may repeat. */
+static void check_duplicate_listener(parse_ctx *ctx, const yaml_node_t *node, const char *path,
+                                     const config *cfg, const listen_addr *la) {
+    for (size_t i = 0; i < cfg->nlisten && listen_port(la) != 0; i++) {
+        if (strcmp(cfg->listen[i].text, la->text) == 0) {
+            report(ctx, node->start_mark, path, "%s is already listed (listen[%zu])", la->text, i);
+            return;
+        }
+    }
+}
+
+static void parse_listen(parse_ctx *ctx, const yaml_node_t *node, const char *path, config *cfg) {
+    char buf[QUOTED_SIZE + 16];
+    if (node->type != YAML_SEQUENCE_NODE) {
+        report(ctx, node->start_mark, path, "expected a list of { address, port }, got %s",
+               describe(node, false, buf, sizeof buf));
+        return;
+    }
+    yaml_node_item_t *items = node->data.sequence.items.start;
+    size_t count = (size_t)(node->data.sequence.items.top - items);
+    if (count == 0) {
+        report(ctx, node->start_mark, path, "expected at least one { address, port }");
+        return;
+    }
+    cfg->nlisten = 0; /* present: replaces the defaults */
+    for (size_t i = 0; i < count && !ctx->gave_up; i++) {
+        const yaml_node_t *item = yaml_document_get_node(ctx->doc, items[i]);
+        char itempath[PATH_SIZE];
+        index_path(itempath, sizeof itempath, path, i);
+        if (i == CONFIG_MAX_LISTEN) {
+            report(ctx, item->start_mark, itempath, "too many entries (at most %d)",
+                   CONFIG_MAX_LISTEN);
+            return;
+        }
+        listen_addr la;
+        if (parse_listen_entry(ctx, item, itempath, &la)) {
+            check_duplicate_listener(ctx, item, itempath, cfg, &la);
+            cfg->listen[cfg->nlisten++] = la;
+        }
+    }
+}
+
+/* ---- mappings ------------------------------------------------------------------ */
+
+static void parse_section(parse_ctx *ctx, const yaml_node_t *node, const char *path,
+                          const section *sec, config *cfg);
+
+/* Checks one value and stores it into its member of the config, arg. */
+static void apply_field(parse_ctx *ctx, const field *f, const yaml_node_t *value, const char *path,
+                        void *arg) {
+    config *cfg = arg;
+    void *member = (char *)cfg + f->offset;
+    int64_t i64;
+    size_t size;
+    switch (f->kind) {
+    case VALUE_LISTEN:
+        parse_listen(ctx, value, path, cfg);
+        break;
+    case VALUE_SECTION:
+        parse_section(ctx, value, path, f->section, cfg);
+        break;
+    case VALUE_UINT32:
+        if (integer_value(ctx, value, path, f->min, f->max, "", &i64))
+            *(uint32_t *)member = (uint32_t)i64;
+        break;
+    case VALUE_INT:
+        if (integer_value(ctx, value, path, f->min, f->max, "", &i64))
+            *(int *)member = (int)i64;
+        break;
+    case VALUE_DURATION:
+        if (duration_value(ctx, value, path, f->min, f->max, &i64))
+            *(int64_t *)member = i64;
+        break;
+    case VALUE_SIZE:
+        if (size_value(ctx, value, path, (size_t)f->min, (size_t)f->max, &size))
+            *(size_t *)member = size;
+        break;
+    case VALUE_WORKERS:
+        if (workers_value(ctx, value, path, f->min, f->max, &i64))
+            *(int *)member = (int)i64;
+        break;
+    case VALUE_LOG_LEVEL:
+        log_level_value(ctx, value, path, (enum log_level *)member);
+        break;
+    case VALUE_STRING:
+        string_value(ctx, value, path, member, (size_t)f->max);
+        break;
+    case VALUE_ADDRESS:
+    case VALUE_PORT:
+        break; /* only in listen entries */
+    }
+}
+
+/* A mapping of sec's keys. A section left empty ("limits:" with every key
+ * commented out) is null in YAML and means the defaults. */
+static void parse_section(parse_ctx *ctx, const yaml_node_t *node, const char *path,
+                          const section *sec, config *cfg) {
+    if (is_null(node))
+        return;
+    if (node->type != YAML_MAPPING_NODE) {
+        char buf[QUOTED_SIZE + 16];
+        report(ctx, node->start_mark, path, "expected a mapping, got %s",
+               describe(node, false, buf, sizeof buf));
+        return;
+    }
+    const yaml_node_t *keys[MAX_FIELDS];
+    walk_mapping(ctx, node, path, sec, apply_field, cfg, keys);
+}
+
+static void parse_root(parse_ctx *ctx, const yaml_node_t *root) {
+    if (is_null(root)) /* a document that is only "---" */
+        return;
+    if (root->type != YAML_MAPPING_NODE) {
+        char buf[QUOTED_SIZE + 16];
+        report(ctx, root->start_mark, "", "expected a mapping of settings at the top level, got %s",
+               describe(root, false, buf, sizeof buf));
+        return;
+    }
+    parse_section(ctx, root, "", &top_section, ctx->cfg);
+}
+
+/* ---- the file ------------------------------------------------------------------ */
+
+/* libyaml rejects a tab in indentation with a message that does not name the
+ * tab, and a tab may even be read differently by an editor: report every line
+ * whose leading blanks (or "- " sequence indicators) hold one. Blank lines are
+ * left alone, as libyaml is. Returns whether any was found. */
+static bool report_tabs(parse_ctx *ctx) {
+    bool found = false;
+    size_t line = 1;
+    for (size_t i = 0; i < ctx->textlen && !ctx->gave_up; line++) {
+        size_t start = i, tab = SIZE_MAX;
+        for (; i < ctx->textlen; i++) {
+            char c = ctx->text[i];
+            bool dash = c == '-' && i + 1 < ctx->textlen &&
+                        (ctx->text[i + 1] == ' ' || ctx->text[i + 1] == '\t');
+            if (c == '\t' && tab == SIZE_MAX)
+                tab = i;
+            else if (c != ' ' && c != '\t' && !dash)
+                break;
+        }
+        bool blank = i == ctx->textlen || ctx->text[i] == '\n' || ctx->text[i] == '\r';
+        if (tab != SIZE_MAX && !blank) {
+            report_at(ctx, line, tab - start + 1, NULL,
+                      "tab character in indentation; YAML allows spaces only");
+            found = true;
+        }
+        const char *nl = memchr(ctx->text + i, '\n', ctx->textlen - i);
+        i = nl == NULL ? ctx->textlen : (size_t)(nl - ctx->text) + 1;
+    }
+    return found;
+}
+
+/* Byte offset in the text of a libyaml mark (whose column counts characters). */
+static size_t mark_offset(const parse_ctx *ctx, yaml_mark_t mark) {
+    size_t i = 0;
+    for (size_t line = 0; line < mark.line && i < ctx->textlen; i++)
+        if (ctx->text[i] == '\n')
+            line++;
+    for (size_t col = 0; i < ctx->textlen; i++) {
+        if (((unsigned char)ctx->text[i] & 0xc0) == 0x80)
+            continue;
+        if (col++ == mark.column)
+            break;
+    }
+    return i;
+}
+
+/* 1-based line and column (in characters) of a byte offset in the text. */
+static void offset_position(const parse_ctx *ctx, size_t offset, size_t *line, size_t *col) {
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < offset && i < ctx->textlen; i++) {
+        if (ctx->text[i] == '\n') {
+            ++*line;
+            *col = 1;
+        } else if (((unsigned char)ctx->text[i] & 0xc0) != 0x80) {
+            ++*col;
+        }
+    }
+}
+
+/* libyaml's problem and context, plus a hint for the one mistake it words
+ * obscurely: in flow style ({ address: ::1 }), a plain scalar cannot start
+ * with ':'. */
+static void report_syntax(parse_ctx *ctx, const yaml_parser_t *parser) {
+    if (parser->error == YAML_MEMORY_ERROR) {
+        report_file(ctx, "out of memory");
+        return;
+    }
+    if (parser->error == YAML_READER_ERROR) {
+        size_t line, col;
+        offset_position(ctx, parser->problem_offset, &line, &col);
+        if (parser->problem_value >= 0)
+            report_at(ctx, line, col, NULL, "encoding error: %s (0x%02x)", parser->problem,
+                      (unsigned)parser->problem_value);
+        else
+            report_at(ctx, line, col, NULL, "encoding error: %s", parser->problem);
+        return;
+    }
+    yaml_mark_t at = parser->problem_mark;
+    char context[128] = "";
+    if (parser->context != NULL &&
+        (parser->context_mark.line != at.line || parser->context_mark.column != at.column))
+        snprintf(context, sizeof context, " (%s that started at %zu:%zu)", parser->context,
+                 parser->context_mark.line + 1, parser->context_mark.column + 1);
+    else if (parser->context != NULL)
+        snprintf(context, sizeof context, " (%s)", parser->context);
+    size_t offset = mark_offset(ctx, at);
+    bool colon_scalar =
+        offset + 1 < ctx->textlen && ctx->text[offset] == ':' && ctx->text[offset + 1] == ':';
+    report(ctx, at, NULL, "syntax error: %s%s%s", parser->problem ? parser->problem : "unknown",
+           context, colon_scalar ? "; quote IPv6 addresses inside { }, e.g. \"::1\"" : "");
+}
+
+/* A configuration is one document: a second one is most likely a mistake. */
+static void check_single_document(parse_ctx *ctx, yaml_parser_t *parser) {
+    yaml_document_t doc;
+    if (!yaml_parser_load(parser, &doc)) {
+        report_syntax(ctx, parser);
+        return;
+    }
+    const yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root != NULL && !is_null(root))
+        report(ctx, root->start_mark, NULL,
+               "a second YAML document; the configuration must be a single one");
+    yaml_document_delete(&doc);
+}
+
+static void parse_text(parse_ctx *ctx) {
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        report_file(ctx, "out of memory");
+        return;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)ctx->text, ctx->textlen);
+    yaml_document_t doc;
+    if (yaml_parser_load(&parser, &doc)) {
+        const yaml_node_t *root = yaml_document_get_root_node(&doc);
+        bool empty = root == NULL; /* an empty file, or only comments */
+        ctx->doc = &doc;
+        if (!empty)
+            parse_root(ctx, root);
+        ctx->doc = NULL;
+        yaml_document_delete(&doc);
+        if (!empty && !ctx->gave_up)
+            check_single_document(ctx, &parser);
+    } else {
+        report_syntax(ctx, &parser); /* libyaml has freed the partial document */
+    }
+    yaml_parser_delete(&parser);
+}
+
+/* The whole file, NUL-terminated, or NULL (reported). */
+static char *read_file(parse_ctx *ctx, size_t *len) {
+    FILE *f = fopen(ctx->path, "rb");
+    if (f == NULL) {
+        report_file(ctx, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *text = malloc(cap);
+    int read_errno = 0;
+    while (text != NULL && n <= MAX_FILE_SIZE) {
+        if (cap - n < 2) {
+            char *bigger = realloc(text, cap * 2);
+            if (bigger == NULL) {
+                free(text);
+                text = NULL;
+                break;
+            }
+            text = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(text + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) {
+            read_errno = ferror(f) ? errno : 0;
+            break;
+        }
+    }
+    fclose(f);
+    if (text == NULL) {
+        report_file(ctx, "out of memory");
+    } else if (read_errno != 0 || n > MAX_FILE_SIZE) {
+        if (read_errno != 0)
+            report_file(ctx, "cannot read: %s", strerror(read_errno));
+        else
+            report_file(ctx, "too large (over %d bytes)", MAX_FILE_SIZE);
+        free(text);
+        text = NULL;
+    } else {
+        text[n] = '\0';
+        *len = n;
+    }
+    return text;
+}
+
+int config_load(const char *path, config *cfg, config_errors *errs) {
+    config_errors scratch;
+    parse_ctx ctx = {.path = path, .errs = errs != NULL ? errs : &scratch};
+    errors_reset(ctx.errs);
+    char *text = read_file(&ctx, &ctx.textlen);
+    /* On the heap: about 17 KiB, and coechod may reload from a coroutine. */
+    ctx.cfg = text != NULL ? malloc(sizeof *ctx.cfg) : NULL;
+    if (text != NULL && ctx.cfg == NULL)
+        report_file(&ctx, "out of memory");
+    if (ctx.cfg != NULL) {
+        ctx.text = text;
+        config_defaults(ctx.cfg);
+        if (!report_tabs(&ctx))
+            parse_text(&ctx);
+    }
+    bool ok = ctx.errs->count == 0;
+    if (ok)
+        *cfg = *ctx.cfg;
+    free(ctx.cfg);
+    free(text);
+    return ok ? 0 : -1;
+}
+
+/* ---- dump ------------------------------------------------------------------------ */
+
+/* A double-quoted YAML string: escapes what YAML requires and control
+ * characters; other bytes (UTF-8) go as they are. */
+static void write_yaml_string(FILE *out, const char *s) {
+    putc('"', out);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else
+            putc(c, out);
+    }
+    putc('"', out);
+}
+
+void config_dump(const config *cfg, FILE *out) {
+    char a[32];
+    fputs("# coechod configuration: every setting with its effective value\n", out);
+    fputs(cfg->nlisten == 0 ? "listen: []\n" : "listen:\n", out);
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        char ip[INET6_ADDRSTRLEN];
+        listen_ip_text(&cfg->listen[i], ip, sizeof ip);
+        fprintf(out, "  - { address: \"%s\", port: %u }\n", ip, listen_port(&cfg->listen[i]));
+    }
+    fputs("limits:\n", out);
+    fprintf(out, "  max_connections: %" PRIu32 "\n", cfg->max_connections);
+    fprintf(out, "  max_connections_per_ip: %" PRIu32 "\n", cfg->max_connections_per_ip);
+    format_duration(a, sizeof a, cfg->idle_timeout_ms);
+    fprintf(out, "  idle_timeout: %s\n", a);
+    format_size(a, sizeof a, cfg->buffer_size);
+    fprintf(out, "  buffer_size: %s\n", a);
+    format_size(a, sizeof a, cfg->stack_size);
+    fprintf(out, "  stack_size: %s\n", a);
+    fprintf(out, "  backlog: %d\n", cfg->backlog);
+    format_duration(a, sizeof a, cfg->shutdown_grace_ms);
+    fprintf(out, "shutdown_grace: %s\n", a);
+    if (cfg->workers == 0)
+        fputs("workers: auto\n", out);
+    else
+        fprintf(out, "workers: %d\n", cfg->workers);
+    fprintf(out, "log:\n  level: %s\n", config_log_level_name(cfg->log_level));
+    fputs("pid_file: ", out);
+    write_yaml_string(out, cfg->pid_file);
+    fputs("\nuser: ", out);
+    write_yaml_string(out, cfg->user);
+    putc('\n', out);
+}

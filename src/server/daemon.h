@@ -1,0 +1,30 @@
+/* Process plumbing for coechod: --daemon, the pid file, dropping privileges
+ * and the descriptor limit. */
+#ifndef COECHO_DAEMON_H
+#define COECHO_DAEMON_H
+
+#include <stddef.h>
+
+/* Double fork and setsid; chdir /; stdio to /dev/null. The original process
+ * waits until daemon_ready() (exit 0) or until the daemon fails to get there
+ * (exit 1), so `coechod -d` returns when the daemon serves. Returns 0 in the
+ * daemon, -errno when it could not fork. */
+int daemon_detach(void);
+/* Tells the waiting original process that the daemon is up. */
+void daemon_ready(void);
+
+/* Refuses (-EEXIST) when path names a live process; writes our pid through
+ * a temporary file and rename(2). 0 or -errno; err says why. */
+int pidfile_write(const char *path, char *err, size_t errlen);
+/* The same refusal alone, to tell the terminal before detaching. */
+int pidfile_check(const char *path, char *err, size_t errlen);
+void pidfile_remove(const char *path);
+
+/* setgroups/setgid/setuid to user. 0, or -1 with err. */
+int drop_privileges(const char *user, char *err, size_t errlen);
+
+/* Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft
+ * limit now in force. */
+long raise_fd_limit(void);
+
+#endif

@@ -1,0 +1,33 @@
+/* Connections per client address: an open-addressing map from a 16-byte
+ * address (IPv4 as ::ffff:a.b.c.d) to a count; entries leave at count 0. */
+#ifndef COECHO_IPCOUNT_H
+#define COECHO_IPCOUNT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct ip_key {
+    uint8_t bytes[16];
+} ip_key;
+
+typedef struct ipcount_slot {
+    ip_key key;
+    uint32_t count; /* 0: empty slot */
+} ipcount_slot;
+
+typedef struct ipcount {
+    ipcount_slot *slots;
+    size_t mask;
+    size_t used;
+} ipcount;
+
+void ip_key_from_sockaddr(ip_key *key, const struct sockaddr *sa);
+void ipcount_init(ipcount *m);
+void ipcount_destroy(ipcount *m);
+uint32_t ipcount_get(const ipcount *m, const ip_key *key);
+/* Adds one; returns the new count, or 0 when memory ran out. */
+uint32_t ipcount_add(ipcount *m, const ip_key *key);
+void ipcount_remove(ipcount *m, const ip_key *key);
+
+#endif

@@ -1,0 +1,326 @@
+/* The supervisor: the root task and reaper. It reaps accept tasks and
+ * connection handlers, restarts an accept task that died (with backoff),
+ * and, through its signal task, stops (TERM/INT), reloads (HUP) and reports
+ * (USR1). */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "server/log.h"
+#include "server/server.h"
+
+server srv;
+
+enum {
+    TICK_MS = 1000,           /* liveness checks */
+    BACKOFF_FIRST_MS = 100,   /* first restart delay of a dead accept task */
+    BACKOFF_MAX_MS = 5000
+};
+
+static co_tid signal_tid;
+
+static size_t live_listeners(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        n += srv.listeners[i].used;
+    return n;
+}
+
+void server_log_stats(void) {
+    co_stats rt;
+    co_get_stats(&rt);
+    log_info("stats: connections=%zu accepted=%llu closed=%llu rejected_per_ip=%llu "
+             "timed_out=%llu accept_errors=%llu bytes_in=%llu bytes_out=%llu listeners=%zu "
+             "accepts_paused=%zu tasks=%zu",
+             srv.active, (unsigned long long)srv.stats.accepted,
+             (unsigned long long)srv.stats.closed, (unsigned long long)srv.stats.rejected_per_ip,
+             (unsigned long long)srv.stats.timed_out,
+             (unsigned long long)srv.stats.accept_errors,
+             (unsigned long long)srv.stats.bytes_in, (unsigned long long)srv.stats.bytes_out,
+             live_listeners(), srv.accepts_paused, rt.tasks);
+}
+
+/* ---- listeners across reloads ------------------------------------------- */
+
+static bool same_addr(const listen_addr *a, const listen_addr *b) {
+    return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+static bool config_has(const config *cfg, const listen_addr *addr) {
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (same_addr(&cfg->listen[i], addr))
+            return true;
+    return false;
+}
+
+static listener *listener_for(const listen_addr *addr) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (srv.listeners[i].used && !srv.listeners[i].closing &&
+            same_addr(&srv.listeners[i].addr, addr))
+            return &srv.listeners[i];
+    return NULL;
+}
+
+static listener *free_listener_slot(void) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (!srv.listeners[i].used)
+            return &srv.listeners[i];
+    return NULL;
+}
+
+static void open_added_listener(const listen_addr *addr, int backlog) {
+    listener *l = free_listener_slot();
+    char err[256];
+    if (!l) {
+        log_error("cannot listen on %s: too many listeners still closing", addr->text);
+        return;
+    }
+    if (listener_open(l, addr, backlog, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return;
+    }
+    log_info("listening on %s", l->bound);
+    if (listener_start(l) != 0) {
+        log_error("%s: cannot start its accept task", l->bound);
+        listener_stop(l);
+    }
+}
+
+static void apply_listeners(const config *next) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        listener *l = &srv.listeners[i];
+        if (!l->used || l->closing)
+            continue;
+        if (!config_has(next, &l->addr))
+            listener_stop(l);
+        else if (listen(l->fd, next->backlog) != 0) /* takes the new backlog */
+            log_warn("%s: listen: %s", l->bound, strerror(errno));
+    }
+    for (size_t i = 0; i < next->nlisten; i++)
+        if (!listener_for(&next->listen[i]))
+            open_added_listener(&next->listen[i], next->backlog);
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+static void reload(void) {
+    if (!srv.config_path) {
+        log_warn("SIGHUP: no configuration file (-c) to reload");
+        return;
+    }
+    /* Both are large (about 17 and 8 KiB): kept off the task's stack. */
+    static config next;
+    static config_errors errs;
+    if (config_load(srv.config_path, &next, &errs) != 0) {
+        log_error("reload of %s failed; keeping the running configuration:", srv.config_path);
+        for (char *line = strtok(errs.text, "\n"); line; line = strtok(NULL, "\n"))
+            log_error("%s", line);
+        return;
+    }
+    if (srv.cli_listeners) { /* -l keeps replacing the file's listeners */
+        memcpy(next.listen, srv.cli_listen, sizeof srv.cli_listen);
+        next.nlisten = srv.ncli_listen;
+    }
+    if (next.stack_size != srv.cfg.stack_size)
+        log_warn("stack_size changes take effect at the next start");
+    if (next.workers != srv.cfg.workers)
+        log_warn("workers changes take effect at the next start");
+    log_set_level(next.log_level);
+    apply_listeners(&next);
+    memcpy(next.pid_file, srv.cfg.pid_file, sizeof next.pid_file); /* fixed at start */
+    memcpy(next.user, srv.cfg.user, sizeof next.user);
+    srv.cfg = next;
+    accept_gate_open(); /* max_connections may have grown */
+    log_info("reloaded %s", srv.config_path);
+}
+
+static void begin_shutdown(int signo) {
+    if (srv.shutting_down) {
+        log_warn("%s again: closing every connection now", strsignal(signo));
+        srv.shutdown_deadline = co_now();
+        srv.connections_killed = true;
+        echo_kill_all();
+        return;
+    }
+    srv.shutting_down = true;
+    srv.shutdown_deadline = co_now() + srv.cfg.shutdown_grace_ms;
+    log_info("%s: stopping; listeners closed, waiting up to %lld ms for %zu connection(s)",
+             strsignal(signo), (long long)srv.cfg.shutdown_grace_ms, srv.active);
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (srv.listeners[i].used && !srv.listeners[i].closing)
+            listener_stop(&srv.listeners[i]);
+}
+
+static int signal_task(void *arg) {
+    (void)arg;
+    static const int watched[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    for (size_t i = 0; i < sizeof watched / sizeof watched[0]; i++) {
+        int r = co_signal_watch(watched[i]);
+        if (r)
+            log_error("cannot watch %s: %s", strsignal(watched[i]), strerror(-r));
+    }
+    for (;;) {
+        int signo = co_signal_wait(CO_NEVER);
+        switch (signo) {
+        case SIGTERM:
+        case SIGINT:
+            begin_shutdown(signo);
+            break;
+        case SIGHUP:
+            if (srv.shutting_down)
+                log_info("SIGHUP ignored: stopping");
+            else
+                reload();
+            break;
+        case SIGUSR1:
+            server_log_stats();
+            break;
+        default:
+            return signo < 0 && signo != -ECANCELED ? -signo : 0;
+        }
+    }
+}
+
+/* ---- reaping and liveness ------------------------------------------------ */
+
+static listener *listener_of_task(co_tid tid) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (srv.listeners[i].used && srv.listeners[i].accept_tid == tid)
+            return &srv.listeners[i];
+    return NULL;
+}
+
+static void schedule_restart(listener *l, int status) {
+    l->accept_tid = 0;
+    l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : BACKOFF_FIRST_MS;
+    if (l->backoff_ms > BACKOFF_MAX_MS)
+        l->backoff_ms = BACKOFF_MAX_MS;
+    l->restart_at = co_now() + l->backoff_ms;
+    log_warn("accept task of %s exited (%s); restarting it in %lld ms", l->bound,
+             status ? strerror(status) : "no error", (long long)l->backoff_ms);
+}
+
+static void on_task_exit(co_tid tid, int status) {
+    listener *l = listener_of_task(tid);
+    if (l) {
+        if (!l->closing && !srv.shutting_down)
+            schedule_restart(l, status);
+        return;
+    }
+    if (tid == signal_tid) {
+        log_error("signal task exited (%s); restarting it", strerror(status));
+        co_spawn_attr attr = {.name = "signals"};
+        signal_tid = co_spawn_with(signal_task, NULL, &attr);
+        return;
+    }
+    if (status)
+        log_debug("task %llu exited with %s", (unsigned long long)tid, strerror(status));
+}
+
+static void restart_due_listeners(int64_t now) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        listener *l = &srv.listeners[i];
+        if (!l->used || l->closing || l->accept_tid || now < l->restart_at)
+            continue;
+        if (listener_start(l) == 0)
+            log_info("accept task of %s restarted", l->bound);
+        else
+            l->restart_at = now + BACKOFF_MAX_MS;
+    }
+}
+
+/* A listener whose accept task vanished without an exit we saw. */
+static void check_liveness(void) {
+    co_task_info info;
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        listener *l = &srv.listeners[i];
+        if (l->used && l->accept_tid && co_task_get_info(l->accept_tid, &info) != 0)
+            schedule_restart(l, ESRCH);
+        else if (l->used && l->accept_tid && info.state != CO_ZOMBIE)
+            l->backoff_ms = 0; /* alive and well: the next failure starts over */
+    }
+}
+
+static int64_t next_wakeup(int64_t now) {
+    int64_t at = now + TICK_MS;
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        listener *l = &srv.listeners[i];
+        if (l->used && !l->closing && !l->accept_tid && l->restart_at < at)
+            at = l->restart_at;
+    }
+    if (srv.shutting_down && !srv.connections_killed && srv.shutdown_deadline < at)
+        at = srv.shutdown_deadline;
+    return at;
+}
+
+static bool accept_tasks_left(void) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (srv.listeners[i].used)
+            return true;
+    return false;
+}
+
+static void release_everything(void) {
+    co_kill(signal_tid);
+    while (co_wait_child(NULL, NULL, CO_NEVER) == 0)
+        ;
+    co_chan_free(srv.slot_gate);
+    srv.slot_gate = NULL;
+    ipcount_destroy(&srv.per_ip);
+    echo_release_buffers();
+}
+
+int supervisor_run(void *arg) {
+    (void)arg;
+    srv.supervisor = co_self();
+    list_init(&srv.connections);
+    ipcount_init(&srv.per_ip);
+    srv.slot_gate = co_chan_new(1, 0);
+    if (!srv.slot_gate || co_become_reaper() != 0) {
+        log_error("cannot start the supervisor");
+        return 1;
+    }
+    co_spawn_attr attr = {.name = "signals"};
+    signal_tid = co_spawn_with(signal_task, NULL, &attr);
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (srv.listeners[i].used && listener_start(&srv.listeners[i]) != 0)
+            schedule_restart(&srv.listeners[i], errno);
+
+    int64_t next_tick = co_now() + TICK_MS;
+    for (;;) {
+        int64_t now = co_now();
+        co_tid tid;
+        int status;
+        int r = co_wait_child(&tid, &status, next_wakeup(now));
+        if (r == 0)
+            on_task_exit(tid, status);
+        else if (r == -ECHILD)
+            co_sleep(next_wakeup(now));
+        else if (r != -ETIMEDOUT)
+            log_error("supervisor: wait: %s", strerror(-r));
+        now = co_now();
+        if (now >= next_tick) {
+            check_liveness();
+            next_tick = now + TICK_MS;
+        }
+        if (!srv.shutting_down) {
+            restart_due_listeners(now);
+            continue;
+        }
+        if (!srv.connections_killed && now >= srv.shutdown_deadline && srv.active) {
+            log_warn("shutdown_grace over: closing %zu connection(s)", srv.active);
+            srv.connections_killed = true;
+            echo_kill_all();
+        }
+        if (srv.active == 0 && !accept_tasks_left())
+            break;
+    }
+    release_everything();
+    log_info("stopped: %llu connection(s) served", (unsigned long long)srv.stats.accepted);
+    return 0;
+}

@@ -1,0 +1,1360 @@
+#!/usr/bin/env python3
+"""Integration tests for coechod, the coecho TCP echo daemon.
+
+Every test starts the real daemon on a loopback address with port 0, learns
+the port from its "listening on ADDR:PORT" log line on stderr, talks to it
+over sockets and always kills and reaps what it started.
+
+    test_coechod.py              run every test
+    test_coechod.py NAME...      run only the named tests
+    test_coechod.py --list       list the test names
+
+Environment: COECHOD_IT_VERBOSE=1 prints measurements and timings; COECHOD (the binary; default BUILDDIR/src/server/coechod),
+BUILDDIR (default: the current directory), SRCDIR (the source tree, for
+tests/configs/ and conf/; default: two levels above this script).
+Exit status: 0 if every test passed, 1 if any failed, 77 (automake SKIP) if
+the binary is missing, 2 on a usage error.
+
+Python 3 standard library only.
+"""
+
+import os
+import random
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.path.abspath(os.environ.get("SRCDIR")
+                         or os.path.join(SCRIPT_DIR, os.pardir, os.pardir))
+BUILDDIR = os.path.abspath(os.environ.get("BUILDDIR") or os.getcwd())
+COECHOD = os.path.abspath(os.environ.get("COECHOD")
+                          or os.path.join(BUILDDIR, "src", "server", "coechod"))
+
+TEST_DEADLINE = 30.0  # seconds per test, enforced by the runner
+VERBOSE = bool(os.environ.get("COECHOD_IT_VERBOSE"))
+KiB = 1024
+MiB = 1024 * 1024
+
+# The daemon logs exactly "listening on ADDR:PORT" (IPv6 as [ADDR]:PORT).
+LISTEN_RE = re.compile(
+    r"listening on (\[[0-9A-Fa-f:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):(\d+)")
+
+
+# ---------------------------------------------------------------------------
+# registry and outcomes
+
+TESTS = []
+
+
+def test(fn):
+    """Registers fn as a test case named after the function."""
+    TESTS.append(fn)
+    return fn
+
+
+class TestFailure(Exception):
+    pass
+
+
+class TestSkip(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise TestFailure(message)
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+# The daemon must not talk to a service manager the test runner happens to
+# run under (sd_notify, socket activation) nor log in journal format.
+SYSTEMD_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+               "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
+
+
+def daemon_env():
+    return {k: v for k, v in os.environ.items() if k not in SYSTEMD_ENV}
+
+
+def child_pids(pid):
+    """Direct children of pid (from /proc), for workers the daemon forks."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            kids.append(int(entry))
+    return kids
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        for kid in child_pids(todo.pop()):
+            out.append(kid)
+            todo.append(kid)
+    return out
+
+
+def rss_kib(pid):
+    """VmRSS of pid in KiB, 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kib(pid):
+    return rss_kib(pid) + sum(rss_kib(k) for k in descendants(pid))
+
+
+def process_gone(pid):
+    """True once pid no longer exists (or is a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return line.split()[1] in ("Z", "X")
+    except OSError:
+        return True
+    return False
+
+
+def kill_pid(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Daemon:
+    """One coechod process in the foreground, its stdout and stderr
+    collected line by line by reader threads."""
+
+    def __init__(self, args, cwd=None):
+        self.args = [COECHOD] + list(args)
+        self.lines = []      # stderr
+        self.out_lines = []  # stdout
+        self.cond = threading.Condition()
+        self.open_streams = 2
+        self.proc = subprocess.Popen(
+            self.args, cwd=cwd, env=daemon_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)
+        self.pid = self.proc.pid
+        for stream, sink in ((self.proc.stderr, self.lines),
+                             (self.proc.stdout, self.out_lines)):
+            threading.Thread(target=self._reader, args=(stream, sink),
+                             daemon=True).start()
+
+    def _reader(self, stream, sink):
+        try:
+            for raw in iter(stream.readline, b""):
+                with self.cond:
+                    sink.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                    self.cond.notify_all()
+        finally:
+            with self.cond:
+                self.open_streams -= 1
+                self.cond.notify_all()
+
+    def mark(self):
+        """Index of the next stderr line, for wait_log(start=...)."""
+        with self.cond:
+            return len(self.lines)
+
+    def wait_log(self, pattern, timeout=5.0, start=0, what=None):
+        """Waits for a stderr line (from index start on) matching pattern;
+        returns the match. Fails after timeout or once stderr is closed."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                    i += 1
+                left = deadline - time.monotonic()
+                if self.open_streams == 0 or left <= 0:
+                    state = ("exited with status %s" % self.proc.poll()
+                             if self.proc.poll() is not None else "running")
+                    raise TestFailure("no log line %s within %.1f s (daemon %s)"
+                                      % (what or "matching %r" % rx.pattern,
+                                         timeout, state))
+                self.cond.wait(min(left, 0.2))
+
+    def wait_listening(self, count=1, timeout=10.0):
+        """Waits for count "listening on" lines; returns [(host, port)]."""
+        found, start = [], 0
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            left = max(0.0, deadline - time.monotonic())
+            m = self.wait_log(LISTEN_RE, left, start,
+                              what="'listening on ADDR:PORT' #%d" % (len(found) + 1))
+            with self.cond:
+                start = next(i for i in range(start, len(self.lines))
+                             if LISTEN_RE.search(self.lines[i])) + 1
+            port = int(m.group(2))
+            check(0 < port < 65536, "daemon logged a bad port: %r" % m.group(0))
+            found.append((m.group(1), port))
+        return found
+
+    def port(self):
+        return self.wait_listening(1)[0][1]
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout):
+        """Exit status, or None if still running after timeout."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            for kid in descendants(self.pid):
+                kill_pid(kid)
+            self.proc.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def tail(self, n=25):
+        with self.cond:
+            return self.lines[-n:]
+
+
+class Result:
+    def __init__(self, rc, stdout, stderr):
+        self.rc, self.stdout, self.stderr = rc, stdout, stderr
+
+    def summary(self):
+        err = self.stderr.strip().splitlines()
+        return "exit %s, stderr %r" % (self.rc, err[:3])
+
+
+def run_coechod(args, cwd=None, timeout=10.0):
+    """Runs coechod to completion (for -t, -V, bad flags, --daemon).
+    Output goes to files, not pipes, so a forked child cannot hold us."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([COECHOD] + list(args), cwd=cwd, env=daemon_env(),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for kid in descendants(proc.pid):
+                kill_pid(kid)
+            proc.kill()
+            proc.wait(5)
+            raise TestFailure("coechod %s did not exit within %.0f s"
+                              % (" ".join(args), timeout))
+        out.seek(0)
+        err.seek(0)
+        return Result(rc, out.read().decode("utf-8", "replace"),
+                      err.read().decode("utf-8", "replace"))
+
+
+# ---------------------------------------------------------------------------
+# per-test context: everything started here is cleaned up by the runner
+
+class Ctx:
+    def __init__(self, name):
+        self.name = name
+        self.tmp = tempfile.TemporaryDirectory(prefix="coechod-it-%s-" % name)
+        self.dir = self.tmp.name
+        self.daemons = []
+        self.socks = []
+        self.lock = threading.Lock()
+        self.notes = []
+
+    def note(self, text):
+        """A measurement shown with COECHOD_IT_VERBOSE=1 and on failure."""
+        self.notes.append(text)
+
+    def daemon(self, args, config=None, cwd=None):
+        """Starts coechod in the foreground; config text is written to a
+        file passed with -c. (Tests always pass one, so that a system-wide
+        /etc/coechod/coechod.yaml cannot change what they measure.)"""
+        args = list(args)
+        if config is not None:
+            args = ["-c", self.write_config(config)] + args
+        d = Daemon(args, cwd=cwd)
+        with self.lock:
+            self.daemons.append(d)
+        return d
+
+    def write_config(self, text, name="coechod.yaml"):
+        """Writes (atomically replaces) a config file in the test's dir."""
+        path = os.path.join(self.dir, name)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return path
+
+    def connect(self, port, host="127.0.0.1", timeout=3.0, rcvbuf=None,
+                sndbuf=None):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        with self.lock:
+            self.socks.append(s)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        s.settimeout(timeout)
+        try:
+            s.connect((host, port))
+        except OSError as e:
+            s.close()
+            raise TestFailure("connect to %s port %d: %s" % (host, port, e))
+        return s
+
+    def cleanup(self):
+        with self.lock:
+            socks, daemons = list(self.socks), list(self.daemons)
+        for s in socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        for d in daemons:
+            d.kill()
+        # Anything still running with our private directory on its command
+        # line was started by this test (e.g. a --daemon): kill it by pid.
+        for pid in pids_with_arg(self.dir):
+            kill_pid(pid)
+        try:
+            self.tmp.cleanup()
+        except OSError:
+            pass
+
+    def diagnostics(self):
+        out = []
+        with self.lock:
+            daemons = list(self.daemons)
+        for i, d in enumerate(daemons):
+            status = d.proc.poll()
+            out.append("daemon #%d (%s) %s; stderr tail:" % (
+                i + 1, " ".join(d.args[1:]),
+                "running" if status is None else "exit status %s" % status))
+            out.extend("    " + line for line in d.tail())
+        return out
+
+
+def pids_with_arg(text):
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmd = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text in cmd and not process_gone(int(entry)):
+            pids.append(int(entry))
+    return pids
+
+
+# ---------------------------------------------------------------------------
+# socket helpers
+
+def free_port(host="127.0.0.1"):
+    """A port that was free a moment ago (for fixed-port listeners)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def have_ipv6_loopback():
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def recv_exact(s, n, timeout=3.0, what="echo"):
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TestFailure("%s: got %d of %d bytes within %.1f s"
+                              % (what, len(buf), n, timeout))
+        s.settimeout(left)
+        try:
+            chunk = s.recv(n - len(buf))
+        except socket.timeout:
+            continue
+        except OSError as e:
+            raise TestFailure("%s: %s after %d of %d bytes" % (what, e, len(buf), n))
+        if not chunk:
+            raise TestFailure("%s: connection closed after %d of %d bytes"
+                              % (what, len(buf), n))
+        buf += chunk
+    return bytes(buf)
+
+
+def echo_ok(s, payload=b"ping\n", timeout=3.0, what="echo"):
+    try:
+        s.settimeout(timeout)
+        s.sendall(payload)
+    except OSError as e:
+        raise TestFailure("%s: send failed: %s" % (what, e))
+    got = recv_exact(s, len(payload), timeout, what)
+    check(got == payload, "%s: wrong bytes back (%r... for %r...)"
+          % (what, got[:16], payload[:16]))
+
+
+def recv_until_eof(s, timeout=5.0, what="read"):
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TestFailure("%s: no EOF within %.1f s (%d bytes read)"
+                              % (what, timeout, len(buf)))
+        s.settimeout(left)
+        try:
+            chunk = s.recv(256 * KiB)
+        except socket.timeout:
+            continue
+        except OSError as e:
+            raise TestFailure("%s: %s after %d bytes" % (what, e, len(buf)))
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+
+
+def wait_closed(s, timeout, what="connection"):
+    """Waits until the peer closes s without sending anything; returns
+    "EOF" or "reset". Fails on data or timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TestFailure("%s was not closed within %.1f s" % (what, timeout))
+        s.settimeout(left)
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, ConnectionAbortedError):
+            return "reset"
+        except OSError as e:
+            raise TestFailure("%s: unexpected error %s" % (what, e))
+        if not chunk:
+            return "EOF"
+        raise TestFailure("%s: expected to be closed, got data %r" % (what, chunk[:32]))
+
+
+def expect_silence(s, seconds, what):
+    """Fails if anything (data or close) arrives on s within seconds."""
+    s.settimeout(seconds)
+    try:
+        chunk = s.recv(4096)
+    except socket.timeout:
+        return
+    except OSError as e:
+        raise TestFailure("%s: connection failed: %s" % (what, e))
+    if chunk:
+        raise TestFailure("%s: got %d bytes back, expected none yet" % (what, len(chunk)))
+    raise TestFailure("%s: connection closed, expected it to wait" % what)
+
+
+def connect_refused(port, host="127.0.0.1"):
+    """True if a connect to host:port is refused right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(2.0)
+        try:
+            s.connect((host, port))
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+        return False
+
+
+def wait_refused(port, timeout, host="127.0.0.1"):
+    deadline = time.monotonic() + timeout
+    while not connect_refused(port, host):
+        if time.monotonic() > deadline:
+            raise TestFailure("connections to port %d still accepted %.1f s later"
+                              % (port, timeout))
+        time.sleep(0.05)
+
+
+def wait_accepting(port, timeout, host="127.0.0.1"):
+    deadline = time.monotonic() + timeout
+    while connect_refused(port, host):
+        if time.monotonic() > deadline:
+            raise TestFailure("nothing listening on port %d within %.1f s" % (port, timeout))
+        time.sleep(0.05)
+
+
+class Stream:
+    """One client of pump(): data to send, checked as it comes back."""
+
+    def __init__(self, sock, data, name, half_close=True):
+        sock.setblocking(False)
+        self.sock = sock
+        self.data = data if isinstance(data, memoryview) else memoryview(data)
+        self.name = name
+        self.half_close = half_close
+        self.sent = 0
+        self.recvd = 0
+        self.eof = False
+        self.shut = False
+
+    def status(self):
+        return "%s: sent %d, received %d of %d%s" % (
+            self.name, self.sent, self.recvd, len(self.data),
+            ", EOF" if self.eof else "")
+
+
+def first_difference(a, b):
+    for i in range(min(len(a), len(b))):
+        if a[i] != b[i]:
+            return i
+    return min(len(a), len(b))
+
+
+def pump(streams, timeout, send_limit=None, recv_goal=None, chunk=256 * KiB):
+    """Sends every stream's data (or its first send_limit bytes) while
+    checking what comes back, byte for byte. With recv_goal, returns once
+    each stream has received that much; else each stream half-closes once
+    all is sent and pump returns once every stream saw EOF after exactly
+    its data."""
+    sel = selectors.DefaultSelector()
+    registered = {}
+    deadline = time.monotonic() + timeout
+
+    def limit(s):
+        return len(s.data) if send_limit is None else min(send_limit, len(s.data))
+
+    def done(s):
+        if recv_goal is None:
+            return s.eof
+        return s.recvd >= min(recv_goal, len(s.data))
+
+    try:
+        while True:
+            active = False
+            for s in streams:
+                if (s.sent == len(s.data) and s.half_close and not s.shut
+                        and recv_goal is None):
+                    try:
+                        s.sock.shutdown(socket.SHUT_WR)
+                    except OSError as e:
+                        raise TestFailure("%s: shutdown: %s" % (s.name, e))
+                    s.shut = True
+                ev = 0
+                if s.sent < limit(s):
+                    ev |= selectors.EVENT_WRITE
+                if not s.eof and not done(s):
+                    ev |= selectors.EVENT_READ
+                if ev:
+                    active = True
+                old = registered.get(s, 0)
+                if ev != old:
+                    if old and ev:
+                        sel.modify(s.sock, ev, s)
+                    elif ev:
+                        sel.register(s.sock, ev, s)
+                    else:
+                        sel.unregister(s.sock)
+                    registered[s] = ev
+            if not active:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pending = [s.status() for s in streams if not done(s)]
+                raise TestFailure("streams unfinished after %.0f s: %d, e.g. %s"
+                                  % (timeout, len(pending), "; ".join(pending[:3])))
+            for key, mask in sel.select(min(left, 0.5)):
+                s = key.data
+                if mask & selectors.EVENT_READ:
+                    try:
+                        got = s.sock.recv(chunk)
+                    except BlockingIOError:
+                        got = None
+                    except OSError as e:
+                        raise TestFailure("%s: recv: %s (%s)" % (s.name, e, s.status()))
+                    if got is not None:
+                        if not got:
+                            s.eof = True
+                            if s.recvd != len(s.data) or s.sent != len(s.data):
+                                raise TestFailure("%s: early EOF (%s)" % (s.name, s.status()))
+                        else:
+                            end = s.recvd + len(got)
+                            if end > s.sent:
+                                raise TestFailure("%s: received %d bytes but sent only %d"
+                                                  % (s.name, end, s.sent))
+                            want = s.data[s.recvd:end]
+                            if want != got:
+                                at = s.recvd + first_difference(want, got)
+                                raise TestFailure("%s: echoed data differs at byte %d of %d"
+                                                  % (s.name, at, len(s.data)))
+                            s.recvd = end
+                if mask & selectors.EVENT_WRITE and s.sent < limit(s):
+                    try:
+                        n = s.sock.send(s.data[s.sent:min(s.sent + chunk, limit(s))])
+                    except BlockingIOError:
+                        n = 0
+                    except OSError as e:
+                        raise TestFailure("%s: send: %s (%s)" % (s.name, e, s.status()))
+                    s.sent += n
+    finally:
+        sel.close()
+
+
+def yaml_config(listen=(("127.0.0.1", 0),), limits=None, extra=""):
+    lines = ["listen:"]
+    for host, port in listen:
+        lines.append('  - { address: "%s", port: %d }' % (host, port))
+    if limits:
+        lines.append("limits:")
+        for k, v in limits.items():
+            lines.append("  %s: %s" % (k, v))
+    text = "\n".join(lines) + "\n"
+    if extra:
+        text += extra.rstrip("\n") + "\n"
+    return text
+
+
+# ---------------------------------------------------------------------------
+# echo
+
+@test
+def echo_concurrent_random(ctx):
+    """50 concurrent clients, random payloads from 1 B to 1 MiB, every byte
+    checked, each half-closes and must see EOF after exactly its data."""
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config())
+    port = d.port()
+    rng = random.Random(0xC0EC)
+    sizes = [1, MiB, 2, 16 * KiB - 1, 16 * KiB, 16 * KiB + 1, 64 * KiB]
+    sizes += [rng.randint(1, MiB) for _ in range(50 - len(sizes))]
+    rng.shuffle(sizes)
+    streams = [Stream(ctx.connect(port), rng.randbytes(n), "client %d (%d B)" % (i, n))
+               for i, n in enumerate(sizes)]
+    pump(streams, timeout=20)
+    check(d.alive(), "daemon exited")
+
+
+@test
+def echo_half_close(ctx):
+    """Send, shutdown(SHUT_WR), read until EOF: everything comes back."""
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config())
+    port = d.port()
+    # small: all sent and half-closed before the daemon reads anything
+    s = ctx.connect(port)
+    msg = b"hello, half-closed world\n" * 3
+    s.sendall(msg)
+    s.shutdown(socket.SHUT_WR)
+    got = recv_until_eof(s, 5, "small half-close")
+    check(got == msg, "small half-close: got %r, sent %r" % (got[:40], msg[:40]))
+    # nothing sent at all: EOF at once
+    s = ctx.connect(port)
+    s.shutdown(socket.SHUT_WR)
+    got = recv_until_eof(s, 5, "empty half-close")
+    check(got == b"", "empty half-close: got %d bytes" % len(got))
+    # large: many buffers' worth in flight when the write side closes
+    rng = random.Random(7)
+    streams = [Stream(ctx.connect(port), rng.randbytes(n), "half-close %d B" % n)
+               for n in (3 * MiB + 5, 100 * KiB)]
+    pump(streams, timeout=15)
+
+
+@test
+def echo_ipv6(ctx):
+    """-l [::1]:0 next to -l 127.0.0.1:0: both listeners echo."""
+    if not have_ipv6_loopback():
+        raise TestSkip("no IPv6 loopback on this machine")
+    d = ctx.daemon(["-l", "127.0.0.1:0", "-l", "[::1]:0"], config=yaml_config())
+    found = dict(d.wait_listening(2))
+    check("[::1]" in found and "127.0.0.1" in found,
+          "expected listeners on 127.0.0.1 and [::1], log says %r" % found)
+    rng = random.Random(6)
+    streams = [Stream(ctx.connect(found["[::1]"], "::1"), rng.randbytes(200 * KiB), "[::1]"),
+               Stream(ctx.connect(found["127.0.0.1"]), rng.randbytes(200 * KiB), "127.0.0.1")]
+    pump(streams, timeout=10)
+
+
+@test
+def cli_listen_overrides_config(ctx):
+    """-l replaces the listeners of the -c file."""
+    fixed = free_port()
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config([("127.0.0.1", fixed)]))
+    port = d.port()
+    check(port != fixed, "daemon listens on the config file's port %d" % fixed)
+    time.sleep(0.3)
+    found = [LISTEN_RE.search(l).group(0) for l in d.tail(1000) if LISTEN_RE.search(l)]
+    check(len(found) == 1, "expected one listener, log says %r" % found)
+    check(connect_refused(fixed), "config file's port %d accepts connections" % fixed)
+    echo_ok(ctx.connect(port))
+
+
+# ---------------------------------------------------------------------------
+# limits
+
+@test
+def max_connections(ctx):
+    """At max_connections accepting pauses: the next client waits in the
+    backlog without echo and is served once a slot frees."""
+    d = ctx.daemon([], config=yaml_config(limits={"max_connections": 2}))
+    port = d.port()
+    c1, c2 = ctx.connect(port), ctx.connect(port)
+    echo_ok(c1, b"one\n", what="client 1")
+    echo_ok(c2, b"two\n", what="client 2")
+    c3 = ctx.connect(port)  # completes in the kernel's backlog
+    c3.sendall(b"three\n")
+    expect_silence(c3, 0.3, "client 3 at the limit")
+    c1.close()
+    got = recv_exact(c3, 6, 3.0, "client 3 after client 1 closed")
+    check(got == b"three\n", "client 3: wrong echo %r" % got)
+    echo_ok(c2, b"two again\n", what="client 2 after the resume")
+    # still two slots: a fourth client waits again until client 2 leaves
+    c4 = ctx.connect(port)
+    c4.sendall(b"four\n")
+    expect_silence(c4, 0.3, "client 4 at the limit")
+    c2.close()
+    got = recv_exact(c4, 5, 3.0, "client 4 after client 2 closed")
+    check(got == b"four\n", "client 4: wrong echo %r" % got)
+    echo_ok(c3, b"three again\n", what="client 3")
+
+
+@test
+def max_connections_per_ip(ctx):
+    """Over max_connections_per_ip a new connection is closed at once; the
+    first keeps echoing; a freed slot can be taken again."""
+    d = ctx.daemon([], config=yaml_config(limits={"max_connections_per_ip": 1}))
+    port = d.port()
+    c1 = ctx.connect(port)
+    echo_ok(c1, b"first\n", what="first connection")
+    c2 = ctx.connect(port)
+    wait_closed(c2, 1.5, "second connection from 127.0.0.1")
+    echo_ok(c1, b"first, still\n", what="first connection after the second was refused")
+    c1.close()
+    # the daemon notices c1's close asynchronously: retry briefly
+    deadline = time.monotonic() + 3.0
+    while True:
+        c3 = ctx.connect(port)
+        try:
+            echo_ok(c3, b"third\n", timeout=1.0, what="connection after the first closed")
+            break
+        except TestFailure:
+            c3.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@test
+def idle_timeout(ctx):
+    """idle_timeout 300ms: an idle client is closed within ~2 s, one that
+    sends every 100 ms stays open past 1 s."""
+    d = ctx.daemon([], config=yaml_config(limits={"idle_timeout": "300ms"}))
+    port = d.port()
+    idle, active = ctx.connect(port), ctx.connect(port)
+    echo_ok(idle, b"then silence\n", what="idle client")
+    t0 = time.monotonic()
+    idle.setblocking(False)
+    closed_at = None
+    how = None
+    n = 0
+    while time.monotonic() - t0 < 1.3:
+        echo_ok(active, b"tick %d\n" % n, timeout=1.0, what="active client round %d" % n)
+        n += 1
+        if closed_at is None:
+            try:
+                chunk = idle.recv(100)
+                check(not chunk, "idle client got unexpected data %r" % chunk)
+                closed_at, how = time.monotonic(), "EOF"
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed_at, how = time.monotonic(), "reset"
+        time.sleep(0.1)
+    if closed_at is None:
+        idle.setblocking(True)
+        how = wait_closed(idle, max(0.1, t0 + 2.0 - time.monotonic()), "idle client")
+        closed_at = time.monotonic()
+    idle_for = closed_at - t0
+    ctx.note("idle client closed (%s) %.2f s after its last echo; %d active rounds"
+             % (how, idle_for, n))
+    check(idle_for >= 0.2, "idle client closed after %.2f s, before idle_timeout" % idle_for)
+    check(idle_for <= 2.0, "idle client closed only after %.2f s" % idle_for)
+    echo_ok(active, b"still here\n", timeout=1.0,
+            what="active client after %.1f s" % (time.monotonic() - t0))
+
+
+@test
+def memory_bounded_nonreading(ctx):
+    """20 clients send 8 MiB each and never read: the daemon stops reading
+    when its writes block, so its RSS stays within one buffer and one stack
+    per client plus slack; then every byte comes back once they read."""
+    clients, size, buf, stack = 20, 8 * MiB, 16 * KiB, 64 * KiB
+    d = ctx.daemon([], config=yaml_config(limits={"buffer_size": "16KiB",
+                                                  "stack_size": "64KiB"}))
+    port = d.port()
+    echo_ok(ctx.connect(port), b"warm up\n")  # first-connection allocations
+    time.sleep(0.2)
+    base = tree_rss_kib(d.pid)
+    check(base > 0, "cannot read VmRSS of pid %d" % d.pid)
+    blob = os.urandom(size)
+    doubled = memoryview(blob + blob)
+    streams = []
+    for i in range(clients):
+        off = (i * 524287) % size
+        s = ctx.connect(port, rcvbuf=64 * KiB, sndbuf=64 * KiB)
+        streams.append(Stream(s, doubled[off:off + size], "client %d" % i))
+    # send without reading until every client's send would block
+    deadline = time.monotonic() + 8.0
+    quiet_rounds = 0
+    while time.monotonic() < deadline and quiet_rounds < 3:
+        progress = 0
+        for s in streams:
+            while s.sent < size:
+                try:
+                    n = s.sock.send(s.data[s.sent:s.sent + 64 * KiB])
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    raise TestFailure("%s: send: %s" % (s.name, e))
+                s.sent += n
+                progress += n
+        if all(s.sent == size for s in streams):
+            break
+        quiet_rounds = 0 if progress else quiet_rounds + 1
+        time.sleep(0.1)
+    check(d.alive(), "daemon exited while clients were not reading")
+    peak = 0
+    for _ in range(3):
+        peak = max(peak, tree_rss_kib(d.pid))
+        time.sleep(0.1)
+    growth = (peak - base) * KiB
+    allowed = clients * (buf + stack) + 8 * MiB
+    sent = sum(s.sent for s in streams)
+    ctx.note("RSS %.1f -> %.1f MiB (+%.2f MiB, allowed %.1f); %.1f MiB sent before "
+             "the sends blocked" % (base / 1024.0, peak / 1024.0, growth / MiB,
+                                    allowed / MiB, sent / MiB))
+    check(growth < allowed,
+          "daemon RSS grew by %.1f MiB (from %.1f MiB), allowed %.1f MiB; clients "
+          "pushed %.1f MiB without reading" % (growth / MiB, base / 1024.0,
+                                              allowed / MiB, sent / MiB))
+    pump(streams, timeout=max(1.0, TEST_DEADLINE - 12.0))
+
+
+# ---------------------------------------------------------------------------
+# signals
+
+@test
+def sigterm_midstream(ctx):
+    """SIGTERM while clients stream 1 MiB each: listeners close at once, the
+    connected clients get every byte, then the daemon exits 0."""
+    d = ctx.daemon([], config=yaml_config(extra="shutdown_grace: 20s"))
+    port = d.port()
+    rng = random.Random(15)
+    streams = [Stream(ctx.connect(port), rng.randbytes(MiB), "client %d" % i)
+               for i in range(8)]
+    pump(streams, timeout=10, send_limit=MiB // 2, recv_goal=MiB // 2)
+    d.send_signal(signal.SIGTERM)
+    wait_refused(port, 2.0)
+    check(d.alive(), "daemon exited with clients still connected (status %s)"
+          % d.proc.poll())
+    pump(streams, timeout=10)
+    rc = d.wait_exit(5.0)
+    check(rc is not None, "daemon still running 5 s after its last client closed "
+          "(shutdown_grace 20s)")
+    check(rc == 0, "daemon exit status %s after SIGTERM" % rc)
+
+
+@test
+def sigterm_grace_idle(ctx):
+    """SIGTERM with a client that never closes, shutdown_grace 500ms: the
+    client is served during the grace, then closed, and the daemon exits 0."""
+    d = ctx.daemon([], config=yaml_config(extra="shutdown_grace: 500ms"))
+    port = d.port()
+    c = ctx.connect(port)
+    echo_ok(c, what="before SIGTERM")
+    t0 = time.monotonic()
+    d.send_signal(signal.SIGTERM)
+    wait_refused(port, 0.3)  # the daemon has seen the SIGTERM
+    echo_ok(c, b"in the grace period\n", timeout=0.3, what="during the grace period")
+    how = wait_closed(c, 3.0, "client after the grace period")
+    closed = time.monotonic() - t0
+    rc = d.wait_exit(max(0.1, t0 + 3.0 - time.monotonic()))
+    check(rc is not None, "daemon still running 3 s after SIGTERM")
+    check(rc == 0, "daemon exit status %s" % rc)
+    check(closed >= 0.4, "client closed (%s) %.2f s after SIGTERM, before the "
+          "500ms grace" % (how, closed))
+
+
+@test
+def sigterm_twice(ctx):
+    """A second SIGTERM ends the daemon at once despite a long grace."""
+    d = ctx.daemon([], config=yaml_config(extra="shutdown_grace: 20s"))
+    port = d.port()
+    c = ctx.connect(port)
+    echo_ok(c)
+    d.send_signal(signal.SIGTERM)
+    wait_refused(port, 2.0)
+    echo_ok(c, b"after the first SIGTERM\n", what="after the first SIGTERM")
+    check(d.alive(), "daemon exited after the first SIGTERM with a client connected")
+    t1 = time.monotonic()
+    d.send_signal(signal.SIGTERM)
+    rc = d.wait_exit(1.5)
+    check(rc is not None, "daemon still running 1.5 s after the second SIGTERM")
+    wait_closed(c, 1.0, "client after the second SIGTERM")
+    check(time.monotonic() - t1 < 2.5, "slow exit")
+
+
+@test
+def sigint_graceful(ctx):
+    """SIGINT stops like SIGTERM: refuse new connections, finish the open
+    one, exit 0 once it closes."""
+    d = ctx.daemon([], config=yaml_config(extra="shutdown_grace: 20s"))
+    port = d.port()
+    c = ctx.connect(port)
+    echo_ok(c)
+    d.send_signal(signal.SIGINT)
+    wait_refused(port, 2.0)
+    echo_ok(c, b"after SIGINT\n", what="after SIGINT")
+    check(d.alive(), "daemon exited with a client connected")
+    c.close()
+    rc = d.wait_exit(3.0)
+    check(rc is not None, "daemon still running 3 s after its last client closed")
+    check(rc == 0, "exit status %s after SIGINT" % rc)
+
+
+@test
+def sighup_reload(ctx):
+    """SIGHUP opens an added listener and applies a new per-IP limit to new
+    connections; the existing connection and listener are left alone."""
+    d = ctx.daemon([], config=yaml_config(limits={"max_connections_per_ip": 0}))
+    port1 = d.port()
+    c1, c1b = ctx.connect(port1), ctx.connect(port1)
+    echo_ok(c1, b"c1\n", what="first connection")
+    echo_ok(c1b, b"c1b\n", what="second connection from 127.0.0.1 (no per-IP limit yet)")
+    c1b.close()
+    port2 = free_port()
+    ctx.write_config(yaml_config([("127.0.0.1", 0), ("127.0.0.1", port2)],
+                                 limits={"max_connections_per_ip": 1}))
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)
+    wait_accepting(port2, 5.0)
+    d.wait_log(r"listening on 127\.0\.0\.1:%d\b" % port2, 2.0, mark,
+               what="'listening on 127.0.0.1:%d' after SIGHUP" % port2)
+    check(d.alive(), "daemon exited on SIGHUP")
+    echo_ok(c1, b"c1 after reload\n", what="connection from before the reload")
+    check(not connect_refused(port1), "original listener closed by the reload")
+    c1.close()
+    deadline = time.monotonic() + 3.0
+    while True:  # c1's close reaches the daemon asynchronously
+        c2 = ctx.connect(port2)
+        try:
+            echo_ok(c2, b"c2 on the new listener\n", timeout=1.0, what="new listener")
+            break
+        except TestFailure:
+            c2.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    c3 = ctx.connect(port1)
+    wait_closed(c3, 1.5, "second connection from 127.0.0.1 under the reloaded limit 1")
+    echo_ok(c2, b"c2 still\n", what="new-listener connection")
+
+
+@test
+def sighup_broken_config(ctx):
+    """SIGHUP with an invalid file: the error is logged with file:line:col
+    and the daemon keeps serving with the old configuration."""
+    path = ctx.write_config(yaml_config())
+    d = ctx.daemon(["-c", path])
+    port = d.port()
+    c = ctx.connect(port)
+    echo_ok(c)
+    ctx.write_config("listen:\n"
+                     "  - { address: 127.0.0.1, port: 0 }\n"
+                     "limits:\n"
+                     "  max_connections: lots\n")
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(re.escape(path) + r":4:\d+: limits\.max_connections: \S", 5.0, mark,
+               what="'%s:4:COL: limits.max_connections: ...'" % path)
+    time.sleep(0.2)
+    check(d.alive(), "daemon exited after a reload with a broken file")
+    echo_ok(c, b"still echoing\n", what="connection from before the reload")
+    echo_ok(ctx.connect(port), b"new\n", what="new connection after the failed reload")
+    with d.cond:
+        relisten = [l for l in d.lines[mark:] if LISTEN_RE.search(l)]
+    check(not relisten, "listeners reopened after a failed reload: %r" % relisten)
+
+
+@test
+def sigusr1_stats(ctx):
+    """SIGUSR1 logs a statistics line mentioning connections."""
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config())
+    port = d.port()
+    c = ctx.connect(port)
+    echo_ok(c)
+    time.sleep(0.1)
+    mark = d.mark()
+    d.send_signal(signal.SIGUSR1)
+    d.wait_log(r"(?i)connections", 3.0, mark, what="with statistics ('connections')")
+    echo_ok(c, b"after SIGUSR1\n", what="after SIGUSR1")
+    check(d.alive(), "daemon exited on SIGUSR1")
+
+
+# ---------------------------------------------------------------------------
+# configuration checks and the command line
+
+@test
+def check_config_bad_corpus(ctx):
+    """For each tests/configs/bad/NAME.yaml with NAME.expect: coechod -t
+    exits 1 and stderr holds the expected line."""
+    bad = os.path.join(SRCDIR, "tests", "configs", "bad")
+    names = sorted(f for f in (os.listdir(bad) if os.path.isdir(bad) else [])
+                   if f.endswith(".yaml")
+                   and os.path.exists(os.path.join(bad, f[:-5] + ".expect")))
+    check(names, "no *.yaml with a sibling *.expect in %s" % bad)
+    problems = []
+    for name in names:
+        with open(os.path.join(bad, name[:-5] + ".expect")) as f:
+            expected = [l.rstrip("\r\n") for l in f if l.strip()]
+        if len(expected) != 1:
+            problems.append("%s.expect: expected one line, has %d"
+                            % (name[:-5], len(expected)))
+            continue
+        r = run_coechod(["-t", "-c", name], cwd=bad)
+        if r.rc != 1:
+            problems.append("%s: %s, expected exit 1" % (name, r.summary()))
+        elif expected[0] not in r.stderr:
+            problems.append("%s: stderr lacks %r; it says %r"
+                            % (name, expected[0], r.stderr.strip().splitlines()[:3]))
+    check(not problems, "%d of %d bad configs misjudged:\n%s"
+          % (len(problems), len(names), "\n".join(problems)))
+
+
+@test
+def check_config_good_corpus(ctx):
+    """Every tests/configs/good/*.yaml passes -t (exit 0, the effective
+    configuration on stdout), and that output passes -t unchanged."""
+    good = os.path.join(SRCDIR, "tests", "configs", "good")
+    names = sorted(f for f in (os.listdir(good) if os.path.isdir(good) else [])
+                   if f.endswith(".yaml"))
+    check(names, "no *.yaml in %s" % good)
+    problems = []
+    for name in names:
+        r = run_coechod(["-t", "-c", name], cwd=good)
+        if r.rc != 0:
+            problems.append("%s: %s, expected exit 0" % (name, r.summary()))
+            continue
+        if "max_connections" not in r.stdout:
+            problems.append("%s: -t output lacks max_connections: %r" % (name, r.stdout[:200]))
+            continue
+        ctx.write_config(r.stdout, "dumped.yaml")
+        r2 = run_coechod(["-t", "-c", "dumped.yaml"], cwd=ctx.dir)
+        if r2.rc != 0 or r2.stdout != r.stdout:
+            problems.append("%s: its -t output does not read back unchanged (%s)"
+                            % (name, r2.summary()))
+    check(not problems, "%d of %d good configs misjudged:\n%s"
+          % (len(problems), len(names), "\n".join(problems)))
+
+
+@test
+def check_config_errors(ctx):
+    """-t reports every error as FILE:LINE:COL: key.path: message, exit 1."""
+    ctx.write_config("limits:\n"
+                     "  max_connections: lots\n"
+                     "shutdown_grace: forever\n", "broken.yaml")
+    r = run_coechod(["-t", "-c", "broken.yaml"], cwd=ctx.dir)
+    check(r.rc == 1, "broken.yaml: %s, expected exit 1" % r.summary())
+    for line, key in ((2, r"limits\.max_connections"), (3, r"shutdown_grace")):
+        rx = r"(?m)(^|[\s:])broken\.yaml:%d:\d+: %s: \S" % (line, key)
+        check(re.search(rx, r.stderr),
+              "stderr lacks 'broken.yaml:%d:COL: %s: ...': %r"
+              % (line, key.replace("\\", ""), r.stderr.strip().splitlines()[:4]))
+
+
+@test
+def check_config_roundtrip(ctx):
+    """-t on a valid file exits 0 and prints the effective configuration as
+    YAML that -t accepts again, unchanged."""
+    ctx.write_config(yaml_config(limits={"max_connections": 7, "idle_timeout": "1500ms"}),
+                     "good.yaml")
+    r = run_coechod(["-t", "-c", "good.yaml"], cwd=ctx.dir)
+    check(r.rc == 0, "good.yaml: %s, expected exit 0" % r.summary())
+    check(re.search(r"(?m)^\s*max_connections:\s*7\s*$", r.stdout),
+          "effective config lacks 'max_connections: 7': %r" % r.stdout[:300])
+    ctx.write_config(r.stdout, "dumped.yaml")
+    r2 = run_coechod(["-t", "-c", "dumped.yaml"], cwd=ctx.dir)
+    check(r2.rc == 0, "re-reading the -t output: %s" % r2.summary())
+    check(r2.stdout == r.stdout, "-t output changes when read back:\n%s\n---\n%s"
+          % (r.stdout, r2.stdout))
+
+
+@test
+def check_config_default_file(ctx):
+    """-t on the shipped conf/coechod.yaml exits 0 and prints YAML."""
+    conf = os.path.join(SRCDIR, "conf", "coechod.yaml")
+    check(os.path.exists(conf), "%s does not exist" % conf)
+    r = run_coechod(["-t", "-c", conf])
+    check(r.rc == 0, "coechod -t -c %s: %s" % (conf, r.summary()))
+    check("max_connections" in r.stdout,
+          "-t output lacks max_connections: %r" % r.stdout[:300])
+
+
+@test
+def bad_flags(ctx):
+    """Bad flags and values: exit 2 with a one-line reason and the usage;
+    an unreadable -c file: exit 1 or 2 naming the file."""
+    cases = [
+        (["--no-such-flag", "-l", "127.0.0.1:0"], "unknown flag"),
+        (["-l", "foo"], "-l foo"),
+        (["-l", "127.0.0.1:99999"], "-l 127.0.0.1:99999"),
+        (["-l"], "-l without a value"),
+        (["--log-level", "loud", "-l", "127.0.0.1:0"], "--log-level loud"),
+    ]
+    problems = []
+    for args, what in cases:
+        r = run_coechod(args, timeout=5.0)
+        lines = r.stderr.strip().splitlines()
+        if r.rc != 2:
+            problems.append("%s: %s, expected exit 2" % (what, r.summary()))
+        elif not lines or not lines[0].strip():
+            problems.append("%s: no reason on stderr" % what)
+        elif not re.search(r"(?i)usage", r.stderr):
+            problems.append("%s: no usage on stderr: %r" % (what, lines[:3]))
+    missing = os.path.join(ctx.dir, "nonexistent.yaml")
+    r = run_coechod(["-c", missing, "-l", "127.0.0.1:0"], timeout=5.0)
+    if r.rc not in (1, 2):
+        problems.append("-c %s: %s, expected exit 1 or 2" % (missing, r.summary()))
+    elif not any(missing in l for l in r.stderr.splitlines()):
+        problems.append("-c %s: no reason naming the file: %r"
+                        % (missing, r.stderr.strip().splitlines()[:3]))
+    check(not problems, "\n".join(problems))
+
+
+def configured_version():
+    try:
+        with open(os.path.join(SRCDIR, "configure.ac")) as f:
+            m = re.search(r"AC_INIT\(\[[^\]]*\],\s*\[([^\]]+)\]", f.read())
+            return m.group(1) if m else None
+    except OSError:
+        return None
+
+
+@test
+def version_flag(ctx):
+    """-V and --version print the version and exit 0."""
+    want = configured_version()
+    for flag in ("-V", "--version"):
+        r = run_coechod([flag], timeout=5.0)
+        check(r.rc == 0, "%s: %s" % (flag, r.summary()))
+        text = r.stdout + r.stderr
+        if want:
+            check(want in text, "%s: output lacks version %s: %r" % (flag, want, text[:200]))
+        else:
+            check(re.search(r"\d+\.\d+", text), "%s: no version in %r" % (flag, text[:200]))
+
+
+@test
+def help_flag(ctx):
+    """-h and --help print the usage and exit 0."""
+    for flag in ("-h", "--help"):
+        r = run_coechod([flag], timeout=5.0)
+        check(r.rc == 0, "%s: %s" % (flag, r.summary()))
+        text = r.stdout + r.stderr
+        check(re.search(r"(?i)usage", text), "%s: no usage in %r" % (flag, text[:200]))
+        for opt in ("-c", "-l", "-t", "--daemon"):
+            check(opt in text, "%s: usage does not mention %s" % (flag, opt))
+
+
+@test
+def daemon_mode(ctx):
+    """--daemon detaches (double fork, setsid, chdir /, stdio on /dev/null),
+    writes the pid file, echoes, refuses a second start on a live pid file,
+    removes the pid file on SIGTERM."""
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    port = free_port()
+    cfg = ctx.write_config(yaml_config([("127.0.0.1", port)],
+                                       extra="pid_file: %s" % pidfile))
+    r = run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir)
+    check(r.rc == 0, "coechod --daemon: %s" % r.summary())
+    deadline = time.monotonic() + 5.0
+    pid = None
+    while pid is None:
+        try:
+            with open(pidfile) as f:
+                text = f.read()
+            if text.endswith("\n") or text.strip().isdigit():
+                check(re.fullmatch(r"\s*\d+\s*", text), "pid file holds %r" % text)
+                pid = int(text)
+        except FileNotFoundError:
+            pass
+        if pid is None:
+            check(time.monotonic() < deadline, "no pid file %s within 5 s" % pidfile)
+            time.sleep(0.05)
+    check(not process_gone(pid), "pid file names pid %d, which is not running" % pid)
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    check(cfg in cmdline, "pid %d is not our daemon: %r" % (pid, cmdline))
+    check(os.getsid(pid) != os.getsid(0), "daemon did not start a new session")
+    check(os.getsid(pid) != pid, "daemon is a session leader (no second fork)")
+    check(os.readlink("/proc/%d/cwd" % pid) == "/", "daemon's cwd is not /")
+    for fd in (0, 1, 2):
+        target = os.readlink("/proc/%d/fd/%d" % (pid, fd))
+        check(target == "/dev/null", "daemon's fd %d is %s, not /dev/null" % (fd, target))
+
+    deadline = time.monotonic() + 5.0
+    while True:
+        c = None
+        try:
+            c = ctx.connect(port, timeout=1.0)
+            echo_ok(c, b"daemonized\n", timeout=1.0)
+            break
+        except TestFailure:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        finally:
+            if c is not None:
+                c.close()  # an open client would hold the stop below for the grace
+
+    port2 = free_port()
+    cfg2 = ctx.write_config(yaml_config([("127.0.0.1", port2)],
+                                        extra="pid_file: %s" % pidfile), "second.yaml")
+    r2 = run_coechod(["--daemon", "-c", cfg2], cwd=ctx.dir)
+    check(r2.rc != 0, "second --daemon with a live pid file exited 0")
+    time.sleep(0.3)
+    check(connect_refused(port2), "second daemon serves on port %d" % port2)
+    with open(pidfile) as f:
+        check(f.read().strip() == str(pid), "second daemon rewrote the pid file")
+    check(not process_gone(pid), "first daemon died when a second one was started")
+
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5.0
+    while os.path.exists(pidfile) or not process_gone(pid):
+        check(time.monotonic() < deadline,
+              "5 s after SIGTERM: pid file %s, process %s" % (
+                  "still there" if os.path.exists(pidfile) else "removed",
+                  "gone" if process_gone(pid) else "still running"))
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------
+# runner
+
+def run_one(fn):
+    """Runs one test under the deadline; returns (status, reason, details)."""
+    ctx = Ctx(fn.__name__)
+    outcome = {}
+
+    def body():
+        try:
+            fn(ctx)
+            outcome["status"] = "ok"
+        except TestSkip as e:
+            outcome["status"], outcome["reason"] = "skip", str(e)
+        except TestFailure as e:
+            outcome["status"], outcome["reason"] = "fail", str(e)
+        except Exception as e:  # a bug in the test itself shows as a failure
+            outcome["status"] = "fail"
+            outcome["reason"] = "%s: %s" % (type(e).__name__, e)
+
+    worker = threading.Thread(target=body, daemon=True)
+    worker.start()
+    worker.join(TEST_DEADLINE)
+    if worker.is_alive():
+        outcome = {"status": "fail",
+                   "reason": "test exceeded its %.0f s deadline" % TEST_DEADLINE}
+    details = ["note: " + n for n in ctx.notes]
+    if outcome["status"] == "fail":
+        details += ctx.diagnostics()
+    ctx.cleanup()
+    worker.join(5.0)
+    return outcome["status"], outcome.get("reason", ""), details
+
+
+def main(argv):
+    names = argv[1:]
+    by_name = {fn.__name__: fn for fn in TESTS}
+    if names and names[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    if names == ["--list"]:
+        print("\n".join(by_name))
+        return 0
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        sys.stderr.write("unknown test(s): %s\nknown: %s\n"
+                         % (" ".join(unknown), " ".join(by_name)))
+        return 2
+    if not (os.path.isfile(COECHOD) and os.access(COECHOD, os.X_OK)):
+        print("coechod-integration: SKIP: no daemon binary at %s (set COECHOD or BUILDDIR)"
+              % COECHOD)
+        return 77
+    selected = [by_name[n] for n in names] if names else TESTS
+    passed = failed = 0
+    for fn in selected:
+        started = time.monotonic()
+        status, reason, details = run_one(fn)
+        if VERBOSE:
+            details.append("took %.2f s" % (time.monotonic() - started))
+        if status == "fail":
+            failed += 1
+            lines = reason.splitlines() or [""]
+            print("FAIL %s: %s" % (fn.__name__, lines[0]))
+            for line in lines[1:] + details:
+                print("#   %s" % line)
+        else:
+            passed += 1
+            print("ok   %s%s" % (fn.__name__,
+                                 " (skipped: %s)" % reason if status == "skip" else ""))
+            if VERBOSE:
+                for line in details:
+                    print("#   %s" % line)
+        sys.stdout.flush()
+    print("coechod-integration: %d passed, %d failed" % (passed, failed))
+    sys.stdout.flush()
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

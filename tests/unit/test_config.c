@@ -1,0 +1,874 @@
+/* Unit tests of the configuration parser: defaults, the example file,
+ * durations and sizes, listen addresses, dump -> load round trips, and two
+ * corpora: every .yaml file in tests/configs/good must load, and each
+ * tests/configs/bad/NAME.yaml must fail with the first error line given in
+ * NAME.expect. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "server/config.h"
+
+#ifndef TOP_SRCDIR
+#error "TOP_SRCDIR must be defined (the Makefile passes -DTOP_SRCDIR)"
+#endif
+
+#define GOOD_DIR TOP_SRCDIR "/tests/configs/good"
+#define BAD_DIR TOP_SRCDIR "/tests/configs/bad"
+
+/* ---- helpers --------------------------------------------------------------- */
+
+/* Creates a temporary file holding len bytes of text; its path goes to path. */
+static void write_temp(char *path, size_t size, const char *text, size_t len) {
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, size, "%s/coechod-test-XXXXXX", dir != NULL && dir[0] != '\0' ? dir : "/tmp");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    assert_int_equal(close(fd), 0);
+}
+
+/* config_load on a temporary file holding yaml. */
+static int load_text(const char *yaml, config *cfg, config_errors *errs) {
+    char path[512];
+    write_temp(path, sizeof path, yaml, strlen(yaml));
+    int rc = config_load(path, cfg, errs);
+    unlink(path);
+    return rc;
+}
+
+/* The first error line of errs without the file name (temporary files have
+ * random names): from the first ':' on. */
+static const char *first_error(const config_errors *errs, char *buf, size_t size) {
+    const char *colon = strchr(errs->text, ':');
+    const char *start = colon != NULL ? colon : errs->text;
+    size_t len = strcspn(start, "\n");
+    snprintf(buf, size, "%.*s", (int)len, start);
+    return buf;
+}
+
+/* Loads yaml, which must fail, and checks its first error ("FILE" cut off). */
+static void expect_error(const char *yaml, const char *expected) {
+    config cfg;
+    config_errors errs;
+    char line[1024];
+    assert_int_equal(load_text(yaml, &cfg, &errs), -1);
+    assert_true(errs.count >= 1);
+    assert_string_equal(first_error(&errs, line, sizeof line), expected);
+}
+
+/* Loads yaml, which must succeed. */
+static void expect_load(const char *yaml, config *cfg) {
+    config_errors errs;
+    int rc = load_text(yaml, cfg, &errs);
+    if (rc != 0)
+        fail_msg("unexpected errors:\n%s", errs.text);
+    assert_int_equal(errs.count, 0);
+}
+
+static unsigned listen_port(const listen_addr *la) {
+    if (la->addr.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&la->addr)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&la->addr)->sin6_port);
+}
+
+static void assert_listen_equal(const listen_addr *a, const listen_addr *b) {
+    assert_string_equal(a->text, b->text);
+    assert_int_equal(a->addrlen, b->addrlen);
+    assert_int_equal(a->addr.ss_family, b->addr.ss_family);
+    assert_memory_equal(&a->addr, &b->addr, a->addrlen);
+}
+
+/* Field by field, so that a failure names the field. */
+static void assert_config_equal(const config *a, const config *b) {
+    assert_int_equal(a->nlisten, b->nlisten);
+    for (size_t i = 0; i < a->nlisten; i++)
+        assert_listen_equal(&a->listen[i], &b->listen[i]);
+    assert_int_equal(a->max_connections, b->max_connections);
+    assert_int_equal(a->max_connections_per_ip, b->max_connections_per_ip);
+    assert_int_equal(a->idle_timeout_ms, b->idle_timeout_ms);
+    assert_int_equal(a->buffer_size, b->buffer_size);
+    assert_int_equal(a->stack_size, b->stack_size);
+    assert_int_equal(a->backlog, b->backlog);
+    assert_int_equal(a->shutdown_grace_ms, b->shutdown_grace_ms);
+    assert_int_equal(a->workers, b->workers);
+    assert_int_equal(a->log_level, b->log_level);
+    assert_string_equal(a->pid_file, b->pid_file);
+    assert_string_equal(a->user, b->user);
+}
+
+/* config_dump into a string (freed by the caller). */
+static char *dump_to_string(const config *cfg) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    config_dump(cfg, out);
+    assert_int_equal(fclose(out), 0);
+    return text;
+}
+
+/* ---- defaults and the example file ------------------------------------------ */
+
+static void test_defaults(void **state) {
+    (void)state;
+    config cfg;
+    config_defaults(&cfg);
+    assert_int_equal(cfg.nlisten, 2);
+    assert_string_equal(cfg.listen[0].text, "127.0.0.1:7007");
+    assert_int_equal(cfg.listen[0].addr.ss_family, AF_INET);
+    assert_int_equal(cfg.listen[0].addrlen, sizeof(struct sockaddr_in));
+    assert_int_equal(listen_port(&cfg.listen[0]), 7007);
+    assert_string_equal(cfg.listen[1].text, "[::1]:7007");
+    assert_int_equal(cfg.listen[1].addr.ss_family, AF_INET6);
+    assert_int_equal(cfg.listen[1].addrlen, sizeof(struct sockaddr_in6));
+    assert_int_equal(listen_port(&cfg.listen[1]), 7007);
+    assert_int_equal(cfg.max_connections, 10000);
+    assert_int_equal(cfg.max_connections_per_ip, 0);
+    assert_int_equal(cfg.idle_timeout_ms, 300000);
+    assert_int_equal(cfg.buffer_size, 16384);
+    assert_int_equal(cfg.stack_size, 65536);
+    assert_int_equal(cfg.backlog, 1024);
+    assert_int_equal(cfg.shutdown_grace_ms, 10000);
+    assert_int_equal(cfg.workers, 1);
+    assert_int_equal(cfg.log_level, LOG_LEVEL_INFO);
+    assert_string_equal(cfg.pid_file, "");
+    assert_string_equal(cfg.user, "");
+}
+
+static void test_example_file_is_the_defaults(void **state) {
+    (void)state;
+    config cfg, defaults;
+    config_errors errs;
+    int rc = config_load(TOP_SRCDIR "/conf/coechod.yaml", &cfg, &errs);
+    if (rc != 0)
+        fail_msg("conf/coechod.yaml:\n%s", errs.text);
+    config_defaults(&defaults);
+    assert_config_equal(&cfg, &defaults);
+}
+
+static void test_empty_files_are_the_defaults(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "", "\n\n", "# only a comment\n", "---\n", "limits:\nlog:\n", "---\n...\n"};
+    config defaults;
+    config_defaults(&defaults);
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        config cfg;
+        expect_load(texts[i], &cfg);
+        assert_config_equal(&cfg, &defaults);
+    }
+}
+
+/* ---- durations and sizes ------------------------------------------------------ */
+
+static void test_duration_forms(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t ms;
+    } good[] = {{"0", 0},          {"0ms", 0},
+                {"500ms", 500},    {"30s", 30000},
+                {"5m", 300000},    {"1h", 3600000},
+                {"24h", 86400000}, {"90s", 90000},
+                {"007s", 7000},    {"9223372036854775807ms", INT64_MAX}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int64_t ms = -1;
+        assert_int_equal(config_parse_duration(good[i].text, &ms), 0);
+        assert_int_equal(ms, good[i].ms);
+    }
+    /* clang-format off */
+    static const char *const bad[] = {
+        "", "30", "abc", "-5s", "+5s", "5 s", "5S", "1.5h", "5sec", "ms", "s", "0x10s", "30s ",
+        " 30s", "00", "5hm", "9223372036854775808ms", "2562047788015216h",
+        "99999999999999999999999ms"};
+    /* clang-format on */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t ms = 42;
+        if (config_parse_duration(bad[i], &ms) != -1)
+            fail_msg("duration \"%s\" was accepted", bad[i]);
+        assert_int_equal(ms, 42);
+    }
+}
+
+static void test_size_forms(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t bytes;
+    } good[] = {{"0", 0},         {"512B", 512},     {"4096", 4096},
+                {"16KiB", 16384}, {"1MiB", 1048576}, {"8MiB", 8388608},
+                {"0B", 0},        {"1536B", 1536},   {"18446744073709551615", SIZE_MAX}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        size_t bytes = 1;
+        assert_int_equal(config_parse_size(good[i].text, &bytes), 0);
+        assert_int_equal(bytes, good[i].bytes);
+    }
+    /* clang-format off */
+    static const char *const bad[] = {
+        "", "16KB", "16K", "16k", "1M", "1MB", "1GiB", "-1", "KiB", "1 KiB", "16kib", "1.5MiB",
+        "0x100", "18446744073709551616", "17592186044416MiB"};
+    /* clang-format on */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t bytes = 42;
+        if (config_parse_size(bad[i], &bytes) != -1)
+            fail_msg("size \"%s\" was accepted", bad[i]);
+        assert_int_equal(bytes, 42);
+    }
+}
+
+static void test_duration_and_size_values_in_a_file(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("limits:\n  idle_timeout: 500ms\n  buffer_size: \"1MiB\"\n  stack_size: 32768\n"
+                "shutdown_grace: '0'\n",
+                &cfg);
+    assert_int_equal(cfg.idle_timeout_ms, 500);
+    assert_int_equal(cfg.buffer_size, 1048576);
+    assert_int_equal(cfg.stack_size, 32768);
+    assert_int_equal(cfg.shutdown_grace_ms, 0);
+
+    expect_error("limits:\n  idle_timeout: 24h1m\n",
+                 ":2:17: limits.idle_timeout: expected a duration such as 30s, got \"24h1m\" "
+                 "(units: ms, s, m or h)");
+    expect_error("limits:\n  idle_timeout: 86400001ms\n",
+                 ":2:17: limits.idle_timeout: expected a duration from 0 to 24h, got 86400001ms");
+    expect_error("shutdown_grace: 3600001ms\n",
+                 ":1:17: shutdown_grace: expected a duration from 0 to 1h, got 3600001ms");
+    expect_error("shutdown_grace: 10\n", ":1:17: shutdown_grace: expected a duration such as "
+                                         "30s, got \"10\" (no unit; use ms, s, m or h)");
+    expect_error("shutdown_grace:\n",
+                 ":1:16: shutdown_grace: expected a duration such as 30s, got null");
+    expect_error("limits:\n  buffer_size: 16 KiB\n",
+                 ":2:16: limits.buffer_size: expected a size such as 16KiB, got \"16 KiB\" "
+                 "(units: B, KiB or MiB)");
+    expect_error("limits:\n  stack_size: { size: 1 }\n",
+                 ":2:15: limits.stack_size: expected a size such as 16KiB, got a mapping");
+    /* The bounds themselves are allowed. */
+    expect_load("limits:\n  idle_timeout: 24h\n  buffer_size: 16MiB\n  stack_size: 16KiB\n"
+                "shutdown_grace: 60m\n",
+                &cfg);
+    assert_int_equal(cfg.idle_timeout_ms, 86400000);
+    assert_int_equal(cfg.shutdown_grace_ms, 3600000);
+}
+
+/* ---- integers, workers, strings, log levels ------------------------------------ */
+
+static void test_integer_forms(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("limits:\n  max_connections: 1\n  max_connections_per_ip: 10000000\n"
+                "  backlog: 65535\n",
+                &cfg);
+    assert_int_equal(cfg.max_connections, 1);
+    assert_int_equal(cfg.max_connections_per_ip, 10000000);
+    assert_int_equal(cfg.backlog, 65535);
+
+    static const char *const garbage[] = {"+5", "0x10", "1_000", "1.0", "010", "5k", "true", "--1"};
+    for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
+        char yaml[128], expected[256];
+        snprintf(yaml, sizeof yaml, "limits:\n  backlog: %s\n", garbage[i]);
+        snprintf(expected, sizeof expected,
+                 ":2:12: limits.backlog: expected an integer, got \"%s\"", garbage[i]);
+        expect_error(yaml, expected);
+    }
+    expect_error("limits:\n  backlog: '128'\n",
+                 ":2:12: limits.backlog: expected an integer, got string \"128\"");
+    expect_error("limits:\n  backlog: |\n    128\n",
+                 ":2:12: limits.backlog: expected an integer, got string \"128\\x0a\"");
+    expect_error("limits:\n  backlog: 99999999999999999999999\n",
+                 ":2:12: limits.backlog: expected an integer from 1 to 65535, "
+                 "got 99999999999999999999999");
+    expect_error("limits:\n  backlog: -9223372036854775808\n",
+                 ":2:12: limits.backlog: expected an integer from 1 to 65535, "
+                 "got -9223372036854775808");
+    expect_error("limits:\n  backlog: ~\n", ":2:12: limits.backlog: expected an integer, got null");
+}
+
+static void test_workers(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("workers: auto\n", &cfg);
+    assert_int_equal(cfg.workers, 0);
+    expect_load("workers: \"auto\"\n", &cfg);
+    assert_int_equal(cfg.workers, 0);
+    expect_load("workers: 1024\n", &cfg);
+    assert_int_equal(cfg.workers, 1024);
+    expect_error("workers: Auto\n",
+                 ":1:10: workers: expected an integer or \"auto\", got \"Auto\"");
+    expect_error("workers: [2]\n", ":1:10: workers: expected an integer or \"auto\", got a list");
+}
+
+static void test_strings(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("pid_file: /run/coechod.pid\nuser: 1000\n", &cfg);
+    assert_string_equal(cfg.pid_file, "/run/coechod.pid");
+    assert_string_equal(cfg.user, "1000");
+
+    /* The longest that fits, and one byte more. */
+    char yaml[8192];
+    char name[4200];
+    memset(name, 'p', sizeof cfg.pid_file - 1);
+    name[sizeof cfg.pid_file - 1] = '\0';
+    snprintf(yaml, sizeof yaml, "pid_file: %s\n", name);
+    expect_load(yaml, &cfg);
+    assert_int_equal(strlen(cfg.pid_file), sizeof cfg.pid_file - 1);
+    snprintf(yaml, sizeof yaml, "pid_file: %sp\n", name);
+    expect_error(yaml, ":1:11: pid_file: expected at most 4095 bytes, got 4096");
+
+    memset(name, 'u', sizeof cfg.user);
+    name[sizeof cfg.user] = '\0';
+    snprintf(yaml, sizeof yaml, "user: '%s'\n", name);
+    expect_error(yaml, ":1:7: user: expected at most 255 bytes, got 256");
+
+    expect_error("user: \"no\\0body\"\n", ":1:7: user: expected a string without NUL characters");
+    expect_error("user: { name: x }\n",
+                 ":1:7: user: expected a string (\"\" for none), got a mapping");
+}
+
+static void test_log_levels(void **state) {
+    (void)state;
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++) {
+        enum log_level level = LOG_LEVEL_INFO;
+        assert_string_equal(config_log_level_name((enum log_level)i), names[i]);
+        assert_int_equal(config_parse_log_level(names[i], &level), 0);
+        assert_int_equal(level, i);
+    }
+    enum log_level level = LOG_LEVEL_WARN;
+    assert_int_equal(config_parse_log_level("Info", &level), -1);
+    assert_int_equal(config_parse_log_level("warning", &level), -1);
+    assert_int_equal(config_parse_log_level("", &level), -1);
+    assert_int_equal(level, LOG_LEVEL_WARN);
+    assert_string_equal(config_log_level_name((enum log_level)7), "unknown");
+
+    config cfg;
+    expect_load("log: { level: 'error' }\n", &cfg);
+    assert_int_equal(cfg.log_level, LOG_LEVEL_ERROR);
+}
+
+/* ---- keys -------------------------------------------------------------------------- */
+
+static void test_unknown_key_messages(void **state) {
+    (void)state;
+    expect_error("Limits: {}\n", ":1:1: Limits: unknown key; did you mean \"limits\"?");
+    expect_error("log: { levle: info }\n", ":1:8: log.levle: unknown key; did you mean \"level\"?");
+    expect_error("limits:\n  max_connection_per_ip: 3\n",
+                 ":2:3: limits.max_connection_per_ip: unknown key; did you mean "
+                 "\"max_connections_per_ip\"?");
+    expect_error("limits:\n  workers: 3\n",
+                 ":2:3: limits.workers: unknown key; workers belongs at the top level");
+    expect_error("level: info\n", ":1:1: level: unknown key; level belongs under log");
+    expect_error("port: 7007\n", ":1:1: port: unknown key; port belongs in listen entries");
+    expect_error("log: { colour: yes }\n", ":1:8: log.colour: unknown key; expected one of level");
+    /* Control characters in a key do not break the one-line format. */
+    expect_error("\"a\\nb\": 1\n", ":1:1: a?b: unknown key; expected one of listen, limits, "
+                                   "shutdown_grace, workers, log, pid_file, user");
+}
+
+/* ---- listen ------------------------------------------------------------------------ */
+
+static void test_listen_in_a_file(void **state) {
+    (void)state;
+    config cfg;
+    /* Unquoted ::1 is a plain scalar in block style... */
+    expect_load("listen:\n  - address: ::1\n    port: 0\n  - { address: \"::\", port: 1 }\n"
+                "  - { address: 10.0.0.1, port: 65535 }\n  - { address: '::1', port: 0 }\n",
+                &cfg);
+    assert_int_equal(cfg.nlisten, 4);
+    assert_string_equal(cfg.listen[0].text, "[::1]:0");
+    assert_string_equal(cfg.listen[1].text, "[::]:1");
+    assert_string_equal(cfg.listen[2].text, "10.0.0.1:65535");
+    assert_string_equal(cfg.listen[3].text, "[::1]:0"); /* port 0 twice: two ports */
+    assert_int_equal(listen_port(&cfg.listen[2]), 65535);
+    /* ...but not inside { }, where libyaml reads the ':' as an indicator. */
+    expect_error("listen:\n  - { address: ::1, port: 7007 }\n",
+                 ":2:16: syntax error: did not find expected node content (while parsing a "
+                 "flow node); quote IPv6 addresses inside { }, e.g. \"::1\"");
+    expect_error("listen:\n  - { address: \"[::1]\", port: 7007 }\n",
+                 ":2:16: listen[0].address: expected an IPv4 or IPv6 address such as 127.0.0.1 "
+                 "or \"::1\", got \"[::1]\"");
+    expect_error("listen:\n  - { address: \"fe80::1%eth0\", port: 7007 }\n",
+                 ":2:16: listen[0].address: expected an IPv4 or IPv6 address such as 127.0.0.1 "
+                 "or \"::1\", got \"fe80::1%eth0\"");
+    expect_error("listen:\n  -\n", ":2:4: listen[0]: expected a mapping { address, port }, "
+                                   "got null");
+
+    /* The maximum number of entries loads. */
+    char yaml[8192] = "listen:\n";
+    for (int i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        size_t len = strlen(yaml);
+        snprintf(yaml + len, sizeof yaml - len, "  - { address: 127.0.0.1, port: %d }\n", 9000 + i);
+    }
+    expect_load(yaml, &cfg);
+    assert_int_equal(cfg.nlisten, CONFIG_MAX_LISTEN);
+    assert_string_equal(cfg.listen[CONFIG_MAX_LISTEN - 1].text, "127.0.0.1:9063");
+}
+
+static void test_parse_listen_good(void **state) {
+    (void)state;
+    static const struct {
+        const char *arg, *text;
+        int family;
+        unsigned port;
+    } good[] = {
+        {"127.0.0.1:7007", "127.0.0.1:7007", AF_INET, 7007},
+        {"0.0.0.0:0", "0.0.0.0:0", AF_INET, 0},
+        {"[::1]:7007", "[::1]:7007", AF_INET6, 7007},
+        {"[::]:65535", "[::]:65535", AF_INET6, 65535},
+        {"[2001:DB8:0:0::1]:80", "[2001:db8::1]:80", AF_INET6, 80},
+        {"[::ffff:192.0.2.1]:1", "[::ffff:192.0.2.1]:1", AF_INET6, 1},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        listen_addr la;
+        char err[256] = "";
+        if (config_parse_listen(good[i].arg, &la, err, sizeof err) != 0)
+            fail_msg("%s: %s", good[i].arg, err);
+        assert_string_equal(la.text, good[i].text);
+        assert_int_equal(la.addr.ss_family, good[i].family);
+        assert_int_equal(la.addrlen, good[i].family == AF_INET ? sizeof(struct sockaddr_in)
+                                                               : sizeof(struct sockaddr_in6));
+        assert_int_equal(listen_port(&la), good[i].port);
+    }
+}
+
+static void test_parse_listen_bad(void **state) {
+    (void)state;
+    static const struct {
+        const char *arg, *err;
+    } bad[] = {
+        {"foo", "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got \"foo\""},
+        {"", "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got \"\""},
+        {"127.0.0.1", "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got "
+                      "\"127.0.0.1\""},
+        {"127.0.0.1:", "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got "
+                       "\"127.0.0.1:\""},
+        {"[::1]7007", "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got "
+                      "\"[::1]7007\""},
+        {"[::1", "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got \"[::1\""},
+        {"::1:7007", "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got "
+                     "\"::1:7007\" (IPv6 addresses go in brackets)"},
+        {"localhost:7007", "expected an IPv4 address in \"localhost:7007\", got \"localhost\""},
+        {":7007", "expected an IPv4 address in \":7007\", got \"\""},
+        {"[127.0.0.1]:7007", "expected an IPv6 address in \"[127.0.0.1]:7007\", got "
+                             "\"127.0.0.1\""},
+        {"127.0.0.1:65536", "expected a port from 0 to 65535 in \"127.0.0.1:65536\", got "
+                            "\"65536\""},
+        {"127.0.0.1:-1", "expected a port from 0 to 65535 in \"127.0.0.1:-1\", got \"-1\""},
+        {"[::1]:http", "expected a port from 0 to 65535 in \"[::1]:http\", got \"http\""},
+        {"127.0.0.1:7007 ", "expected a port from 0 to 65535 in \"127.0.0.1:7007 \", got "
+                            "\"7007 \""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        listen_addr la;
+        char err[256] = "";
+        assert_int_equal(config_parse_listen(bad[i].arg, &la, err, sizeof err), -1);
+        assert_string_equal(err, bad[i].err);
+    }
+    /* No room for the reason is not an error of its own. */
+    listen_addr la;
+    assert_int_equal(config_parse_listen("foo", &la, NULL, 0), -1);
+    char tiny[8];
+    assert_int_equal(config_parse_listen("foo", &la, tiny, sizeof tiny), -1);
+    assert_string_equal(tiny, "expecte");
+}
+
+/* ---- dump ---------------------------------------------------------------------------- */
+
+static void test_dump_units(void **state) {
+    (void)state;
+    config cfg;
+    config_defaults(&cfg);
+    char *text = dump_to_string(&cfg);
+    assert_non_null(strstr(text, "\n  - { address: \"127.0.0.1\", port: 7007 }\n"));
+    assert_non_null(strstr(text, "\n  - { address: \"::1\", port: 7007 }\n"));
+    assert_non_null(strstr(text, "\n  idle_timeout: 5m\n"));
+    assert_non_null(strstr(text, "\n  buffer_size: 16KiB\n"));
+    assert_non_null(strstr(text, "\n  stack_size: 64KiB\n"));
+    assert_non_null(strstr(text, "\nshutdown_grace: 10s\n"));
+    assert_non_null(strstr(text, "\nworkers: 1\n"));
+    assert_non_null(strstr(text, "\n  level: info\n"));
+    assert_non_null(strstr(text, "\npid_file: \"\"\n"));
+    free(text);
+
+    cfg.idle_timeout_ms = 0;
+    cfg.shutdown_grace_ms = 1500;
+    cfg.buffer_size = 1536;
+    cfg.stack_size = 2 * 1024 * 1024;
+    cfg.workers = 0;
+    text = dump_to_string(&cfg);
+    assert_non_null(strstr(text, "\n  idle_timeout: 0\n"));
+    assert_non_null(strstr(text, "\nshutdown_grace: 1500ms\n"));
+    assert_non_null(strstr(text, "\n  buffer_size: 1536B\n"));
+    assert_non_null(strstr(text, "\n  stack_size: 2MiB\n"));
+    assert_non_null(strstr(text, "\nworkers: auto\n"));
+    free(text);
+}
+
+/* Dumps cfg to a temporary file and loads it back: the same struct. */
+static void assert_round_trip(const config *cfg) {
+    char *text = dump_to_string(cfg);
+    char path[512];
+    write_temp(path, sizeof path, text, strlen(text));
+    config loaded;
+    config_errors errs;
+    int rc = config_load(path, &loaded, &errs);
+    unlink(path);
+    if (rc != 0)
+        fail_msg("dump does not load back:\n%s\nerrors:\n%s", text, errs.text);
+    free(text);
+    assert_config_equal(&loaded, cfg);
+}
+
+static void test_dump_round_trip(void **state) {
+    (void)state;
+    config cfg;
+    config_defaults(&cfg);
+    assert_round_trip(&cfg);
+
+    static const char *const listeners[] = {"0.0.0.0:1", "[2001:db8::7]:65535", "[::]:0",
+                                            "[::ffff:10.1.2.3]:8080"};
+    cfg.nlisten = 0;
+    for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++)
+        assert_int_equal(config_parse_listen(listeners[i], &cfg.listen[cfg.nlisten++], NULL, 0), 0);
+    cfg.max_connections = 1;
+    cfg.max_connections_per_ip = 10000000;
+    cfg.idle_timeout_ms = 90000; /* 90s, not 1.5m */
+    cfg.buffer_size = 513;
+    cfg.stack_size = 8 * 1024 * 1024;
+    cfg.backlog = 65535;
+    cfg.shutdown_grace_ms = 3599999;
+    cfg.workers = 0;
+    cfg.log_level = LOG_LEVEL_DEBUG;
+    snprintf(cfg.pid_file, sizeof cfg.pid_file, "/run/a \"quoted\" \\ path\tü #x: y");
+    snprintf(cfg.user, sizeof cfg.user, "- user: [x] &y *z\x01");
+    assert_round_trip(&cfg);
+
+    /* Every good example survives the trip too. */
+    config_errors errs;
+    assert_int_equal(config_load(GOOD_DIR "/all_keys.yaml", &cfg, &errs), 0);
+    assert_round_trip(&cfg);
+}
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+static void test_cannot_open_or_read(void **state) {
+    (void)state;
+    config cfg;
+    config_errors errs;
+    assert_int_equal(config_load("/nonexistent/coechod.yaml", &cfg, &errs), -1);
+    assert_int_equal(errs.count, 1);
+    char expected[256];
+    snprintf(expected, sizeof expected, "/nonexistent/coechod.yaml: cannot open: %s\n",
+             strerror(ENOENT));
+    assert_string_equal(errs.text, expected);
+    assert_int_equal(errs.len, strlen(errs.text));
+
+    assert_int_equal(config_load(TOP_SRCDIR "/tests", &cfg, &errs), -1);
+    snprintf(expected, sizeof expected, "%s: cannot read: %s\n", TOP_SRCDIR "/tests",
+             strerror(EISDIR));
+    assert_string_equal(errs.text, expected);
+
+    /* Without somewhere to put the messages, the result still says it failed. */
+    assert_int_equal(config_load("/nonexistent/coechod.yaml", &cfg, NULL), -1);
+}
+
+static void test_failed_load_leaves_cfg_alone(void **state) {
+    (void)state;
+    config cfg, before;
+    memset(&cfg, 0x5a, sizeof cfg);
+    before = cfg;
+    config_errors errs;
+    assert_int_equal(load_text("workers: 2\nlimits: { backlog: 0 }\n", &cfg, &errs), -1);
+    assert_memory_equal(&cfg, &before, sizeof cfg);
+}
+
+/* errs->text with path cut from the start of every line. */
+static void without_path(const config_errors *errs, const char *path, char *out, size_t size) {
+    size_t o = 0, plen = strlen(path);
+    for (const char *line = errs->text; *line != '\0' && o < size;) {
+        size_t len = strcspn(line, "\n") + (line[strcspn(line, "\n")] == '\n');
+        size_t skip = strncmp(line, path, plen) == 0 ? plen : 0;
+        o += (size_t)snprintf(out + o, size - o, "%.*s", (int)(len - skip), line + skip);
+        line += len;
+    }
+}
+
+/* All errors, in the order of the file, even several in one mapping. */
+static void test_every_error_is_reported(void **state) {
+    (void)state;
+    config cfg;
+    config_errors errs;
+    char path[512];
+    const char *yaml = "listen:\n  - { address: nowhere, port: 99999 }\n"
+                       "limits:\n  backlog: 0\n  backlog: 1\n  idle_timeout: forever\n"
+                       "workers: lots\nlog: { level: loud }\nspeed: 11\n";
+    write_temp(path, sizeof path, yaml, strlen(yaml));
+    assert_int_equal(config_load(path, &cfg, &errs), -1);
+    unlink(path);
+    char got[sizeof errs.text];
+    without_path(&errs, path, got, sizeof got);
+    assert_string_equal(
+        got, ":2:16: listen[0].address: expected an IPv4 or IPv6 address such as 127.0.0.1 "
+             "or \"::1\", got \"nowhere\"\n"
+             ":2:31: listen[0].port: expected an integer from 0 to 65535, got 99999\n"
+             ":4:12: limits.backlog: expected an integer from 1 to 65535, got 0\n"
+             ":5:3: limits.backlog: duplicate key (first at 4:3)\n"
+             ":6:17: limits.idle_timeout: expected a duration such as 30s, got \"forever\"\n"
+             ":7:10: workers: expected an integer or \"auto\", got \"lots\"\n"
+             ":8:15: log.level: expected one of error, warn, info, debug, got \"loud\"\n"
+             ":9:1: speed: unknown key; expected one of listen, limits, shutdown_grace, "
+             "workers, log, pid_file, user\n");
+    assert_int_equal(errs.count, 8);
+    assert_int_equal(errs.len, strlen(errs.text));
+}
+
+static void test_errors_are_capped(void **state) {
+    (void)state;
+    char yaml[4096] = "";
+    for (int i = 0; i < 80; i++) {
+        size_t len = strlen(yaml);
+        snprintf(yaml + len, sizeof yaml - len, "key%d: 1\n", i);
+    }
+    config cfg;
+    config_errors errs;
+    assert_int_equal(load_text(yaml, &cfg, &errs), -1);
+    assert_int_equal(errs.count, 50);
+    assert_int_equal(errs.len, strlen(errs.text));
+    const char *last = errs.text + errs.len - 1;
+    while (last > errs.text && last[-1] != '\n')
+        last--;
+    const char *suffix = ": too many errors, giving up\n";
+    assert_string_equal(last + strlen(last) - strlen(suffix), suffix);
+}
+
+static void test_tabs_and_encoding(void **state) {
+    (void)state;
+    /* Every indentation tab is reported, and libyaml is then not asked. */
+    config cfg;
+    config_errors errs;
+    assert_int_equal(load_text("limits:\n\tbacklog: 1\n  \tstack_size: 16KiB\n- \tx\n"
+                               "a:\tb\n\t\n  # tab\there is fine\n",
+                               &cfg, &errs),
+                     -1);
+    assert_int_equal(errs.count, 3);
+    assert_non_null(strstr(errs.text, ":2:1: tab character in indentation; YAML allows spaces "
+                                      "only\n"));
+    assert_non_null(strstr(errs.text, ":3:3: tab character"));
+    assert_non_null(strstr(errs.text, ":4:3: tab character"));
+
+    expect_error("user: \"a\"\nworkers: \xff\n",
+                 ":2:10: encoding error: invalid leading UTF-8 octet (0xff)");
+    expect_error("user: x\x01y\n",
+                 ":1:8: encoding error: control characters are not allowed (0x01)");
+    /* Columns count characters, not bytes. */
+    expect_error("user: \"\xc3\xbc\"\nworkers: \"\xc3\xbc\" x\n",
+                 ":2:14: syntax error: did not "
+                 "find expected key (while parsing a block mapping that started at 1:1)");
+    expect_error("a: &x [*x]\nlimits: *x\n",
+                 ":1:1: a: unknown key; expected one of listen, "
+                 "limits, shutdown_grace, workers, log, pid_file, user");
+}
+
+/* ---- the corpora ------------------------------------------------------------------------- */
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The sorted names in dir that end in suffix (freed with free_names). */
+static size_t list_names(const char *dir, const char *suffix, char ***names) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        fail_msg("%s: %s", dir, strerror(errno));
+    size_t n = 0, cap = 0;
+    *names = NULL;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name), slen = strlen(suffix);
+        if (len <= slen || strcmp(e->d_name + len - slen, suffix) != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            *names = realloc(*names, cap * sizeof **names);
+            assert_non_null(*names);
+        }
+        (*names)[n] = strdup(e->d_name);
+        assert_non_null((*names)[n++]);
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(*names, n, sizeof **names, compare_names);
+    return n;
+}
+
+static void free_names(char **names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* name with its suffix replaced by another one. */
+static void sibling(char *buf, size_t size, const char *name, const char *from, const char *to) {
+    snprintf(buf, size, "%.*s%s", (int)(strlen(name) - strlen(from)), name, to);
+}
+
+static bool file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* The first line of a file, without its newline. */
+static void read_first_line(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        fail_msg("%s: %s", path, strerror(errno));
+    if (fgets(buf, (int)size, f) == NULL)
+        buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* Loads every bad example from inside the corpus directory, so that file names
+ * in the messages are as short as in the .expect files; reports every mismatch
+ * before failing. */
+static void test_bad_corpus(void **state) {
+    (void)state;
+    int cwd = open(".", O_RDONLY | O_DIRECTORY);
+    assert_true(cwd >= 0);
+    assert_int_equal(chdir(BAD_DIR), 0);
+    char **yamls, **expects;
+    size_t nyaml = list_names(".", ".yaml", &yamls);
+    size_t nexpect = list_names(".", ".expect", &expects);
+    int failures = 0;
+    char other[512];
+    for (size_t i = 0; i < nexpect; i++) {
+        sibling(other, sizeof other, expects[i], ".expect", ".yaml");
+        if (!file_exists(other)) {
+            print_error("%s: no %s beside it\n", expects[i], other);
+            failures++;
+        }
+    }
+    for (size_t i = 0; i < nyaml; i++) {
+        sibling(other, sizeof other, yamls[i], ".yaml", ".expect");
+        if (!file_exists(other)) {
+            print_error("%s: no %s beside it\n", yamls[i], other);
+            failures++;
+            continue;
+        }
+        char expected[1024], got[1024];
+        read_first_line(other, expected, sizeof expected);
+        config cfg;
+        config_errors errs;
+        int rc = config_load(yamls[i], &cfg, &errs);
+        snprintf(got, sizeof got, "%.*s", (int)strcspn(errs.text, "\n"), errs.text);
+        if (rc != -1 || errs.count < 1 || strcmp(got, expected) != 0) {
+            print_error("%s: rc %d\n  expected: %s\n  got:      %s\n", yamls[i], rc, expected, got);
+            failures++;
+        }
+    }
+    assert_int_equal(fchdir(cwd), 0);
+    close(cwd);
+    free_names(yamls, nyaml);
+    free_names(expects, nexpect);
+    assert_true(nyaml >= 20);
+    assert_int_equal(failures, 0);
+}
+
+static void test_good_corpus(void **state) {
+    (void)state;
+    char **names;
+    size_t n = list_names(GOOD_DIR, ".yaml", &names);
+    int failures = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", GOOD_DIR, names[i]);
+        config cfg;
+        config_errors errs;
+        if (config_load(path, &cfg, &errs) != 0) {
+            print_error("%s", errs.text);
+            failures++;
+        }
+    }
+    free_names(names, n);
+    assert_true(n >= 4);
+    assert_int_equal(failures, 0);
+}
+
+/* What the good examples hold, beyond loading. */
+static void test_good_examples(void **state) {
+    (void)state;
+    config cfg;
+    config_errors errs;
+    assert_int_equal(config_load(GOOD_DIR "/ipv6_only.yaml", &cfg, &errs), 0);
+    assert_int_equal(cfg.nlisten, 2);
+    assert_string_equal(cfg.listen[0].text, "[::1]:7007");
+    assert_string_equal(cfg.listen[1].text, "[::]:7008");
+
+    assert_int_equal(config_load(GOOD_DIR "/minimal.yaml", &cfg, &errs), 0);
+    assert_int_equal(cfg.nlisten, 1);
+    assert_string_equal(cfg.listen[0].text, "0.0.0.0:7007");
+
+    assert_int_equal(config_load(GOOD_DIR "/workers_auto.yaml", &cfg, &errs), 0);
+    assert_int_equal(cfg.workers, 0);
+
+    assert_int_equal(config_load(GOOD_DIR "/all_keys.yaml", &cfg, &errs), 0);
+    assert_int_equal(cfg.nlisten, 3);
+    assert_string_equal(cfg.listen[0].text, "192.0.2.10:8007");
+    assert_string_equal(cfg.listen[1].text, "[2001:db8::1]:0");
+    assert_string_equal(cfg.listen[2].text, "[::ffff:192.0.2.11]:65535");
+    assert_int_equal(cfg.max_connections, 10000000);
+    assert_int_equal(cfg.max_connections_per_ip, 16);
+    assert_int_equal(cfg.idle_timeout_ms, 0);
+    assert_int_equal(cfg.buffer_size, 512);
+    assert_int_equal(cfg.stack_size, 8 * 1024 * 1024);
+    assert_int_equal(cfg.backlog, 65535);
+    assert_int_equal(cfg.shutdown_grace_ms, 1500);
+    assert_int_equal(cfg.workers, 1024);
+    assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);
+    assert_string_equal(cfg.pid_file, "/run/coechod/coechod.pid");
+    assert_string_equal(cfg.user, "coechod");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_example_file_is_the_defaults),
+        cmocka_unit_test(test_empty_files_are_the_defaults),
+        cmocka_unit_test(test_duration_forms),
+        cmocka_unit_test(test_size_forms),
+        cmocka_unit_test(test_duration_and_size_values_in_a_file),
+        cmocka_unit_test(test_integer_forms),
+        cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_unknown_key_messages),
+        cmocka_unit_test(test_listen_in_a_file),
+        cmocka_unit_test(test_parse_listen_good),
+        cmocka_unit_test(test_parse_listen_bad),
+        cmocka_unit_test(test_dump_units),
+        cmocka_unit_test(test_dump_round_trip),
+        cmocka_unit_test(test_cannot_open_or_read),
+        cmocka_unit_test(test_failed_load_leaves_cfg_alone),
+        cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_errors_are_capped),
+        cmocka_unit_test(test_tabs_and_encoding),
+        cmocka_unit_test(test_bad_corpus),
+        cmocka_unit_test(test_good_corpus),
+        cmocka_unit_test(test_good_examples),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
