@@ -157,22 +157,34 @@ static inline int may_block(const task *self, int64_t deadline) {
     return 0;
 }
 
+/* Arms the task's timer to fire no later than deadline. A timer still armed
+ * from an earlier wait is kept when it fires first: timer_cb then re-arms it
+ * for the rest. Waits that push their deadline forward (an idle timeout
+ * renewed on every read) so cost no timer-heap work at all. */
+static void arm_timer(task *t, int64_t deadline) {
+    int64_t now = co_now();
+    ev_timer *w = &t->timer;
+    if (ev_is_active(w)) {
+        if (now + (int64_t)(ev_timer_remaining(S.loop, w) * 1e3) <= deadline)
+            return;
+        ev_timer_stop(S.loop, w);
+    }
+    ev_timer_set(w, (double)(deadline - now) / 1e3, 0.);
+    ev_timer_start(S.loop, w);
+}
+
 /* Parks the caller on waitq (or nowhere) until woken or the deadline. The
  * caller has checked may_block(). */
 static int block(task *self, list_link *waitq, co_wait_kind kind, int64_t deadline) {
-    if (deadline != CO_NEVER) {
-        self->deadline = deadline;
-        ev_timer_set(&self->timer, (double)(deadline - co_now()) / 1e3, 0.);
-        ev_timer_start(S.loop, &self->timer);
-    }
+    self->deadline = deadline;
+    if (deadline != CO_NEVER)
+        arm_timer(self, deadline);
     if (waitq)
         list_push_back(waitq, &self->qlink);
     self->waitq = waitq;
     self->state = CO_BLOCKED;
     self->waiting = (unsigned char)kind;
     run_next(&self->co);
-    if (deadline != CO_NEVER)
-        ev_timer_stop(S.loop, &self->timer);
     self->waiting = CO_WAIT_NONE;
     return self->wake_result;
 }
@@ -180,8 +192,10 @@ static int block(task *self, list_link *waitq, co_wait_kind kind, int64_t deadli
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)revents;
     task *t = container_of(w, task, timer);
+    if (t->state != CO_BLOCKED || t->deadline == CO_NEVER)
+        return; /* left armed by an earlier wait: nothing to do, stays stopped */
     int64_t left = t->deadline - co_now();
-    if (left > 0) { /* the loop's clock lags the real one: wait the rest */
+    if (left > 0) { /* armed for an earlier deadline, or the loop's clock lags */
         ev_timer_set(w, (double)left / 1e3, 0.);
         ev_timer_start(loop, w);
         return;
@@ -270,6 +284,8 @@ static void pass_orphans(task *t) {
 static _Noreturn void task_exit(task *t, int status) {
     if (ev_is_active(&t->io))
         ev_io_stop(S.loop, &t->io);
+    if (ev_is_active(&t->timer))
+        ev_timer_stop(S.loop, &t->timer);
     t->status = status;
     t->state = CO_ZOMBIE;
     S.nlive--;

@@ -52,7 +52,7 @@ static int64_t deadline_after(int64_t ms) { return ms ? co_now() + ms : CO_NEVER
  * rest is reported again) costs no read that ends in EAGAIN, and a client
  * that floods us goes back through the loop after every buffer, so every
  * other connection gets its turn. */
-static int echo_once(connection *c, char *buf, size_t size, int64_t idle_ms) {
+static int echo_once(connection *c, char *buf, size_t size, int64_t deadline) {
     ssize_t n;
     while ((n = read(c->fd, buf, size)) < 0 && errno == EINTR)
         ;
@@ -63,7 +63,7 @@ static int echo_once(connection *c, char *buf, size_t size, int64_t idle_ms) {
     srv.stats.bytes_in += (uint64_t)n;
     /* Reading stops while the write is pending, so a client that never
      * reads costs this one buffer plus the kernel's socket buffers. */
-    ssize_t w = co_write(c->fd, buf, (size_t)n, deadline_after(idle_ms));
+    ssize_t w = co_write(c->fd, buf, (size_t)n, deadline);
     if (w > 0)
         srv.stats.bytes_out += (uint64_t)w;
     if (w != n)
@@ -73,13 +73,16 @@ static int echo_once(connection *c, char *buf, size_t size, int64_t idle_ms) {
 
 static int serve(connection *c, int64_t idle_ms, size_t size) {
     for (;;) {
-        int r = co_wait_fd(c->fd, CO_READ, deadline_after(idle_ms));
+        /* One deadline serves the wait and the echo's write: a peer that
+         * neither sends nor takes its echo for idle_ms is idle. */
+        int64_t deadline = deadline_after(idle_ms);
+        int r = co_wait_fd(c->fd, CO_READ, deadline);
         if (r < 0)
             return r;
         char *buf = buffer_get(size);
         if (!buf)
             return -ENOMEM;
-        r = echo_once(c, buf, size, idle_ms);
+        r = echo_once(c, buf, size, deadline);
         buffer_put(buf, size);
         if (r <= 0)
             return r;
