@@ -150,14 +150,15 @@ class Daemon:
     """One coechod process in the foreground, its stdout and stderr
     collected line by line by reader threads."""
 
-    def __init__(self, args, cwd=None):
+    def __init__(self, args, cwd=None, env=None):
         self.args = [COECHOD] + list(args)
         self.lines = []      # stderr
         self.out_lines = []  # stdout
         self.cond = threading.Condition()
         self.open_streams = 2
         self.proc = subprocess.Popen(
-            self.args, cwd=cwd, env=daemon_env(), stdin=subprocess.DEVNULL,
+            self.args, cwd=cwd, env=dict(daemon_env(), **(env or {})),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True)
         self.pid = self.proc.pid
@@ -299,14 +300,14 @@ class Ctx:
         """A measurement shown with COECHOD_IT_VERBOSE=1 and on failure."""
         self.notes.append(text)
 
-    def daemon(self, args, config=None, cwd=None):
+    def daemon(self, args, config=None, cwd=None, env=None):
         """Starts coechod in the foreground; config text is written to a
         file passed with -c. (Tests always pass one, so that a system-wide
         /etc/coechod/coechod.yaml cannot change what they measure.)"""
         args = list(args)
         if config is not None:
             args = ["-c", self.write_config(config)] + args
-        d = Daemon(args, cwd=cwd)
+        d = Daemon(args, cwd=cwd, env=env)
         with self.lock:
             self.daemons.append(d)
         return d
@@ -1039,6 +1040,49 @@ def sigusr1_stats(ctx):
     d.wait_log(r"(?i)connections", 3.0, mark, what="with statistics ('connections')")
     echo_ok(c, b"after SIGUSR1\n", what="after SIGUSR1")
     check(d.alive(), "daemon exited on SIGUSR1")
+
+
+@test
+def log_stderr_timestamps(ctx):
+    """On plain stderr each line has a timestamp, the pid and the level."""
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config())
+    d.port()
+    d.wait_log(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} coechod\[\d+\] info: "
+               r"listening on 127\.0\.0\.1:\d+$", 3.0, what="timestamped line")
+
+
+@test
+def log_journal_prefixes(ctx):
+    """With JOURNAL_STREAM set, lines carry <N> syslog priorities and no
+    timestamp (the journal adds its own)."""
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config(),
+                   env={"JOURNAL_STREAM": "8:12345"})
+    d.port()
+    d.wait_log(r"^<6>listening on 127\.0\.0\.1:\d+$", 3.0, what="<6> info line")
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)  # no -c file change: a warning, priority 4
+    d.wait_log(r"^<[346]>", 3.0, mark, what="a prefixed line after SIGHUP")
+
+
+@test
+def user_drops_privileges(ctx):
+    """`user: nobody` (started as root): the daemon binds, then runs as
+    nobody, and still echoes."""
+    import pwd
+    if os.geteuid() != 0:
+        raise TestSkip("needs root")
+    nobody = pwd.getpwnam("nobody")
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config(extra='user: "nobody"\n'))
+    port = d.port()
+    echo_ok(ctx.connect(port), what="echo as nobody")
+    with open("/proc/%d/status" % d.pid) as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    uids = status["Uid"].split()
+    gids = status["Gid"].split()
+    groups = status.get("Groups", "").split()
+    check(all(int(u) == nobody.pw_uid for u in uids), "Uid is %s, want %d" % (uids, nobody.pw_uid))
+    check(all(int(g) == nobody.pw_gid for g in gids), "Gid is %s, want %d" % (gids, nobody.pw_gid))
+    check(groups in ([], [str(nobody.pw_gid)]), "supplementary groups %s" % groups)
 
 
 # ---------------------------------------------------------------------------
