@@ -80,7 +80,7 @@ static struct sched {
     co_tid last_id;
     size_t nlive;        /* tasks that have not exited */
     int64_t tick;        /* co_now() at the start of the current batch */
-    ev_signal signals[65]; /* watchers by signal number, for co_signal_watch */
+    ev_signal signals[64]; /* watchers by signal number, for co_signal_watch */
     uint64_t signals_pending;
     list_link signal_waiters;
     uint64_t spawned;
@@ -179,6 +179,10 @@ static int block(task *self, list_link *waitq, co_wait_kind kind, int64_t deadli
     self->deadline = deadline;
     if (deadline != CO_NEVER)
         arm_timer(self, deadline);
+    else if (ev_is_active(&self->timer)) /* would keep a deadlocked run alive */
+        ev_timer_stop(S.loop, &self->timer);
+    if (kind != CO_WAIT_FD && ev_is_active(&self->io))
+        ev_io_stop(S.loop, &self->io); /* likewise, and nobody would read it */
     if (waitq)
         list_push_back(waitq, &self->qlink);
     self->waitq = waitq;
@@ -186,6 +190,10 @@ static int block(task *self, list_link *waitq, co_wait_kind kind, int64_t deadli
     self->waiting = (unsigned char)kind;
     run_next(&self->co);
     self->waiting = CO_WAIT_NONE;
+    /* Killed after the wake-up but before running: the call is cancelled
+     * too, unless a channel already moved the element (that must count). */
+    if (self->killed && self->wake_result >= 0 && kind != CO_WAIT_SEND && kind != CO_WAIT_RECV)
+        return -ECANCELED;
     return self->wake_result;
 }
 
@@ -206,17 +214,22 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 /* A task's watcher stays armed between its waits on the same fd (starting
  * one costs an epoll_ctl); it is stopped when it fires with nobody waiting. */
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents) {
+    (void)loop;
     task *t = container_of(w, task, io);
+    /* Woken but not yet run (the batch budget ran out): stay armed, the task
+     * is about to read. A task that blocks on anything else disarms it. */
     if (t->state == CO_BLOCKED && t->waiting == CO_WAIT_FD)
         wake(t, (revents & EV_READ ? CO_READ : 0) | (revents & EV_WRITE ? CO_WRITE : 0));
-    else
-        ev_io_stop(loop, w);
 }
 
 static void run_batch(void) {
     S.tick = co_now();
     S.budget = BATCH_BUDGET;
     run_next(&S.main_co);
+    /* Budget spent with tasks still queued: keep the next poll from blocking
+     * (and the loop from ending) even if no watcher is left. */
+    if (S.nready && !ev_is_active(&S.idle))
+        ev_idle_start(S.loop, &S.idle);
 }
 
 static void check_cb(struct ev_loop *loop, ev_check *w, int revents) {
@@ -638,7 +651,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents) {
 }
 
 static bool watchable(int signo) {
-    return signo > 0 && signo < 65 && signo != SIGKILL && signo != SIGSTOP;
+    return signo > 0 && signo < 64 && signo != SIGKILL && signo != SIGSTOP;
 }
 
 int co_signal_watch(int signo) {
@@ -876,11 +889,11 @@ int co_run(co_fn root, void *arg, const co_options *opts) {
     }
     while (S.nlive) {
         ev_run(S.loop, 0);
-        if (S.nlive)
+        if (S.nlive && !S.nready)
             kill_all();
     }
     int status = S.root_status;
-    for (int signo = 1; signo < 65; signo++)
+    for (int signo = 1; signo < 64; signo++)
         if (ev_is_active(&S.signals[signo]))
             co_signal_unwatch(signo);
     ev_ref(S.loop);

@@ -94,7 +94,10 @@ int co_wait_child(co_tid *tid, int *status, int64_t deadline);
 
 /* Cancels tid: its current blocking call, if any, and every later one
  * returns -ECANCELED, so it unwinds and exits; whoever joins it wakes when
- * it does. 0, or -ESRCH for an unknown id. Killing an exited task is 0. */
+ * it does. A call that had already completed but not yet returned also
+ * returns -ECANCELED, except a channel send or receive whose element moved
+ * (it returns 0; the next call is cancelled). 0, or -ESRCH for an unknown
+ * id. Killing an exited task is 0. */
 int co_kill(co_tid tid);
 
 /* Makes the caller the reaper: children of tasks that exit pass to it, like
@@ -150,7 +153,7 @@ void co_get_stats(co_stats *stats);
  * arrival (the same signal arriving twice before it is taken counts once);
  * co_signal_wait() takes the lowest pending signal, waiting for one if
  * none is. Watching does not keep co_run alive. 0 / signo, or -EINVAL for a
- * signal that cannot be watched (SIGKILL, SIGSTOP, out of range). */
+ * signal that cannot be watched (SIGKILL, SIGSTOP, outside 1-63). */
 int co_signal_watch(int signo);
 int co_signal_unwatch(int signo);
 int co_signal_wait(int64_t deadline);

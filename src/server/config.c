@@ -1198,7 +1198,7 @@ static char *read_file(parse_ctx *ctx, size_t *len) {
 }
 
 int config_load(const char *path, config *cfg, config_errors *errs) {
-    config_errors scratch;
+    static config_errors scratch; /* 8 KiB: reloads run on a coroutine stack */
     parse_ctx ctx = {.path = path, .errs = errs != NULL ? errs : &scratch};
     errors_reset(ctx.errs);
     char *text = read_file(&ctx, &ctx.textlen);

@@ -63,11 +63,14 @@ static int echo_once(connection *c, char *buf, size_t size, int64_t deadline) {
     srv.stats.bytes_in += (uint64_t)n;
     /* Reading stops while the write is pending, so a client that never
      * reads costs this one buffer plus the kernel's socket buffers. */
-    ssize_t w = co_write(c->fd, buf, (size_t)n, deadline);
-    if (w > 0)
+    for (ssize_t done = 0; done < n;) {
+        /* A short count means an error stopped it; the next call says which. */
+        ssize_t w = co_write(c->fd, buf + done, (size_t)(n - done), deadline);
+        if (w < 0)
+            return (int)w;
         srv.stats.bytes_out += (uint64_t)w;
-    if (w != n)
-        return w < 0 ? (int)w : -ETIMEDOUT;
+        done += w;
+    }
     return 1;
 }
 
@@ -95,7 +98,8 @@ int echo_handle_client(void *arg) {
     connection c = {.tid = co_self(), .fd = start.fd, .peer = start.peer};
     list_push_back(&srv.connections, &c.link);
 
-    int r = serve(&c, start.idle_timeout_ms, start.buffer_size);
+    /* Spawned, but first run only after every connection was killed. */
+    int r = srv.connections_killed ? -ECANCELED : serve(&c, start.idle_timeout_ms, start.buffer_size);
     int status = 0;
     switch (r) {
     case 0:           /* the client closed its side; everything was echoed */

@@ -152,7 +152,7 @@ static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
 /* Accepts until the backlog is empty or the connection limit is reached.
  * 0 to keep going, or a negative errno that ends the accept task. */
 static int accept_ready(listener *l) {
-    while (srv.active < srv.cfg.max_connections) {
+    while (!l->closing && srv.active < srv.cfg.max_connections) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -199,6 +199,7 @@ int main(int argc, char **argv) {
     if (srv.cfg.workers != 1)
         log_warn("workers: %d requested; this build runs one process", srv.cfg.workers);
     check_fd_limit(&srv.cfg);
+    server_block_signals();
     open_listeners(&srv.cfg);
 
     char err[512];
@@ -225,7 +226,6 @@ int main(int argc, char **argv) {
         return 1;
     }
     signal(SIGPIPE, SIG_IGN); /* a write to a closed peer is an EPIPE, not a death */
-    daemon_ready();
 
     co_options rt = {.stack_size = srv.cfg.stack_size};
     int status = co_run(supervisor_run, NULL, &rt);

@@ -80,6 +80,7 @@ void echo_release_buffers(void);
 
 /* supervisor.c */
 int supervisor_run(void *arg);        /* the root task */
+void server_block_signals(void);      /* before the listeners open; the supervisor unblocks */
 void server_log_stats(void);
 
 #endif

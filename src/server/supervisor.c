@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include "server/daemon.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -45,6 +47,8 @@ void server_log_stats(void) {
              live_listeners(), srv.accepts_paused, rt.tasks);
 }
 
+static void schedule_restart(listener *l, int status);
+
 /* ---- listeners across reloads ------------------------------------------- */
 
 static bool same_addr(const listen_addr *a, const listen_addr *b) {
@@ -73,37 +77,55 @@ static listener *free_listener_slot(void) {
     return NULL;
 }
 
-static void open_added_listener(const listen_addr *addr, int backlog) {
-    listener *l = free_listener_slot();
-    char err[256];
-    if (!l) {
-        log_error("cannot listen on %s: too many listeners still closing", addr->text);
-        return;
-    }
-    if (listener_open(l, addr, backlog, err, sizeof err) != 0) {
-        log_error("%s", err);
-        return;
-    }
-    log_info("listening on %s", l->bound);
-    if (listener_start(l) != 0) {
-        log_error("%s: cannot start its accept task", l->bound);
-        listener_stop(l);
-    }
+static bool in_list(listener *const *list, size_t n, const listener *l) {
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == l)
+            return true;
+    return false;
 }
 
-static void apply_listeners(const config *next) {
+/* Opens the added listeners first: if any fails, closes those just opened
+ * and returns -1, leaving everything as it was. Only then are the removed
+ * ones closed, so a failed reload never leaves the daemon deaf. */
+static int apply_listeners(const config *next) {
+    listener *opened[CONFIG_MAX_LISTEN];
+    size_t nopened = 0;
+    char err[256];
+    for (size_t i = 0; i < next->nlisten; i++) {
+        if (listener_for(&next->listen[i]))
+            continue;
+        listener *l = free_listener_slot();
+        if (!l) {
+            log_error("cannot listen on %s: too many listeners", next->listen[i].text);
+            goto undo;
+        }
+        if (listener_open(l, &next->listen[i], next->backlog, err, sizeof err) != 0) {
+            log_error("%s", err);
+            goto undo;
+        }
+        opened[nopened++] = l;
+    }
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
         listener *l = &srv.listeners[i];
-        if (!l->used || l->closing)
+        if (!l->used || l->closing || in_list(opened, nopened, l))
             continue;
         if (!config_has(next, &l->addr))
             listener_stop(l);
         else if (listen(l->fd, next->backlog) != 0) /* takes the new backlog */
             log_warn("%s: listen: %s", l->bound, strerror(errno));
     }
-    for (size_t i = 0; i < next->nlisten; i++)
-        if (!listener_for(&next->listen[i]))
-            open_added_listener(&next->listen[i], next->backlog);
+    for (size_t i = 0; i < nopened; i++) {
+        log_info("listening on %s", opened[i]->bound);
+        if (listener_start(opened[i]) != 0)
+            schedule_restart(opened[i], errno);
+    }
+    return 0;
+undo:
+    for (size_t i = 0; i < nopened; i++) {
+        close(opened[i]->fd);
+        memset(opened[i], 0, sizeof *opened[i]);
+    }
+    return -1;
 }
 
 /* ---- signals ------------------------------------------------------------- */
@@ -130,8 +152,11 @@ static void reload(void) {
         log_warn("stack_size changes take effect at the next start");
     if (next.workers != srv.cfg.workers)
         log_warn("workers changes take effect at the next start");
+    if (apply_listeners(&next) != 0) {
+        log_error("reload of %s failed; keeping the running configuration", srv.config_path);
+        return;
+    }
     log_set_level(next.log_level);
-    apply_listeners(&next);
     memcpy(next.pid_file, srv.cfg.pid_file, sizeof next.pid_file); /* fixed at start */
     memcpy(next.user, srv.cfg.user, sizeof next.user);
     srv.cfg = next;
@@ -156,14 +181,34 @@ static void begin_shutdown(int signo) {
             listener_stop(&srv.listeners[i]);
 }
 
+static const int watched_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+
+void server_block_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof watched_signals / sizeof watched_signals[0]; i++)
+        sigaddset(&set, watched_signals[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+/* main blocked these signals before opening the listeners; once the loop
+ * watches them, what arrived meanwhile is delivered, not fatal. */
+static int watch_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof watched_signals / sizeof watched_signals[0]; i++) {
+        int r = co_signal_watch(watched_signals[i]);
+        if (r) {
+            log_error("cannot watch %s: %s", strsignal(watched_signals[i]), strerror(-r));
+            return r;
+        }
+        sigaddset(&set, watched_signals[i]);
+    }
+    return sigprocmask(SIG_UNBLOCK, &set, NULL) == 0 ? 0 : -errno;
+}
+
 static int signal_task(void *arg) {
     (void)arg;
-    static const int watched[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
-    for (size_t i = 0; i < sizeof watched / sizeof watched[0]; i++) {
-        int r = co_signal_watch(watched[i]);
-        if (r)
-            log_error("cannot watch %s: %s", strsignal(watched[i]), strerror(-r));
-    }
     for (;;) {
         int signo = co_signal_wait(CO_NEVER);
         switch (signo) {
@@ -207,8 +252,14 @@ static void schedule_restart(listener *l, int status) {
 
 static void on_task_exit(co_tid tid, int status) {
     listener *l = listener_of_task(tid);
+    if (l && l->closing) { /* it died on its own before it saw the stop */
+        close(l->fd);
+        log_info("closed listener %s", l->bound);
+        memset(l, 0, sizeof *l);
+        return;
+    }
     if (l) {
-        if (!l->closing && !srv.shutting_down)
+        if (!srv.shutting_down)
             schedule_restart(l, status);
         return;
     }
@@ -281,7 +332,7 @@ int supervisor_run(void *arg) {
     list_init(&srv.connections);
     ipcount_init(&srv.per_ip);
     srv.slot_gate = co_chan_new(1, 0);
-    if (!srv.slot_gate || co_become_reaper() != 0) {
+    if (!srv.slot_gate || co_become_reaper() != 0 || watch_signals() != 0) {
         log_error("cannot start the supervisor");
         return 1;
     }
@@ -290,6 +341,7 @@ int supervisor_run(void *arg) {
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
         if (srv.listeners[i].used && listener_start(&srv.listeners[i]) != 0)
             schedule_restart(&srv.listeners[i], errno);
+    daemon_ready(); /* in --daemon mode, the starting command now exits 0 */
 
     int64_t next_tick = co_now() + TICK_MS;
     for (;;) {

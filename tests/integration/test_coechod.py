@@ -1028,6 +1028,50 @@ def sighup_broken_config(ctx):
 
 
 @test
+def sighup_unopenable_listener_keeps_old(ctx):
+    """A reload that moves the listener to a port someone else holds fails
+    as a whole: the old listener keeps accepting and the limits stay."""
+    path = ctx.write_config(yaml_config())
+    d = ctx.daemon(["-c", path])
+    port = d.port()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        busy = holder.getsockname()[1]
+        ctx.write_config(yaml_config(listen=(("127.0.0.1", busy),),
+                                     limits={"max_connections_per_ip": 1}))
+        mark = d.mark()
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(r"keeping the running configuration", 5.0, mark, what="reload failure")
+        check(d.alive(), "daemon exited after the failed reload")
+        a = ctx.connect(port)
+        b = ctx.connect(port)  # per-IP limit 1 must not have been applied
+        echo_ok(a, b"old listener\n", what="old listener after the failed reload")
+        echo_ok(b, b"second\n", what="second client (the new limit was not applied)")
+    finally:
+        holder.close()
+
+
+@test
+def sighup_on_smallest_stack(ctx):
+    """Reloading (valid and invalid files) with stack_size at its 16 KiB
+    minimum: the parser runs in a task and must fit."""
+    base = yaml_config(limits={"stack_size": "16KiB"})
+    path = ctx.write_config(base)
+    d = ctx.daemon(["-c", path])
+    port = d.port()
+    for text in ("listen: []\nlimits: { stack_size: 16KiB }\n",
+                 base + "bogus: 1\n", base + "limits2: {a: [1, {b: 2}]}\n", base):
+        ctx.write_config(text)
+        mark = d.mark()
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(r"reloaded|keeping the running configuration", 5.0, mark, what="reload result")
+        check(d.alive(), "daemon died reloading %r" % text)
+    echo_ok(ctx.connect(port), what="echo after the reloads")
+
+
+@test
 def sigusr1_stats(ctx):
     """SIGUSR1 logs a statistics line mentioning connections."""
     d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config())

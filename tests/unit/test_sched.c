@@ -1249,6 +1249,106 @@ static void test_run_ends_when_tasks_deadlock(void **state) {
     assert_int_equal(d.results[1], -ECANCELED);
 }
 
+/* ---- regressions found in review ------------------------------------------ */
+
+/* A task woken by its timer, then yielding past the batch budget while no
+ * watcher is left, is still runnable: co_run must not take it for a
+ * deadlock and cancel it. */
+static int long_yielder(void *arg) {
+    int *cancelled_at = arg;
+    co_sleep(co_now() + 20);
+    for (int i = 0; i < 5000; i++)
+        if (co_yield() != 0) {
+            *cancelled_at = i;
+            return 1;
+        }
+    return 0;
+}
+
+static void test_yielding_past_the_batch_budget_is_not_a_deadlock(void **state) {
+    (void)state;
+    int cancelled_at = -1;
+    assert_int_equal(co_run(long_yielder, &cancelled_at, NULL), 0);
+    assert_int_equal(cancelled_at, -1);
+}
+
+/* A task that once waited on an fd (its watcher stays armed between waits)
+ * and then blocks forever on a channel is still a deadlock to break. */
+struct fd_then_chan {
+    int fds[2];
+    co_chan *ch;
+    int wait_result;
+    int recv_result;
+};
+
+static int fd_then_chan_root(void *arg) {
+    struct fd_then_chan *r = arg;
+    char c = 'x';
+    CHECK_EQ(write(r->fds[1], &c, 1), 1);
+    r->wait_result = co_wait_fd(r->fds[0], CO_READ, co_now() + LONG_DEADLINE_MS);
+    CHECK_EQ(read(r->fds[0], &c, 1), 1);
+    int e;
+    r->recv_result = co_chan_recv(r->ch, &e, CO_NEVER);
+    return 0;
+}
+
+static void test_deadlock_after_an_fd_wait_is_broken(void **state) {
+    (void)state;
+    struct fd_then_chan r = {.wait_result = 0};
+    assert_int_equal(pipe2(r.fds, O_NONBLOCK), 0);
+    r.ch = co_chan_new(sizeof(int), 0);
+    assert_non_null(r.ch);
+    run_root(fd_then_chan_root, &r);
+    assert_int_equal(r.wait_result, CO_READ);
+    assert_int_equal(r.recv_result, -ECANCELED);
+    co_chan_free(r.ch);
+    close(r.fds[0]);
+    close(r.fds[1]);
+}
+
+/* Killed after its fd wait completed but before it ran: the call still
+ * reports the cancellation. */
+struct kill_after_wake {
+    int fds[2];
+    int result;
+    int yields;
+};
+
+static int fd_waiter(void *arg) {
+    struct kill_after_wake *r = arg;
+    r->result = co_wait_fd(r->fds[0], CO_READ, co_now() + LONG_DEADLINE_MS);
+    return 0;
+}
+
+static int kill_after_wake_root(void *arg) {
+    struct kill_after_wake *r = arg;
+    co_tid t = co_spawn(fd_waiter, r);
+    co_yield(); /* it starts waiting */
+    char c = 'x';
+    CHECK_EQ(write(r->fds[1], &c, 1), 1);
+    /* Yield until a poll has woken it. We were queued before it was, so we
+     * run first in that batch and find it woken but not yet run. */
+    co_task_info info;
+    do {
+        co_yield();
+        CHECK_EQ(co_task_get_info(t, &info), 0);
+    } while (info.state != CO_READY && ++r->yields < 100000);
+    CHECK_EQ(info.state, CO_READY);
+    CHECK_EQ(co_kill(t), 0);
+    CHECK_EQ(co_join(t, NULL, co_now() + LONG_DEADLINE_MS), 0);
+    return 0;
+}
+
+static void test_kill_after_wake_cancels_the_call(void **state) {
+    (void)state;
+    struct kill_after_wake r = {.result = 1};
+    assert_int_equal(pipe2(r.fds, O_NONBLOCK), 0);
+    run_root(kill_after_wake_root, &r);
+    assert_int_equal(r.result, -ECANCELED);
+    close(r.fds[0]);
+    close(r.fds[1]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spawn_self_yield),
@@ -1278,6 +1378,9 @@ int main(void) {
         cmocka_unit_test(test_run_returns_root_status),
         cmocka_unit_test(test_run_inside_a_task_is_ebusy),
         cmocka_unit_test(test_run_ends_when_tasks_deadlock),
+        cmocka_unit_test(test_yielding_past_the_batch_budget_is_not_a_deadlock),
+        cmocka_unit_test(test_deadlock_after_an_fd_wait_is_broken),
+        cmocka_unit_test(test_kill_after_wake_cancels_the_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,6 +70,7 @@ static int timeout_root(void *arg) {
     CHECK(co_now() >= deadline);
     CHECK_EQ(co_signal_watch(SIGKILL), -EINVAL);
     CHECK_EQ(co_signal_watch(0), -EINVAL);
+    CHECK_EQ(co_signal_watch(64), -EINVAL); /* beyond the 63-bit pending mask */
     CHECK_EQ(co_signal_watch(65), -EINVAL);
     return 0;
 }
