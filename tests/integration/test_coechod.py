@@ -21,6 +21,7 @@ Python 3 standard library only.
 import os
 import random
 import re
+import resource
 import selectors
 import signal
 import socket
@@ -150,7 +151,7 @@ class Daemon:
     """One coechod process in the foreground, its stdout and stderr
     collected line by line by reader threads."""
 
-    def __init__(self, args, cwd=None, env=None):
+    def __init__(self, args, cwd=None, env=None, nofile=None):
         self.args = [COECHOD] + list(args)
         self.lines = []      # stderr
         self.out_lines = []  # stdout
@@ -159,6 +160,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             self.args, cwd=cwd, env=dict(daemon_env(), **(env or {})),
             stdin=subprocess.DEVNULL,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+            if nofile else None,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True)
         self.pid = self.proc.pid
@@ -300,14 +303,14 @@ class Ctx:
         """A measurement shown with COECHOD_IT_VERBOSE=1 and on failure."""
         self.notes.append(text)
 
-    def daemon(self, args, config=None, cwd=None, env=None):
+    def daemon(self, args, config=None, cwd=None, env=None, nofile=None):
         """Starts coechod in the foreground; config text is written to a
         file passed with -c. (Tests always pass one, so that a system-wide
         /etc/coechod/coechod.yaml cannot change what they measure.)"""
         args = list(args)
         if config is not None:
             args = ["-c", self.write_config(config)] + args
-        d = Daemon(args, cwd=cwd, env=env)
+        d = Daemon(args, cwd=cwd, env=env, nofile=nofile)
         with self.lock:
             self.daemons.append(d)
         return d
@@ -1069,6 +1072,43 @@ def sighup_on_smallest_stack(ctx):
         d.wait_log(r"reloaded|keeping the running configuration", 5.0, mark, what="reload result")
         check(d.alive(), "daemon died reloading %r" % text)
     echo_ok(ctx.connect(port), what="echo after the reloads")
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@test
+def descriptor_exhaustion_pauses_accepting(ctx):
+    """With RLIMIT_NOFILE at 64: a warning that max_connections does not fit;
+    when accept4 fails with EMFILE, accepting pauses (logged at most once a
+    second, no CPU burnt), and the waiting clients are served once
+    descriptors free up."""
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config(), nofile=64)
+    port = d.port()
+    d.wait_log(r"does not fit the descriptor limit", 3.0, what="RLIMIT_NOFILE warning")
+    first = [ctx.connect(port) for _ in range(70)]
+    served = [s for s in first[:40]]
+    for s in served:
+        echo_ok(s, what="client below the descriptor limit")
+    waiting = first[60:]
+    d.wait_log(r"accept: Too many open files; pausing accepts", 3.0, what="EMFILE pause")
+    cpu0, t0 = cpu_seconds(d.pid), time.monotonic()
+    time.sleep(2.0)
+    cpu = cpu_seconds(d.pid) - cpu0
+    elapsed = time.monotonic() - t0
+    ctx.note("CPU while paused: %.3f s in %.1f s" % (cpu, elapsed))
+    check(cpu < 0.25 * elapsed, "burnt %.2f s of CPU in %.1f s while out of descriptors"
+          % (cpu, elapsed))
+    with d.cond:
+        pauses = [l for l in d.lines if "pausing accepts" in l]
+    check(len(pauses) <= 4, "logged %d pauses in about 2 s" % len(pauses))
+    for s in served:
+        s.close()
+    for s in waiting:
+        echo_ok(s, b"served at last\n", timeout=5.0, what="client that waited for a descriptor")
 
 
 @test
