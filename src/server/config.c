@@ -14,6 +14,7 @@
 #include <config.h> /* autoconf's: "config.h" would find server/config.h, next to this file */
 #endif
 #include "server/config.h"
+#include "common/units.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,119 +43,14 @@ enum {
     SUGGEST_MAX_LEN = 32 /* keys longer than this get no did-you-mean */
 };
 
-/* ---- quantities: durations and sizes ------------------------------------ */
-
-typedef struct unit {
-    const char *suffix;
-    uint64_t factor;
-} unit;
-
-/* Largest first: formatting picks the first that divides the value. */
-static const unit duration_units[] = {{"h", MS_PER_H}, {"m", MS_PER_M}, {"s", MS_PER_S}, {"ms", 1}};
-static const unit size_units[] = {{"MiB", MIB}, {"KiB", KIB}, {"B", 1}};
-
-#define NUNITS(units) (sizeof(units) / sizeof(units)[0])
-
-enum parse_status {
-    PARSE_OK,
-    PARSE_GARBAGE,  /* does not start with a digit */
-    PARSE_BAD_UNIT, /* digits, then something that is not a unit */
-    PARSE_NO_UNIT,  /* digits alone where a unit is required */
-    PARSE_TOO_BIG
-};
-
-/* Reads the decimal digits at *s (at least one), advancing *s past them. */
-static bool read_digits(const char **s, uint64_t *value, bool *overflow) {
-    const char *p = *s;
-    uint64_t v = 0;
-    *overflow = false;
-    if (*p < '0' || *p > '9')
-        return false;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        unsigned digit = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            *overflow = true;
-        else
-            v = v * 10 + digit;
-    }
-    *s = p;
-    *value = v;
-    return true;
-}
-
-/* "<digits><unit>" -> digits * the unit's factor, at most limit. Bare digits
- * mean the base unit when bare_ok; otherwise only "0" may go without a unit. */
-static enum parse_status parse_quantity(const char *s, const unit *units, size_t nunits,
-                                        bool bare_ok, uint64_t limit, uint64_t *out) {
-    const char *p = s;
-    uint64_t n;
-    bool overflow;
-    if (!read_digits(&p, &n, &overflow))
-        return PARSE_GARBAGE;
-    uint64_t factor = 0;
-    if (*p == '\0') {
-        if (!bare_ok && strcmp(s, "0") != 0)
-            return PARSE_NO_UNIT;
-        factor = 1;
-    }
-    for (size_t i = 0; i < nunits && factor == 0; i++)
-        if (strcmp(p, units[i].suffix) == 0)
-            factor = units[i].factor;
-    if (factor == 0)
-        return PARSE_BAD_UNIT;
-    if (overflow || n > limit / factor)
-        return PARSE_TOO_BIG;
-    *out = n * factor;
-    return PARSE_OK;
-}
-
-static enum parse_status parse_duration(const char *s, int64_t *ms) {
-    uint64_t v;
-    enum parse_status st =
-        parse_quantity(s, duration_units, NUNITS(duration_units), false, INT64_MAX, &v);
-    if (st == PARSE_OK)
-        *ms = (int64_t)v;
-    return st;
-}
-
-static enum parse_status parse_size(const char *s, size_t *bytes) {
-    uint64_t v;
-    enum parse_status st = parse_quantity(s, size_units, NUNITS(size_units), true, SIZE_MAX, &v);
-    if (st == PARSE_OK)
-        *bytes = (size_t)v;
-    return st;
-}
+/* ---- quantities: durations and sizes (src/common/units) ----------------- */
 
 int config_parse_duration(const char *s, int64_t *ms) {
-    return parse_duration(s, ms) == PARSE_OK ? 0 : -1;
+    return units_parse_duration(s, ms) == UNITS_OK ? 0 : -1;
 }
 
 int config_parse_size(const char *s, size_t *bytes) {
-    return parse_size(s, bytes) == PARSE_OK ? 0 : -1;
-}
-
-/* Writes value in the largest unit that divides it exactly ("5m", "16KiB");
- * 0 is written bare, which both parsers accept. */
-static void format_quantity(char *buf, size_t size, uint64_t value, const unit *units,
-                            size_t nunits) {
-    if (value == 0) {
-        snprintf(buf, size, "0");
-        return;
-    }
-    for (size_t i = 0; i < nunits; i++) {
-        if (value % units[i].factor == 0) {
-            snprintf(buf, size, "%" PRIu64 "%s", value / units[i].factor, units[i].suffix);
-            return;
-        }
-    }
-}
-
-static void format_duration(char *buf, size_t size, int64_t ms) {
-    format_quantity(buf, size, (uint64_t)ms, duration_units, NUNITS(duration_units));
-}
-
-static void format_size(char *buf, size_t size, size_t bytes) {
-    format_quantity(buf, size, bytes, size_units, NUNITS(size_units));
+    return units_parse_size(s, bytes) == UNITS_OK ? 0 : -1;
 }
 
 /* ---- log levels ---------------------------------------------------------- */
@@ -234,7 +130,7 @@ static bool parse_port(const char *s, uint16_t *port) {
     const char *p = s;
     uint64_t v;
     bool overflow;
-    if (!read_digits(&p, &v, &overflow) || *p != '\0' || overflow || v > 65535)
+    if (!units_read_digits(&p, &v, &overflow) || *p != '\0' || overflow || v > 65535)
         return false;
     *port = (uint16_t)v;
     return true;
@@ -707,7 +603,7 @@ static bool integer_value(parse_ctx *ctx, const yaml_node_t *node, const char *p
     uint64_t magnitude;
     bool overflow;
     /* No leading zeros: YAML 1.1 reads 010 as octal 8. */
-    if (!read_digits(&end, &magnitude, &overflow) || *end != '\0' ||
+    if (!units_read_digits(&end, &magnitude, &overflow) || *end != '\0' ||
         (digits[0] == '0' && end - digits > 1)) {
         report(ctx, node->start_mark, path, "expected an integer%s, got %s", alternative,
                describe(node, true, buf, sizeof buf));
@@ -739,19 +635,19 @@ static const char *text_value(parse_ctx *ctx, const yaml_node_t *node, const cha
 /* Reports a duration or size that failed to parse or is out of [min, max]
  * (bounds already formatted). */
 static void report_quantity(parse_ctx *ctx, const yaml_node_t *node, const char *path,
-                            enum parse_status st, const char *what, const char *example,
+                            enum units_status st, const char *what, const char *example,
                             const char *units, const char *min, const char *max) {
     char buf[QUOTED_SIZE + 16];
     const char *got = describe(node, false, buf, sizeof buf);
     switch (st) {
-    case PARSE_GARBAGE:
+    case UNITS_GARBAGE:
         report(ctx, node->start_mark, path, "expected %s such as %s, got %s", what, example, got);
         break;
-    case PARSE_BAD_UNIT:
+    case UNITS_BAD_UNIT:
         report(ctx, node->start_mark, path, "expected %s such as %s, got %s (units: %s)", what,
                example, got, units);
         break;
-    case PARSE_NO_UNIT:
+    case UNITS_NO_UNIT:
         report(ctx, node->start_mark, path, "expected %s such as %s, got %s (no unit; use %s)",
                what, example, got, units);
         break;
@@ -767,13 +663,13 @@ static bool duration_value(parse_ctx *ctx, const yaml_node_t *node, const char *
     const char *s = text_value(ctx, node, path, "a duration such as 30s");
     if (s == NULL)
         return false;
-    enum parse_status st = parse_duration(s, ms);
-    if (st == PARSE_OK && (*ms < min || *ms > max))
-        st = PARSE_TOO_BIG;
-    if (st != PARSE_OK) {
+    enum units_status st = units_parse_duration(s, ms);
+    if (st == UNITS_OK && (*ms < min || *ms > max))
+        st = UNITS_TOO_BIG;
+    if (st != UNITS_OK) {
         char lo[32], hi[32];
-        format_duration(lo, sizeof lo, min);
-        format_duration(hi, sizeof hi, max);
+        units_format_duration(lo, sizeof lo, min);
+        units_format_duration(hi, sizeof hi, max);
         report_quantity(ctx, node, path, st, "a duration", "30s", "ms, s, m or h", lo, hi);
         return false;
     }
@@ -785,13 +681,13 @@ static bool size_value(parse_ctx *ctx, const yaml_node_t *node, const char *path
     const char *s = text_value(ctx, node, path, "a size such as 16KiB");
     if (s == NULL)
         return false;
-    enum parse_status st = parse_size(s, bytes);
-    if (st == PARSE_OK && (*bytes < min || *bytes > max))
-        st = PARSE_TOO_BIG;
-    if (st != PARSE_OK) {
+    enum units_status st = units_parse_size(s, bytes);
+    if (st == UNITS_OK && (*bytes < min || *bytes > max))
+        st = UNITS_TOO_BIG;
+    if (st != UNITS_OK) {
         char lo[32], hi[32];
-        format_size(lo, sizeof lo, min);
-        format_size(hi, sizeof hi, max);
+        units_format_size(lo, sizeof lo, min);
+        units_format_size(hi, sizeof hi, max);
         report_quantity(ctx, node, path, st, "a size", "16KiB", "B, KiB or MiB", lo, hi);
         return false;
     }
@@ -1250,14 +1146,14 @@ void config_dump(const config *cfg, FILE *out) {
     fputs("limits:\n", out);
     fprintf(out, "  max_connections: %" PRIu32 "\n", cfg->max_connections);
     fprintf(out, "  max_connections_per_ip: %" PRIu32 "\n", cfg->max_connections_per_ip);
-    format_duration(a, sizeof a, cfg->idle_timeout_ms);
+    units_format_duration(a, sizeof a, cfg->idle_timeout_ms);
     fprintf(out, "  idle_timeout: %s\n", a);
-    format_size(a, sizeof a, cfg->buffer_size);
+    units_format_size(a, sizeof a, cfg->buffer_size);
     fprintf(out, "  buffer_size: %s\n", a);
-    format_size(a, sizeof a, cfg->stack_size);
+    units_format_size(a, sizeof a, cfg->stack_size);
     fprintf(out, "  stack_size: %s\n", a);
     fprintf(out, "  backlog: %d\n", cfg->backlog);
-    format_duration(a, sizeof a, cfg->shutdown_grace_ms);
+    units_format_duration(a, sizeof a, cfg->shutdown_grace_ms);
     fprintf(out, "shutdown_grace: %s\n", a);
     if (cfg->workers == 0)
         fputs("workers: auto\n", out);
