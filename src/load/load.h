@@ -1,0 +1,73 @@
+/* coecho-load: shared state of one run (see CONTRACT.md for the interface). */
+#ifndef COECHO_LOAD_H
+#define COECHO_LOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "load/histogram.h"
+
+#define LOAD_MAX_TARGETS 64
+
+typedef struct target {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[300];
+} target;
+
+typedef struct load_options {
+    target targets[LOAD_MAX_TARGETS];
+    size_t ntargets;
+    long connections;
+    double connect_rate;    /* per second; 0 = all at once */
+    int64_t duration_ms;    /* when messages == 0 */
+    uint64_t messages;      /* total; 0 = by duration */
+    size_t size;
+    long pipeline;
+    double rate;            /* total messages per second; 0 = closed loop */
+    int64_t timeout_ms;
+    bool json;
+    bool progress;
+    bool quiet;
+    const char *histogram_path;
+} load_options;
+
+enum load_error {
+    ERR_CONNECT_REFUSED,
+    ERR_CONNECT_TIMEOUT,
+    ERR_RESET,
+    ERR_UNEXPECTED_EOF,
+    ERR_MESSAGE_TIMEOUT,
+    ERR_MISMATCH,
+    ERR_OTHER,
+    ERR_KINDS
+};
+
+typedef struct load_results {
+    long connections_up;
+    long connections_failed;
+    uint64_t messages;        /* verified echoes */
+    uint64_t mismatches;      /* messages whose echo differed */
+    uint64_t bytes_out;
+    uint64_t bytes_in;        /* verified */
+    uint64_t errors[ERR_KINDS];
+    int64_t start_ns, end_ns;
+    histogram latency;        /* ns */
+} load_results;
+
+extern const char *const load_error_names[ERR_KINDS];
+
+/* run.c: drives the connections on the runtime. 0, or a negative errno if
+ * the runtime could not start. */
+int load_run(const load_options *opt, load_results *res);
+int64_t load_now_ns(void);
+
+/* report.c */
+void report_text(const load_options *opt, const load_results *res, FILE *out);
+void report_json(const load_options *opt, const load_results *res, FILE *out);
+bool results_clean(const load_results *res);
+void progress_line(const load_options *opt, const load_results *res, int64_t now_ns, FILE *out);
+
+#endif

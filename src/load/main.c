@@ -1,0 +1,243 @@
+/* coecho-load: flags, then the run, then the summary. See CONTRACT.md. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/units.h"
+#include "load/load.h"
+
+static const char usage_text[] =
+    "usage: coecho-load [options] HOST:PORT...\n"
+    "  -c, --connections N    connections, shared round-robin by the targets (default 10)\n"
+    "      --connect-rate R   new connections per second (default: all at once)\n"
+    "  -d, --duration T       send for this long (default 10s); excludes -n\n"
+    "  -n, --messages N       send N messages in total, then stop\n"
+    "  -s, --size BYTES       message size, B/KiB/MiB (default 64)\n"
+    "  -p, --pipeline D       messages in flight per connection (default 1)\n"
+    "  -r, --rate R           total messages per second, open loop (latency from the\n"
+    "                         scheduled send time)\n"
+    "      --timeout T        longest wait for one echo (default 5s)\n"
+    "      --json             print the summary as one JSON object\n"
+    "      --histogram FILE   write the latency distribution (value_us percentile count)\n"
+    "      --progress         a progress line each second even when stderr is no terminal\n"
+    "  -q, --quiet            no progress and no text summary\n"
+    "  -h, --help             this help\n"
+    "  -V, --version          the version\n"
+    "Targets: IPv4 or IPv6 literals or names; IPv6 as [::1]:7007.\n"
+    "Exit status: 0 clean, 1 any error or mismatch, 2 usage error.\n";
+
+__attribute__((format(printf, 1, 2))) static _Noreturn void usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("coecho-load: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n", stderr);
+    fputs(usage_text, stderr);
+    exit(2);
+}
+
+static long parse_count(const char *flag, const char *s, long min, long max) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        usage_error("%s: expected an integer from %ld to %ld, got \"%s\"", flag, min, max, s);
+    return v;
+}
+
+static double parse_rate(const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v <= 0 || v > 1e9)
+        usage_error("%s: expected a positive number per second, got \"%s\"", flag, s);
+    return v;
+}
+
+static int64_t parse_duration(const char *flag, const char *s, bool zero_ok) {
+    int64_t ms;
+    if (units_parse_duration(s, &ms) != UNITS_OK || (!zero_ok && ms == 0))
+        usage_error("%s: expected a duration such as 10s or 500ms, got \"%s\"", flag, s);
+    return ms;
+}
+
+/* "HOST:PORT" or "[V6]:PORT"; HOST may be a name. */
+static void parse_target(const char *arg, target *t) {
+    char host[256];
+    const char *port;
+    if (arg[0] == '[') {
+        const char *close = strchr(arg, ']');
+        if (!close || close[1] != ':' || (size_t)(close - arg - 1) >= sizeof host)
+            usage_error("target \"%s\": expected [IPV6]:PORT such as [::1]:7007", arg);
+        memcpy(host, arg + 1, (size_t)(close - arg - 1));
+        host[close - arg - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(arg, ':');
+        if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof host ||
+            memchr(arg, ':', (size_t)(colon - arg)))
+            usage_error("target \"%s\": expected HOST:PORT such as 127.0.0.1:7007", arg);
+        memcpy(host, arg, (size_t)(colon - arg));
+        host[colon - arg] = '\0';
+        port = colon + 1;
+    }
+    parse_count("port", port, 1, 65535);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+    int r = getaddrinfo(host, port, &hints, &ai);
+    if (r != 0)
+        usage_error("target \"%s\": %s", arg, gai_strerror(r));
+    memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
+    t->addrlen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    snprintf(t->text, sizeof t->text, "%s", arg);
+}
+
+static void parse_flags(int argc, char **argv, load_options *o) {
+    enum { OPT_CONNECT_RATE = 256, OPT_TIMEOUT, OPT_JSON, OPT_HISTOGRAM, OPT_PROGRESS };
+    static const struct option longopts[] = {
+        {"connections", required_argument, NULL, 'c'},
+        {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
+        {"duration", required_argument, NULL, 'd'},
+        {"messages", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 's'},
+        {"pipeline", required_argument, NULL, 'p'},
+        {"rate", required_argument, NULL, 'r'},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"histogram", required_argument, NULL, OPT_HISTOGRAM},
+        {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    bool have_duration = false;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:d:n:s:p:r:qhV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o->connections = parse_count("-c", optarg, 1, 1000000);
+            break;
+        case OPT_CONNECT_RATE:
+            o->connect_rate = parse_rate("--connect-rate", optarg);
+            break;
+        case 'd':
+            o->duration_ms = parse_duration("-d", optarg, false);
+            have_duration = true;
+            break;
+        case 'n':
+            o->messages = (uint64_t)parse_count("-n", optarg, 1, LONG_MAX);
+            break;
+        case 's':
+            if (units_parse_size(optarg, &o->size) != UNITS_OK || o->size < 1 ||
+                o->size > 64 * 1024 * 1024)
+                usage_error("-s: expected a size from 1 B to 64 MiB such as 64 or 1KiB, got "
+                            "\"%s\"",
+                            optarg);
+            break;
+        case 'p':
+            o->pipeline = parse_count("-p", optarg, 1, 65536);
+            break;
+        case 'r':
+            o->rate = parse_rate("-r", optarg);
+            break;
+        case OPT_TIMEOUT:
+            o->timeout_ms = parse_duration("--timeout", optarg, false);
+            break;
+        case OPT_JSON:
+            o->json = true;
+            break;
+        case OPT_HISTOGRAM:
+            o->histogram_path = optarg;
+            break;
+        case OPT_PROGRESS:
+            o->progress = true;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            exit(0);
+        case 'V':
+            printf("coecho-load %s\n", PACKAGE_VERSION);
+            exit(0);
+        case ':':
+            usage_error("%s needs a value", argv[optind - 1]);
+        default:
+            usage_error("unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (have_duration && o->messages)
+        usage_error("-d and -n exclude each other");
+    if (o->rate > 0 && o->pipeline > 1)
+        usage_error("-r sets its own pace: it excludes -p");
+    if (optind == argc)
+        usage_error("no target: give at least one HOST:PORT");
+    if (argc - optind > LOAD_MAX_TARGETS)
+        usage_error("too many targets (at most %d)", LOAD_MAX_TARGETS);
+    for (int i = optind; i < argc; i++)
+        parse_target(argv[i], &o->targets[o->ntargets++]);
+}
+
+/* Each connection needs a descriptor: take all the hard limit allows. */
+static void raise_fd_limit(long connections) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)connections + 16 > rl.rlim_cur)
+        fprintf(stderr,
+                "coecho-load: warning: %ld connections do not fit the descriptor limit %llu\n",
+                connections, (unsigned long long)rl.rlim_cur);
+}
+
+int main(int argc, char **argv) {
+    static load_options opt = {
+        .connections = 10, .duration_ms = 10000, .size = 64, .pipeline = 1, .timeout_ms = 5000};
+    static load_results res;
+    parse_flags(argc, argv, &opt);
+    if (!opt.quiet && isatty(STDERR_FILENO))
+        opt.progress = true;
+    if (opt.quiet)
+        opt.progress = false;
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(opt.connections);
+    hist_init(&res.latency);
+
+    int r = load_run(&opt, &res);
+    if (r < 0) {
+        fprintf(stderr, "coecho-load: cannot run: %s\n", strerror(-r));
+        return 1;
+    }
+    if (opt.json)
+        report_json(&opt, &res, stdout);
+    else if (!opt.quiet)
+        report_text(&opt, &res, stdout);
+    if (opt.histogram_path) {
+        FILE *f = fopen(opt.histogram_path, "w");
+        if (!f || hist_write(&res.latency, f) != 0 || fclose(f) != 0) {
+            fprintf(stderr, "coecho-load: %s: %s\n", opt.histogram_path, strerror(errno));
+            return 1;
+        }
+    }
+    return results_clean(&res) ? 0 : 1;
+}

@@ -1,0 +1,374 @@
+/* One task per connection (two in open-loop mode: a writer that keeps the
+ * schedule and a reader), on the coroutine runtime. Every byte sent comes
+ * from a pattern at an offset that differs per connection, and every byte
+ * received is compared with what was sent at that stream offset. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "load/load.h"
+#include "rt/rt.h"
+
+/* Long, and not a multiple of any message size one would pick, so that two
+ * consecutive messages of a connection never carry the same bytes. */
+#define PATTERN_LEN 1048573u
+#define READ_CHUNK (64 * 1024)
+#define SCHEDULE_QUEUE 4096 /* open loop: messages in flight per connection */
+
+static unsigned char *pattern;
+static const load_options *opt;
+static load_results *res;
+static int64_t stop_ns;
+static uint64_t claimed;
+
+int64_t load_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int make_pattern(void) {
+    pattern = malloc(PATTERN_LEN);
+    if (!pattern)
+        return -ENOMEM;
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < PATTERN_LEN; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+        pattern[i] = (unsigned char)(x >> 32);
+    }
+    return 0;
+}
+
+/* A claim on the next message: false once the run is over. */
+static bool claim_message(void) {
+    if (opt->messages ? claimed >= opt->messages : load_now_ns() >= stop_ns)
+        return false;
+    claimed++;
+    return true;
+}
+
+typedef struct conn {
+    long id;
+    int fd;
+    const target *to;
+    uint64_t send_off, recv_off; /* stream offsets */
+    size_t start;                /* this connection's offset into the pattern */
+    unsigned char *rbuf;
+    co_chan *schedule;           /* open loop: scheduled send times, writer to reader */
+    co_tid writer;
+    int error;                   /* first error, an enum load_error + 1, or 0 */
+} conn;
+
+static void fail(conn *c, enum load_error kind) {
+    if (!c->error) {
+        c->error = (int)kind + 1;
+        res->errors[kind]++;
+    }
+}
+
+static enum load_error kind_of(int err) {
+    switch (err) {
+    case -ECONNRESET:
+    case -EPIPE:
+        return ERR_RESET;
+    case -ETIMEDOUT:
+        return ERR_MESSAGE_TIMEOUT;
+    default:
+        return ERR_OTHER;
+    }
+}
+
+static int64_t deadline(void) { return co_now() + opt->timeout_ms; }
+
+/* Sends one message: the pattern from this connection's send offset. */
+static int send_message(conn *c) {
+    size_t left = opt->size;
+    while (left) {
+        size_t at = (c->start + c->send_off) % PATTERN_LEN;
+        size_t n = left < PATTERN_LEN - at ? left : PATTERN_LEN - at;
+        ssize_t w = co_write(c->fd, pattern + at, n, deadline());
+        if (w < 0)
+            return (int)w;
+        c->send_off += (uint64_t)w;
+        res->bytes_out += (uint64_t)w;
+        left -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Compares received bytes with what was sent at that stream offset. */
+static bool matches(conn *c, const unsigned char *buf, size_t n) {
+    while (n) {
+        size_t at = (c->start + c->recv_off) % PATTERN_LEN;
+        size_t k = n < PATTERN_LEN - at ? n : PATTERN_LEN - at;
+        if (memcmp(buf, pattern + at, k) != 0)
+            return false;
+        buf += k, n -= k, c->recv_off += k;
+    }
+    return true;
+}
+
+/* Reads and checks one whole echo. 0, or a negative errno / -EPROTO for a
+ * mismatch / -ENODATA for an early EOF. */
+static int receive_message(conn *c) {
+    size_t left = opt->size;
+    while (left) {
+        size_t want = left < READ_CHUNK ? left : READ_CHUNK;
+        ssize_t n = co_read(c->fd, c->rbuf, want, deadline());
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return -ENODATA;
+        if (!matches(c, c->rbuf, (size_t)n))
+            return -EPROTO;
+        res->bytes_in += (uint64_t)n;
+        left -= (size_t)n;
+    }
+    return 0;
+}
+
+static void record_failure(conn *c, int r) {
+    if (r == -EPROTO) {
+        res->mismatches++;
+        fail(c, ERR_MISMATCH);
+    } else if (r == -ENODATA) {
+        fail(c, ERR_UNEXPECTED_EOF);
+    } else if (r != -ECANCELED) {
+        fail(c, kind_of(r));
+    }
+}
+
+static int connect_to(conn *c) {
+    int fd = socket(c->to->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    if (connect(fd, (const struct sockaddr *)&c->to->addr, c->to->addrlen) == 0)
+        return 0;
+    if (errno != EINPROGRESS)
+        return -errno;
+    int r = co_wait_fd(fd, CO_WRITE, deadline());
+    if (r < 0)
+        return r;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        return -errno;
+    return -err;
+}
+
+/* Half-closes and expects exactly EOF: any further byte is an extra one. */
+static void finish(conn *c) {
+    if (c->error || shutdown(c->fd, SHUT_WR) != 0)
+        return;
+    ssize_t n = co_read(c->fd, c->rbuf, 1, deadline());
+    if (n > 0) {
+        res->mismatches++;
+        fail(c, ERR_MISMATCH);
+    } else if (n < 0) {
+        fail(c, kind_of((int)n));
+    }
+}
+
+/* Closed loop: keep up to `pipeline` messages in flight, timed from their
+ * send. */
+static void closed_loop(conn *c) {
+    int64_t *sent = malloc(sizeof *sent * (size_t)opt->pipeline);
+    long head = 0, inflight = 0;
+    if (!sent) {
+        fail(c, ERR_OTHER);
+        return;
+    }
+    for (;;) {
+        while (inflight < opt->pipeline && claim_message()) {
+            sent[(head + inflight) % opt->pipeline] = load_now_ns();
+            int r = send_message(c);
+            if (r) {
+                record_failure(c, r);
+                goto out;
+            }
+            inflight++;
+        }
+        if (!inflight)
+            break;
+        int r = receive_message(c);
+        if (r) {
+            record_failure(c, r);
+            goto out;
+        }
+        hist_record(&res->latency, (uint64_t)(load_now_ns() - sent[head]));
+        res->messages++;
+        head = (head + 1) % opt->pipeline;
+        inflight--;
+    }
+    finish(c);
+out:
+    free(sent);
+}
+
+/* Open loop, writer side: messages leave on schedule whatever the echoes
+ * do; their scheduled times go to the reader. */
+static int open_loop_writer(void *arg) {
+    conn *c = arg;
+    double per_conn = opt->rate / (double)opt->connections;
+    int64_t interval = (int64_t)(1e9 / per_conn);
+    /* Spread the connections' phases over one interval. */
+    int64_t next = load_now_ns() + interval * (c->id % 1000) / 1000;
+    while (!c->error) {
+        int64_t now = load_now_ns();
+        if (next > now) {
+            /* Timers are millisecond-grained and may fire a millisecond
+             * late: sleep to within 1 ms, then yield until the send time, so
+             * the message leaves when scheduled and the latency is the
+             * server's, not the client's oversleep. */
+            int64_t ms = (next - now) / 1000000 - 1;
+            if ((ms > 0 ? co_sleep(co_now() + ms) : co_yield()) < 0)
+                break;
+            continue;
+        }
+        if (!claim_message())
+            break;
+        if (co_chan_send(c->schedule, &next, CO_NEVER) < 0)
+            break;
+        int r = send_message(c);
+        if (r) {
+            record_failure(c, r);
+            break;
+        }
+        next += interval;
+    }
+    co_chan_close(c->schedule); /* the reader drains what is queued, then stops */
+    return 0;
+}
+
+static void open_loop(conn *c) {
+    c->schedule = co_chan_new(sizeof(int64_t), SCHEDULE_QUEUE);
+    co_spawn_attr attr = {.name = "writer"};
+    if (!c->schedule || !(c->writer = co_spawn_with(open_loop_writer, c, &attr))) {
+        fail(c, ERR_OTHER);
+        co_chan_free(c->schedule);
+        return;
+    }
+    int64_t scheduled;
+    while (co_chan_recv(c->schedule, &scheduled, CO_NEVER) == 0) {
+        int r = receive_message(c);
+        if (r) {
+            record_failure(c, r);
+            co_kill(c->writer);
+            break;
+        }
+        hist_record(&res->latency, (uint64_t)(load_now_ns() - scheduled));
+        res->messages++;
+    }
+    co_join(c->writer, NULL, CO_NEVER);
+    co_chan_free(c->schedule);
+    finish(c);
+}
+
+static int connection_task(void *arg) {
+    conn *c = arg;
+    int r = connect_to(c);
+    if (r) {
+        res->connections_failed++;
+        fail(c, r == -ECONNREFUSED ? ERR_CONNECT_REFUSED
+                : r == -ETIMEDOUT  ? ERR_CONNECT_TIMEOUT
+                                   : ERR_OTHER);
+    } else {
+        res->connections_up++;
+        if (opt->rate > 0)
+            open_loop(c);
+        else
+            closed_loop(c);
+    }
+    if (c->fd >= 0)
+        co_close(c->fd);
+    free(c->rbuf);
+    free(c);
+    return 0;
+}
+
+static int progress_task(void *arg) {
+    (void)arg;
+    for (int64_t next = co_now() + 1000;; next += 1000) {
+        if (co_sleep(next) < 0)
+            return 0;
+        progress_line(opt, res, load_now_ns(), stderr);
+    }
+}
+
+static conn *new_conn(long id) {
+    conn *c = calloc(1, sizeof *c);
+    size_t rsize = opt->size < READ_CHUNK ? opt->size : READ_CHUNK;
+    if (!c || !(c->rbuf = malloc(rsize))) {
+        free(c);
+        return NULL;
+    }
+    c->id = id;
+    c->fd = -1;
+    c->to = &opt->targets[(size_t)id % opt->ntargets];
+    c->start = (size_t)((uint64_t)id * 2654435761u % PATTERN_LEN);
+    return c;
+}
+
+static int root(void *arg) {
+    (void)arg;
+    co_tid progress = 0;
+    if (opt->progress) {
+        co_spawn_attr attr = {.name = "progress"};
+        progress = co_spawn_with(progress_task, NULL, &attr);
+    }
+    long started = 0;
+    for (long i = 0; i < opt->connections; i++) {
+        if (opt->connect_rate > 0) {
+            int64_t due = res->start_ns + (int64_t)((double)i * 1e9 / opt->connect_rate);
+            int64_t now = load_now_ns();
+            if (due > now)
+                co_sleep(co_now() + (due - now) / 1000000);
+        }
+        conn *c = new_conn(i);
+        if (!c || !co_spawn(connection_task, c)) {
+            free(c ? c->rbuf : NULL);
+            free(c);
+            res->errors[ERR_OTHER]++;
+            res->connections_failed++;
+            continue;
+        }
+        started++;
+    }
+    co_tid tid;
+    for (long done = 0; done < started;)
+        if (co_wait_child(&tid, NULL, CO_NEVER) == 0 && tid != progress)
+            done++;
+    res->end_ns = load_now_ns();
+    if (progress) {
+        co_kill(progress);
+        co_join(progress, NULL, CO_NEVER);
+    }
+    return 0;
+}
+
+int load_run(const load_options *options, load_results *results) {
+    opt = options;
+    res = results;
+    int r = make_pattern();
+    if (r)
+        return r;
+    res->start_ns = load_now_ns();
+    stop_ns = res->start_ns + opt->duration_ms * 1000000;
+    claimed = 0;
+    r = co_run(root, NULL, NULL);
+    free(pattern);
+    pattern = NULL;
+    return r < 0 ? r : 0;
+}
