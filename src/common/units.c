@@ -10,12 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MS_PER_S INT64_C(1000)
-#define MS_PER_M (60 * MS_PER_S)
-#define MS_PER_H (60 * MS_PER_M)
-#define KIB ((size_t)1024)
-#define MIB (1024 * KIB)
-
 
 typedef struct unit {
     const char *suffix;

@@ -6,6 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define MS_PER_S INT64_C(1000)
+#define MS_PER_M (60 * MS_PER_S)
+#define MS_PER_H (60 * MS_PER_M)
+#define KIB ((size_t)1024)
+#define MIB (1024 * KIB)
+
 enum units_status {
     UNITS_OK,
     UNITS_GARBAGE,  /* does not start with a digit */

@@ -25,12 +25,6 @@
 #include <string.h>
 #include <yaml.h>
 
-#define MS_PER_S INT64_C(1000)
-#define MS_PER_M (60 * MS_PER_S)
-#define MS_PER_H (60 * MS_PER_M)
-#define KIB ((size_t)1024)
-#define MIB (1024 * KIB)
-
 enum {
     MAX_ERRORS = 50,
     MAX_FILE_SIZE = 1 << 20, /* far beyond any sensible configuration */

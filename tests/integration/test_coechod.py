@@ -1409,9 +1409,9 @@ def daemon_mode(ctx):
 # ---------------------------------------------------------------------------
 # runner
 
-def run_one(fn):
+def run_one(fn, make_ctx=None, deadline=TEST_DEADLINE):
     """Runs one test under the deadline; returns (status, reason, details)."""
-    ctx = Ctx(fn.__name__)
+    ctx = (make_ctx or Ctx)(fn.__name__)
     outcome = {}
 
     def body():
@@ -1428,10 +1428,10 @@ def run_one(fn):
 
     worker = threading.Thread(target=body, daemon=True)
     worker.start()
-    worker.join(TEST_DEADLINE)
+    worker.join(deadline)
     if worker.is_alive():
         outcome = {"status": "fail",
-                   "reason": "test exceeded its %.0f s deadline" % TEST_DEADLINE}
+                   "reason": "test exceeded its %.0f s deadline" % deadline}
     details = ["note: " + n for n in ctx.notes]
     if outcome["status"] == "fail":
         details += ctx.diagnostics()
@@ -1440,11 +1440,16 @@ def run_one(fn):
     return outcome["status"], outcome.get("reason", ""), details
 
 
-def main(argv):
+def run_suite(argv, tests, label, binaries, doc, make_ctx=None, verbose=VERBOSE,
+              deadline=TEST_DEADLINE):
+    """The command line of a suite: no arguments runs every test, names run
+    those, --list lists them. binaries: (what, path, env var) that must
+    exist, else exit 77 (automake's SKIP). Ends with "LABEL: N passed, M
+    failed"; exit 0 only if none failed."""
     names = argv[1:]
-    by_name = {fn.__name__: fn for fn in TESTS}
+    by_name = {fn.__name__: fn for fn in tests}
     if names and names[0] in ("-h", "--help"):
-        print(__doc__.strip())
+        print(doc.strip())
         return 0
     if names == ["--list"]:
         print("\n".join(by_name))
@@ -1454,16 +1459,16 @@ def main(argv):
         sys.stderr.write("unknown test(s): %s\nknown: %s\n"
                          % (" ".join(unknown), " ".join(by_name)))
         return 2
-    if not (os.path.isfile(COECHOD) and os.access(COECHOD, os.X_OK)):
-        print("coechod-integration: SKIP: no daemon binary at %s (set COECHOD or BUILDDIR)"
-              % COECHOD)
-        return 77
-    selected = [by_name[n] for n in names] if names else TESTS
+    for what, path, var in binaries:
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            print("%s: SKIP: no %s binary at %s (set %s or BUILDDIR)" % (label, what, path, var))
+            return 77
+    selected = [by_name[n] for n in names] if names else tests
     passed = failed = 0
     for fn in selected:
         started = time.monotonic()
-        status, reason, details = run_one(fn)
-        if VERBOSE:
+        status, reason, details = run_one(fn, make_ctx, deadline)
+        if verbose:
             details.append("took %.2f s" % (time.monotonic() - started))
         if status == "fail":
             failed += 1
@@ -1475,13 +1480,18 @@ def main(argv):
             passed += 1
             print("ok   %s%s" % (fn.__name__,
                                  " (skipped: %s)" % reason if status == "skip" else ""))
-            if VERBOSE:
+            if verbose:
                 for line in details:
                     print("#   %s" % line)
         sys.stdout.flush()
-    print("coechod-integration: %d passed, %d failed" % (passed, failed))
+    print("%s: %d passed, %d failed" % (label, passed, failed))
     sys.stdout.flush()
     return 0 if failed == 0 else 1
+
+
+def main(argv):
+    return run_suite(argv, TESTS, "coechod-integration", [("daemon", COECHOD, "COECHOD")],
+                     __doc__)
 
 
 if __name__ == "__main__":

@@ -773,6 +773,16 @@ def connect_rate(ctx):
 # ---------------------------------------------------------------------------
 # against broken servers
 
+def expect_mismatch(srv, r, name):
+    """The client connected to the faulty server and reported it: exit 1,
+    a mismatch error and a mismatching message."""
+    check(srv.accepted >= 1, "%s: the client never connected" % name)
+    obj = parse_json(r)
+    check(r.rc == 1 and obj["errors"]["mismatch"] >= 1 and obj["mismatches"] >= 1,
+          "%s: expected exit 1 with a mismatch, got exit %s, errors %s, mismatches %s; %s"
+          % (name, r.rc, error_counts(obj), obj["mismatches"], r.summary()))
+
+
 @test
 def fault_bit_flip(ctx):
     """A server flipping one bit every 3001 bytes: exit 1, mismatches."""
@@ -802,11 +812,7 @@ def fault_extra_byte(ctx):
              "extra byte at the end", ["-n", "100", "--timeout", "2s"])):
         srv = ctx.server(handler, name)
         r = run_load(ctx, ["-c", "2"] + args + ["-q", "--json", "127.0.0.1:%d" % srv.port], 12)
-        check(srv.accepted >= 1, "%s: the client never connected" % name)
-        obj = parse_json(r)
-        check(r.rc == 1 and obj["errors"]["mismatch"] >= 1 and obj["mismatches"] >= 1,
-              "%s: expected exit 1 with a mismatch, got exit %s, errors %s, mismatches %s; %s"
-              % (name, r.rc, error_counts(obj), obj["mismatches"], r.summary()))
+        expect_mismatch(srv, r, name)
 
 
 @test
@@ -819,11 +825,7 @@ def fault_swap_chunks(ctx):
         srv = ctx.server(handler, name)
         r = run_load(ctx, ["-c", "2", "-d", "1s", "--timeout", "1s", "-s", "64"] + extra
                      + ["-q", "--json", "127.0.0.1:%d" % srv.port], 12)
-        check(srv.accepted >= 1, "%s: the client never connected" % name)
-        obj = parse_json(r)
-        check(r.rc == 1 and obj["errors"]["mismatch"] >= 1 and obj["mismatches"] >= 1,
-              "%s: expected exit 1 with a mismatch, got exit %s, errors %s, mismatches %s; %s"
-              % (name, r.rc, error_counts(obj), obj["mismatches"], r.summary()))
+        expect_mismatch(srv, r, name)
 
 
 @test
@@ -1132,81 +1134,10 @@ def progress_lines(ctx):
 # ---------------------------------------------------------------------------
 # runner
 
-def run_one(fn):
-    """Runs one test under the deadline; returns (status, reason, details)."""
-    ctx = LoadCtx(fn.__name__)
-    outcome = {}
-
-    def body():
-        try:
-            fn(ctx)
-            outcome["status"] = "ok"
-        except TestSkip as e:
-            outcome["status"], outcome["reason"] = "skip", str(e)
-        except TestFailure as e:
-            outcome["status"], outcome["reason"] = "fail", str(e)
-        except Exception as e:  # a bug in the test itself shows as a failure
-            outcome["status"] = "fail"
-            outcome["reason"] = "%s: %s" % (type(e).__name__, e)
-
-    worker = threading.Thread(target=body, daemon=True)
-    worker.start()
-    worker.join(TEST_DEADLINE)
-    if worker.is_alive():
-        outcome = {"status": "fail",
-                   "reason": "test exceeded its %.0f s deadline" % TEST_DEADLINE}
-    details = ["note: " + n for n in ctx.notes]
-    if outcome["status"] == "fail":
-        details += ctx.diagnostics()
-    ctx.cleanup()
-    worker.join(5.0)
-    return outcome["status"], outcome.get("reason", ""), details
-
-
 def main(argv):
-    names = argv[1:]
-    by_name = {fn.__name__: fn for fn in TESTS}
-    if names and names[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0
-    if names == ["--list"]:
-        print("\n".join(by_name))
-        return 0
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        sys.stderr.write("unknown test(s): %s\nknown: %s\n"
-                         % (" ".join(unknown), " ".join(by_name)))
-        return 2
-    for what, path, var in (("client", COECHO_LOAD, "COECHO_LOAD"),
-                            ("daemon", COECHOD, "COECHOD")):
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            print("coecho-load-integration: SKIP: no %s binary at %s (set %s or BUILDDIR)"
-                  % (what, path, var))
-            return 77
-    selected = [by_name[n] for n in names] if names else TESTS
-    passed = failed = 0
-    for fn in selected:
-        started = time.monotonic()
-        status, reason, details = run_one(fn)
-        if VERBOSE:
-            details.append("took %.2f s" % (time.monotonic() - started))
-        if status == "fail":
-            failed += 1
-            lines = reason.splitlines() or [""]
-            print("FAIL %s: %s" % (fn.__name__, lines[0]))
-            for line in lines[1:] + details:
-                print("#   %s" % line)
-        else:
-            passed += 1
-            print("ok   %s%s" % (fn.__name__,
-                                 " (skipped: %s)" % reason if status == "skip" else ""))
-            if VERBOSE:
-                for line in details:
-                    print("#   %s" % line)
-        sys.stdout.flush()
-    print("coecho-load-integration: %d passed, %d failed" % (passed, failed))
-    sys.stdout.flush()
-    return 0 if failed == 0 else 1
+    return tc.run_suite(argv, TESTS, "coecho-load-integration",
+                        [("client", COECHO_LOAD, "COECHO_LOAD"), ("daemon", COECHOD, "COECHOD")],
+                        __doc__, make_ctx=LoadCtx, verbose=VERBOSE, deadline=TEST_DEADLINE)
 
 
 if __name__ == "__main__":
