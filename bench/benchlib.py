@@ -332,6 +332,23 @@ def _cpu_times():
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of one process so far, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    """User + system CPU seconds of our reaped children so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def cpu_busy(interval=0.3):
     """Highest per-CPU busy fraction over interval seconds."""
     a = _cpu_times()

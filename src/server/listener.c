@@ -70,6 +70,17 @@ fail:;
     return -e;
 }
 
+void listener_adopt(listener *l, int fd) {
+    memset(l, 0, sizeof *l);
+    l->used = true;
+    l->fd = fd;
+    format_bound(l);
+    socklen_t len = sizeof l->addr.addr;
+    if (getsockname(fd, (struct sockaddr *)&l->addr.addr, &len) == 0)
+        l->addr.addrlen = len;
+    snprintf(l->addr.text, sizeof l->addr.text, "%s", l->bound);
+}
+
 /* Descriptors ran out: pause, and say so at most once a second. */
 static int pause_for_descriptors(listener *l, int err) {
     static int64_t last_logged = -EXHAUSTED_LOG_EVERY_MS;

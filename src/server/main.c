@@ -15,6 +15,7 @@
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/systemd.h"
 
 #ifndef COECHOD_DEFAULT_CONFIG
 #define COECHOD_DEFAULT_CONFIG "/etc/coechod/coechod.yaml"
@@ -177,6 +178,29 @@ static void open_listeners(const config *cfg) {
     }
 }
 
+/* Sockets passed by systemd (socket activation) replace the configured
+ * listeners. False when there are none. */
+static bool adopt_passed_sockets(const config *cfg) {
+    passed_socket passed[CONFIG_MAX_LISTEN];
+    char err[256];
+    int n = systemd_take_sockets(passed, CONFIG_MAX_LISTEN, err, sizeof err);
+    if (n < 0) {
+        log_error("%s", err);
+        exit(1);
+    }
+    for (int i = 0; i < n; i++) {
+        listener_adopt(&srv.listeners[i], passed[i].fd);
+        log_info("listening on %s (socket passed by systemd%s%s)", srv.listeners[i].bound,
+                 passed[i].name[0] ? ", " : "", passed[i].name);
+    }
+    if (n > 0)
+        log_info("socket activation: %d socket(s) from systemd replace the %zu configured "
+                 "listener(s)",
+                 n, cfg->nlisten);
+    srv.socket_activated = n > 0;
+    return n > 0;
+}
+
 static void check_fd_limit(const config *cfg) {
     long limit = raise_fd_limit();
     long needed = (long)cfg->max_connections + (long)cfg->nlisten + 32;
@@ -200,9 +224,14 @@ int main(int argc, char **argv) {
         log_warn("workers: %d requested; this build runs one process", srv.cfg.workers);
     check_fd_limit(&srv.cfg);
     server_block_signals();
-    open_listeners(&srv.cfg);
+    if (!adopt_passed_sockets(&srv.cfg))
+        open_listeners(&srv.cfg);
 
     char err[512];
+    if (notify_init(err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
     const char *pid_file = o.daemon && srv.cfg.pid_file[0] ? srv.cfg.pid_file : NULL;
     if (pid_file && pidfile_check(pid_file, err, sizeof err) != 0) {
         log_error("pid_file %s", err);

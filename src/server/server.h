@@ -44,6 +44,7 @@ typedef struct server {
     config cfg;                 /* applies to connections accepted from now on */
     const char *config_path;    /* NULL: built-in defaults */
     bool cli_listeners;         /* -l given: they replace the file's listeners */
+    bool socket_activated;      /* systemd passed the listeners: reloads keep them */
     listen_addr cli_listen[CONFIG_MAX_LISTEN];
     size_t ncli_listen;
     listener listeners[CONFIG_MAX_LISTEN];
@@ -63,6 +64,8 @@ extern server srv;
 
 /* listener.c */
 int listener_open(listener *l, const listen_addr *addr, int backlog, char *err, size_t errlen);
+/* A socket passed by systemd (already bound and listening). */
+void listener_adopt(listener *l, int fd);
 int listener_start(listener *l);      /* spawns the accept task; 0 or -errno */
 void listener_stop(listener *l);      /* closes it: kills the accept task, which closes fd */
 void accept_gate_open(void);          /* a connection slot freed: wake paused accepts */

@@ -15,16 +15,18 @@
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/systemd.h"
 
 server srv;
 
 enum {
     TICK_MS = 1000,           /* liveness checks */
     BACKOFF_FIRST_MS = 100,   /* first restart delay of a dead accept task */
-    BACKOFF_MAX_MS = 5000
+    BACKOFF_MAX_MS = 5000,
+    STATUS_EVERY_MS = 2000    /* STATUS= to systemd */
 };
 
-static co_tid signal_tid;
+static co_tid signal_tid, notify_tid;
 
 static size_t live_listeners(void) {
     size_t n = 0;
@@ -45,6 +47,53 @@ void server_log_stats(void) {
              (unsigned long long)srv.stats.accept_errors,
              (unsigned long long)srv.stats.bytes_in, (unsigned long long)srv.stats.bytes_out,
              live_listeners(), srv.accepts_paused, rt.tasks);
+}
+
+/* ---- systemd notify ------------------------------------------------------ */
+
+/* Best effort: the service goes on without systemd hearing of it, and the
+ * failure is logged once. */
+static void tell_systemd(const char *what) {
+    static bool failed_before;
+    co_stats rt;
+    co_get_stats(&rt);
+    int r = notify_send("%s%sSTATUS=%s%zu connection(s), %llu accepted, %llu closed, "
+                        "%llu timed out, %llu bytes echoed; %zu listener(s), %zu task(s)",
+                        what, *what ? "\n" : "", srv.shutting_down ? "stopping: " : "",
+                        srv.active, (unsigned long long)srv.stats.accepted,
+                        (unsigned long long)srv.stats.closed,
+                        (unsigned long long)srv.stats.timed_out,
+                        (unsigned long long)srv.stats.bytes_out, live_listeners(), rt.tasks);
+    if (r && !failed_before) {
+        failed_before = true;
+        log_warn("cannot notify systemd (NOTIFY_SOCKET): %s", strerror(-r));
+    }
+}
+
+/* A task, not a timer callback: when the loop or the scheduler is stuck,
+ * WATCHDOG=1 stops and systemd restarts the service. */
+static int notify_task(void *arg) {
+    (void)arg;
+    int64_t watchdog_ms = notify_watchdog_interval_ms();
+    int64_t now = co_now();
+    int64_t next_status = now + STATUS_EVERY_MS;
+    int64_t next_watchdog = watchdog_ms ? now : CO_NEVER;
+    for (;;) {
+        int64_t at = next_status < next_watchdog ? next_status : next_watchdog;
+        if (co_sleep(at) == -ECANCELED)
+            return 0;
+        now = co_now();
+        if (now >= next_watchdog) {
+            int r = notify_send("WATCHDOG=1");
+            if (r)
+                log_warn("cannot send WATCHDOG=1 to systemd: %s", strerror(-r));
+            next_watchdog = now + watchdog_ms;
+        }
+        if (now >= next_status) {
+            tell_systemd("");
+            next_status = now + STATUS_EVERY_MS;
+        }
+    }
 }
 
 static void schedule_restart(listener *l, int status);
@@ -130,7 +179,17 @@ undo:
 
 /* ---- signals ------------------------------------------------------------- */
 
+static void reload_config(void);
+
+/* systemd wants RELOADING=1 (with the time) before and READY=1 after, also
+ * when the reload fails and the running configuration stays. */
 static void reload(void) {
+    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
+    reload_config();
+    tell_systemd("READY=1");
+}
+
+static void reload_config(void) {
     if (!srv.config_path) {
         log_warn("SIGHUP: no configuration file (-c) to reload");
         return;
@@ -152,7 +211,9 @@ static void reload(void) {
         log_warn("stack_size changes take effect at the next start");
     if (next.workers != srv.cfg.workers)
         log_warn("workers changes take effect at the next start");
-    if (apply_listeners(&next) != 0) {
+    if (srv.socket_activated) /* systemd owns the sockets: keep them */
+        log_info("listen: kept the sockets passed by systemd");
+    else if (apply_listeners(&next) != 0) {
         log_error("reload of %s failed; keeping the running configuration", srv.config_path);
         return;
     }
@@ -173,6 +234,7 @@ static void begin_shutdown(int signo) {
         return;
     }
     srv.shutting_down = true;
+    notify_send("STOPPING=1");
     srv.shutdown_deadline = co_now() + srv.cfg.shutdown_grace_ms;
     log_info("%s: stopping; listeners closed, waiting up to %lld ms for %zu connection(s)",
              strsignal(signo), (long long)srv.cfg.shutdown_grace_ms, srv.active);
@@ -318,6 +380,8 @@ static bool accept_tasks_left(void) {
 
 static void release_everything(void) {
     co_kill(signal_tid);
+    if (notify_tid)
+        co_kill(notify_tid);
     while (co_wait_child(NULL, NULL, CO_NEVER) == 0)
         ;
     co_chan_free(srv.slot_gate);
@@ -342,6 +406,12 @@ int supervisor_run(void *arg) {
         if (srv.listeners[i].used && listener_start(&srv.listeners[i]) != 0)
             schedule_restart(&srv.listeners[i], errno);
     daemon_ready(); /* in --daemon mode, the starting command now exits 0 */
+    if (notify_enabled()) {
+        co_spawn_attr nattr = {.name = "notify"};
+        if (!(notify_tid = co_spawn_with(notify_task, NULL, &nattr)))
+            log_error("cannot start the systemd notify task: %s", strerror(errno));
+        tell_systemd("READY=1");
+    }
 
     int64_t next_tick = co_now() + TICK_MS;
     for (;;) {
