@@ -218,6 +218,7 @@ void config_defaults(config *cfg) {
     cfg->backlog = 1024;
     cfg->shutdown_grace_ms = 10 * MS_PER_S;
     cfg->workers = 1;
+    cfg->reuse_port = true;
     cfg->log_level = LOG_LEVEL_INFO;
 }
 
@@ -397,6 +398,7 @@ enum value_kind {
     VALUE_DURATION, /* int64_t milliseconds */
     VALUE_SIZE,     /* size_t bytes */
     VALUE_WORKERS,  /* int, or "auto" as 0 */
+    VALUE_BOOL,     /* true or false */
     VALUE_LOG_LEVEL,
     VALUE_STRING,  /* char array; max is its size */
     VALUE_ADDRESS, /* listen entry fields, handled by parse_listen_entry */
@@ -451,6 +453,7 @@ static const field top_fields[] = {
     {"limits", VALUE_SECTION, 0, 0, 0, &limits_section},
     FIELD("shutdown_grace", VALUE_DURATION, shutdown_grace_ms, 0, MS_PER_H),
     FIELD("workers", VALUE_WORKERS, workers, 1, 1024),
+    FIELD("reuse_port", VALUE_BOOL, reuse_port, 0, 1),
     {"log", VALUE_SECTION, 0, 0, 0, &log_section},
     FIELD("pid_file", VALUE_STRING, pid_file, 0, sizeof(((config *)0)->pid_file)),
     FIELD("user", VALUE_STRING, user, 0, sizeof(((config *)0)->user)),
@@ -712,6 +715,22 @@ static bool log_level_value(parse_ctx *ctx, const yaml_node_t *node, const char 
     return true;
 }
 
+/* YAML 1.2's booleans only: "yes", "on" and friends are typos here. */
+static bool bool_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, bool *out) {
+    const char *expected = "true or false";
+    const char *s = text_value(ctx, node, path, expected);
+    if (s == NULL)
+        return false;
+    if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+        *out = s[0] == 't';
+        return true;
+    }
+    char buf[QUOTED_SIZE + 16];
+    report(ctx, node->start_mark, path, "expected %s, got %s", expected,
+           describe(node, false, buf, sizeof buf));
+    return false;
+}
+
 /* Copies a string into a char array of size bytes. An explicit "" is the
  * way to say "none"; a bare null is more likely a value left out. */
 static void string_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, char *dst,
@@ -869,6 +888,9 @@ static void apply_field(parse_ctx *ctx, const field *f, const yaml_node_t *value
     case VALUE_WORKERS:
         if (workers_value(ctx, value, path, f->min, f->max, &i64))
             *(int *)member = (int)i64;
+        break;
+    case VALUE_BOOL:
+        bool_value(ctx, value, path, (bool *)member);
         break;
     case VALUE_LOG_LEVEL:
         log_level_value(ctx, value, path, (enum log_level *)member);
@@ -1153,6 +1175,7 @@ void config_dump(const config *cfg, FILE *out) {
         fputs("workers: auto\n", out);
     else
         fprintf(out, "workers: %d\n", cfg->workers);
+    fprintf(out, "reuse_port: %s\n", cfg->reuse_port ? "true" : "false");
     fprintf(out, "log:\n  level: %s\n", config_log_level_name(cfg->log_level));
     fputs("pid_file: ", out);
     write_yaml_string(out, cfg->pid_file);

@@ -41,6 +41,7 @@ typedef struct config {
     int backlog;                     /* 1 - 65535; default 1024 */
     int64_t shutdown_grace_ms;       /* 0 - 1 h; default 10 s */
     int workers;                     /* 1 - 1024, 0 = "auto"; default 1 */
+    bool reuse_port;                 /* workers > 1: a SO_REUSEPORT socket each; default true */
     enum log_level log_level;        /* default info */
     char pid_file[4096];             /* "" = none */
     char user[256];                  /* "" = keep the current user */

@@ -73,6 +73,12 @@ void daemon_ready(void) {
     ready_fd = -1;
 }
 
+void daemon_ready_forget(void) {
+    if (ready_fd >= 0)
+        close(ready_fd);
+    ready_fd = -1;
+}
+
 static bool names_live_process(const char *path) {
     FILE *f = fopen(path, "r");
     long pid = 0;

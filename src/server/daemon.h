@@ -12,6 +12,8 @@
 int daemon_detach(void);
 /* Tells the waiting original process that the daemon is up. */
 void daemon_ready(void);
+/* In a worker process: the main process, not this one, says when. */
+void daemon_ready_forget(void);
 
 /* Refuses (-EEXIST) when path names a live process; writes our pid through
  * a temporary file and rename(2). 0 or -errno; err says why. */

@@ -37,7 +37,8 @@ static void format_bound(listener *l) {
     snprintf(l->bound, sizeof l->bound, "%s:%u", host, port);
 }
 
-int listener_open(listener *l, const listen_addr *addr, int backlog, char *err, size_t errlen) {
+int listener_open(listener *l, const listen_addr *addr, int backlog, bool reuse_port, char *err,
+                  size_t errlen) {
     int family = addr->addr.ss_family;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -46,6 +47,9 @@ int listener_open(listener *l, const listen_addr *addr, int backlog, char *err, 
         goto fail;
     step = "SO_REUSEADDR";
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        goto fail;
+    step = "SO_REUSEPORT";
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         goto fail;
     step = "IPV6_V6ONLY";
     if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)

@@ -15,7 +15,8 @@ static struct {
     enum log_target target;
     enum log_level level;
     bool journal; /* stderr is the journal: it adds timestamps itself */
-} logger = {LOG_TO_STDERR, LOG_LEVEL_INFO, false};
+    char prefix[32]; /* "worker 2: " in a worker process */
+} logger = {LOG_TO_STDERR, LOG_LEVEL_INFO, false, ""};
 
 static const int syslog_priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
@@ -27,6 +28,7 @@ void log_open(enum log_target target) {
 }
 
 void log_set_level(enum log_level level) { logger.level = level; }
+void log_set_worker(int id) { snprintf(logger.prefix, sizeof logger.prefix, "worker %d: ", id); }
 enum log_level log_get_level(void) { return logger.level; }
 
 void log_msg(enum log_level level, const char *fmt, ...) {
@@ -35,7 +37,8 @@ void log_msg(enum log_level level, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t at = (size_t)snprintf(msg, sizeof msg, "%s", logger.prefix);
+    vsnprintf(msg + at, sizeof msg - at, fmt, ap);
     va_end(ap);
     if (logger.target == LOG_TO_SYSLOG) {
         syslog(syslog_priority[level], "%s", msg);

@@ -10,6 +10,8 @@ enum log_target { LOG_TO_STDERR, LOG_TO_SYSLOG };
 
 void log_open(enum log_target target);
 void log_set_level(enum log_level level);
+/* Every message of this process starts "worker ID: " (workers > 1). */
+void log_set_worker(int id);
 enum log_level log_get_level(void);
 
 __attribute__((format(printf, 2, 3))) void log_msg(enum log_level level, const char *fmt, ...);

@@ -5,11 +5,13 @@
 #endif
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "server/daemon.h"
@@ -143,6 +145,7 @@ static void load_config(const options *o, config *cfg) {
     }
     if (o->have_level)
         cfg->log_level = o->level;
+    srv.cli_log_level = o->have_level;
 }
 
 static bool default_listeners(const config *cfg) {
@@ -154,13 +157,13 @@ static bool default_listeners(const config *cfg) {
 
 /* Every listener must open, except that the built-in [::1] default may be
  * missing on a machine without IPv6. */
-static void open_listeners(const config *cfg) {
+static void open_listeners(const config *cfg, bool reuse_port) {
     char err[256];
     bool defaults = default_listeners(cfg);
     size_t opened = 0;
     for (size_t i = 0; i < cfg->nlisten; i++) {
-        int r = listener_open(&srv.listeners[opened], &cfg->listen[i], cfg->backlog, err,
-                              sizeof err);
+        int r = listener_open(&srv.listeners[opened], &cfg->listen[i], cfg->backlog, reuse_port,
+                              err, sizeof err);
         if (r == 0) {
             log_info("listening on %s", srv.listeners[opened++].bound);
             continue;
@@ -197,8 +200,60 @@ static bool adopt_passed_sockets(const config *cfg) {
         log_info("socket activation: %d socket(s) from systemd replace the %zu configured "
                  "listener(s)",
                  n, cfg->nlisten);
-    srv.socket_activated = n > 0;
+    if (n > 0)
+        srv.listeners_owner = "systemd";
     return n > 0;
+}
+
+/* "auto": the CPUs this process may run on. */
+static int resolve_workers(int workers) {
+    if (workers > 0)
+        return workers;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set) < 1024 ? CPU_COUNT(&set) : 1024;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n < 1024 ? n : 1024) : 1;
+}
+
+static size_t open_listener_count(void) {
+    size_t n = 0;
+    while (n < CONFIG_MAX_LISTEN && srv.listeners[n].used)
+        n++;
+    return n;
+}
+
+/* The sockets of every worker: with SO_REUSEPORT, one more set per worker
+ * bound to the addresses (and ports: port 0 resolved) of the first set;
+ * otherwise all share the first. Returns the array, or exits. */
+static int *worker_sockets(int nworkers, size_t nfds, bool own_sets) {
+    size_t sets = own_sets ? (size_t)nworkers : 1;
+    int *fds = calloc(sets * nfds, sizeof *fds);
+    char err[256];
+    if (!fds) {
+        log_error("out of memory for %d workers' sockets", nworkers);
+        exit(1);
+    }
+    for (size_t j = 0; j < nfds; j++)
+        fds[j] = srv.listeners[j].fd;
+    for (size_t k = 1; k < sets; k++) {
+        for (size_t j = 0; j < nfds; j++) {
+            listen_addr bound = {.addrlen = sizeof bound.addr};
+            listener extra;
+            if (getsockname(srv.listeners[j].fd, (struct sockaddr *)&bound.addr,
+                            &bound.addrlen) != 0) {
+                log_error("%s: getsockname: %s", srv.listeners[j].bound, strerror(errno));
+                exit(1);
+            }
+            snprintf(bound.text, sizeof bound.text, "%s", srv.listeners[j].bound);
+            if (listener_open(&extra, &bound, srv.cfg.backlog, true, err, sizeof err) != 0) {
+                log_error("worker %zu: %s", k + 1, err);
+                exit(1);
+            }
+            fds[k * nfds + j] = extra.fd;
+        }
+    }
+    return fds;
 }
 
 static void check_fd_limit(const config *cfg) {
@@ -220,12 +275,15 @@ int main(int argc, char **argv) {
     }
     log_open(LOG_TO_STDERR);
     log_set_level(srv.cfg.log_level);
-    if (srv.cfg.workers != 1)
-        log_warn("workers: %d requested; this build runs one process", srv.cfg.workers);
+    int nworkers = resolve_workers(srv.cfg.workers);
     check_fd_limit(&srv.cfg);
     server_block_signals();
-    if (!adopt_passed_sockets(&srv.cfg))
-        open_listeners(&srv.cfg);
+    bool passed = adopt_passed_sockets(&srv.cfg);
+    bool own_sets = nworkers > 1 && srv.cfg.reuse_port && !passed;
+    if (!passed)
+        open_listeners(&srv.cfg, own_sets);
+    size_t nfds = open_listener_count();
+    int *worker_fds = nworkers > 1 ? worker_sockets(nworkers, nfds, own_sets) : NULL;
 
     char err[512];
     if (notify_init(err, sizeof err) != 0) {
@@ -254,12 +312,8 @@ int main(int argc, char **argv) {
         pidfile_remove(pid_file);
         return 1;
     }
-    signal(SIGPIPE, SIG_IGN); /* a write to a closed peer is an EPIPE, not a death */
-
-    co_options rt = {.stack_size = srv.cfg.stack_size};
-    int status = co_run(supervisor_run, NULL, &rt);
-    if (status < 0)
-        log_error("cannot start the runtime: %s", strerror(-status));
+    int status = nworkers > 1 ? master_run(nworkers, worker_fds, nfds, !own_sets) : server_run();
+    free(worker_fds);
     pidfile_remove(pid_file);
-    return status == 0 ? 0 : 1;
+    return status;
 }

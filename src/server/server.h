@@ -44,7 +44,10 @@ typedef struct server {
     config cfg;                 /* applies to connections accepted from now on */
     const char *config_path;    /* NULL: built-in defaults */
     bool cli_listeners;         /* -l given: they replace the file's listeners */
-    bool socket_activated;      /* systemd passed the listeners: reloads keep them */
+    const char *listeners_owner; /* "systemd" or "the main process" passed the
+                                    listeners: reloads keep them; NULL: ours */
+    int worker_id;              /* 1..N in a worker process, 0 otherwise */
+    bool cli_log_level;         /* --log-level given: reloads keep it */
     listen_addr cli_listen[CONFIG_MAX_LISTEN];
     size_t ncli_listen;
     listener listeners[CONFIG_MAX_LISTEN];
@@ -63,7 +66,9 @@ typedef struct server {
 extern server srv;
 
 /* listener.c */
-int listener_open(listener *l, const listen_addr *addr, int backlog, char *err, size_t errlen);
+/* reuse_port: SO_REUSEPORT, for one socket per worker on the same port. */
+int listener_open(listener *l, const listen_addr *addr, int backlog, bool reuse_port, char *err,
+                  size_t errlen);
 /* A socket passed by systemd (already bound and listening). */
 void listener_adopt(listener *l, int fd);
 int listener_start(listener *l);      /* spawns the accept task; 0 or -errno */
@@ -83,7 +88,12 @@ void echo_release_buffers(void);
 
 /* supervisor.c */
 int supervisor_run(void *arg);        /* the root task */
+int server_run(void);                 /* the runtime with the supervisor; exit status */
 void server_block_signals(void);      /* before the listeners open; the supervisor unblocks */
 void server_log_stats(void);
+
+/* master.c: workers > 1. fds: nworkers sets of nfds listening sockets, or
+ * one set all share (shared); closed at shutdown. Returns the exit status. */
+int master_run(int nworkers, int *fds, size_t nfds, bool shared);
 
 #endif

@@ -64,6 +64,12 @@ static void tell_systemd(const char *what) {
                         (unsigned long long)srv.stats.closed,
                         (unsigned long long)srv.stats.timed_out,
                         (unsigned long long)srv.stats.bytes_out, live_listeners(), rt.tasks);
+    if (notify_to_main_process()) /* the main process sums these up */
+        r = notify_send("X_COECHO_STATS=%zu %llu %llu %llu %llu", srv.active,
+                        (unsigned long long)srv.stats.accepted,
+                        (unsigned long long)srv.stats.closed,
+                        (unsigned long long)srv.stats.timed_out,
+                        (unsigned long long)srv.stats.bytes_out);
     if (r && !failed_before) {
         failed_before = true;
         log_warn("cannot notify systemd (NOTIFY_SOCKET): %s", strerror(-r));
@@ -148,7 +154,7 @@ static int apply_listeners(const config *next) {
             log_error("cannot listen on %s: too many listeners", next->listen[i].text);
             goto undo;
         }
-        if (listener_open(l, &next->listen[i], next->backlog, err, sizeof err) != 0) {
+        if (listener_open(l, &next->listen[i], next->backlog, false, err, sizeof err) != 0) {
             log_error("%s", err);
             goto undo;
         }
@@ -211,12 +217,14 @@ static void reload_config(void) {
         log_warn("stack_size changes take effect at the next start");
     if (next.workers != srv.cfg.workers)
         log_warn("workers changes take effect at the next start");
-    if (srv.socket_activated) /* systemd owns the sockets: keep them */
-        log_info("listen: kept the sockets passed by systemd");
+    if (srv.listeners_owner) /* not ours to change */
+        log_info("listen: kept the sockets passed by %s", srv.listeners_owner);
     else if (apply_listeners(&next) != 0) {
         log_error("reload of %s failed; keeping the running configuration", srv.config_path);
         return;
     }
+    if (srv.cli_log_level)
+        next.log_level = srv.cfg.log_level;
     log_set_level(next.log_level);
     memcpy(next.pid_file, srv.cfg.pid_file, sizeof next.pid_file); /* fixed at start */
     memcpy(next.user, srv.cfg.user, sizeof next.user);
@@ -445,4 +453,13 @@ int supervisor_run(void *arg) {
     release_everything();
     log_info("stopped: %llu connection(s) served", (unsigned long long)srv.stats.accepted);
     return 0;
+}
+
+int server_run(void) {
+    signal(SIGPIPE, SIG_IGN); /* a write to a closed peer is an EPIPE, not a death */
+    co_options rt = {.stack_size = srv.cfg.stack_size};
+    int status = co_run(supervisor_run, NULL, &rt);
+    if (status < 0)
+        log_error("cannot start the runtime: %s", strerror(-status));
+    return status == 0 ? 0 : 1;
 }

@@ -125,6 +125,7 @@ static struct {
     socklen_t addrlen; /* 0: no NOTIFY_SOCKET */
     int fd;
     int64_t watchdog_ms;
+    bool connected; /* a worker's socketpair to the main process */
 } notify = {.fd = -1};
 
 static int notify_address(const char *path, char *err, size_t errlen) {
@@ -184,7 +185,20 @@ int notify_init(char *err, size_t errlen) {
     return 0;
 }
 
-bool notify_enabled(void) { return notify.addrlen != 0; }
+bool notify_enabled(void) { return notify.addrlen != 0 || notify.connected; }
+
+void notify_use_fd(int fd, int64_t heartbeat_ms) {
+    if (notify.fd >= 0 && notify.fd != fd)
+        close(notify.fd);
+    notify.fd = fd;
+    notify.connected = true;
+    notify.addrlen = 0;
+    notify.watchdog_ms = heartbeat_ms;
+}
+
+bool notify_to_main_process(void) { return notify.connected; }
+
+int notify_fd(void) { return notify.fd; }
 
 int64_t notify_watchdog_interval_ms(void) { return notify_enabled() ? notify.watchdog_ms : 0; }
 
@@ -202,8 +216,9 @@ int notify_send(const char *fmt, ...) {
         len = (int)sizeof msg - 1; /* a long STATUS= is cut, not dropped */
     ssize_t sent;
     do
-        sent = sendto(notify.fd, msg, (size_t)len, MSG_NOSIGNAL,
-                      (const struct sockaddr *)&notify.addr, notify.addrlen);
+        sent = notify.connected ? send(notify.fd, msg, (size_t)len, MSG_NOSIGNAL)
+                                : sendto(notify.fd, msg, (size_t)len, MSG_NOSIGNAL,
+                                         (const struct sockaddr *)&notify.addr, notify.addrlen);
     while (sent < 0 && errno == EINTR);
     return sent < 0 ? -errno : 0;
 }

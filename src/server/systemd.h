@@ -33,6 +33,16 @@ __attribute__((format(printf, 1, 2))) int notify_send(const char *fmt, ...);
 /* How often to send WATCHDOG=1 (half of WATCHDOG_USEC), in ms; 0 when the
  * service has no watchdog or it watches another process. */
 int64_t notify_watchdog_interval_ms(void);
+/* In a worker: notifications go to the main process over fd (a connected
+ * datagram socket), WATCHDOG=1 every heartbeat_ms; systemd's socket, if
+ * any, is closed. */
+void notify_use_fd(int fd, int64_t heartbeat_ms);
+/* True in a worker (notify_use_fd called). */
+bool notify_to_main_process(void);
+/* The descriptor notifications leave by, -1 if none (a forked worker
+ * closes the main process's). */
+int notify_fd(void);
+
 /* CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC. */
 uint64_t notify_monotonic_usec(void);
 

@@ -151,8 +151,8 @@ class Daemon:
     """One coechod process in the foreground, its stdout and stderr
     collected line by line by reader threads."""
 
-    def __init__(self, args, cwd=None, env=None, nofile=None):
-        self.args = [COECHOD] + list(args)
+    def __init__(self, args, cwd=None, env=None, nofile=None, prefix=()):
+        self.args = list(prefix) + [COECHOD] + list(args)  # prefix: a wrapper that execs it
         self.lines = []      # stderr
         self.out_lines = []  # stdout
         self.cond = threading.Condition()
@@ -303,14 +303,14 @@ class Ctx:
         """A measurement shown with COECHOD_IT_VERBOSE=1 and on failure."""
         self.notes.append(text)
 
-    def daemon(self, args, config=None, cwd=None, env=None, nofile=None):
+    def daemon(self, args, config=None, cwd=None, env=None, nofile=None, prefix=()):
         """Starts coechod in the foreground; config text is written to a
         file passed with -c. (Tests always pass one, so that a system-wide
         /etc/coechod/coechod.yaml cannot change what they measure.)"""
         args = list(args)
         if config is not None:
             args = ["-c", self.write_config(config)] + args
-        d = Daemon(args, cwd=cwd, env=env, nofile=nofile)
+        d = Daemon(args, cwd=cwd, env=env, nofile=nofile, prefix=prefix)
         with self.lock:
             self.daemons.append(d)
         return d

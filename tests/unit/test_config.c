@@ -380,7 +380,7 @@ static void test_unknown_key_messages(void **state) {
     expect_error("log: { colour: yes }\n", ":1:8: log.colour: unknown key; expected one of level");
     /* Control characters in a key do not break the one-line format. */
     expect_error("\"a\\nb\": 1\n", ":1:1: a?b: unknown key; expected one of listen, limits, "
-                                   "shutdown_grace, workers, log, pid_file, user");
+                                   "shutdown_grace, workers, reuse_port, log, pid_file, user");
 }
 
 /* ---- listen ------------------------------------------------------------------------ */
@@ -635,7 +635,7 @@ static void test_every_error_is_reported(void **state) {
              ":7:10: workers: expected an integer or \"auto\", got \"lots\"\n"
              ":8:15: log.level: expected one of error, warn, info, debug, got \"loud\"\n"
              ":9:1: speed: unknown key; expected one of listen, limits, shutdown_grace, "
-             "workers, log, pid_file, user\n");
+             "workers, reuse_port, log, pid_file, user\n");
     assert_int_equal(errs.count, 8);
     assert_int_equal(errs.len, strlen(errs.text));
 }
@@ -684,7 +684,7 @@ static void test_tabs_and_encoding(void **state) {
                  "find expected key (while parsing a block mapping that started at 1:1)");
     expect_error("a: &x [*x]\nlimits: *x\n",
                  ":1:1: a: unknown key; expected one of listen, "
-                 "limits, shutdown_grace, workers, log, pid_file, user");
+                 "limits, shutdown_grace, workers, reuse_port, log, pid_file, user");
 }
 
 /* ---- the corpora ------------------------------------------------------------------------- */

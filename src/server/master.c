@@ -1,0 +1,514 @@
+/* The main process with workers > 1: it holds the listening sockets, forks
+ * the workers (each a whole single-process coechod: its own loop, runtime
+ * and supervisor task), and supervises them the way the supervisor task
+ * supervises tasks: a worker that dies is restarted with backoff, a crash
+ * loop ends the service, a worker that stops sending heartbeats is killed
+ * and replaced. TERM, INT, HUP and USR1 are forwarded; the workers' notify
+ * messages come here and are summed up for systemd.
+ *
+ * A plain poll(2) loop, not the coroutine runtime: fork(2) from inside a
+ * coroutine would hand the child the parent's loop and stacks. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/daemon.h"
+#include "server/log.h"
+#include "server/server.h"
+#include "server/systemd.h"
+
+enum {
+    BACKOFF_FIRST_MS = 100,   /* first restart delay of a dead worker */
+    BACKOFF_MAX_MS = 5000,
+    HEALTHY_AFTER_MS = 10000, /* up this long: the next death starts the backoff over */
+    CRASH_LIMIT = 5,          /* deaths within CRASH_WINDOW_MS end the service */
+    CRASH_WINDOW_MS = 60000,
+    HEARTBEAT_MS = 1000,      /* worker -> main, WATCHDOG=1 */
+    STUCK_MS = 10000,         /* no heartbeat for this long (or WatchdogSec): kill */
+    STATUS_EVERY_MS = 2000,
+    RELOAD_WAIT_MS = 10000,   /* for the workers' READY=1 after a HUP */
+    KILL_AFTER_GRACE_MS = 5000
+};
+
+typedef struct worker_stats {
+    unsigned long long active, accepted, closed, timed_out, bytes;
+} worker_stats;
+
+typedef struct worker {
+    pid_t pid;             /* 0: not running */
+    int notify_fd;         /* our end of its notify socketpair */
+    bool ready;            /* READY=1 since it started */
+    bool awaiting_reload;  /* a HUP was forwarded; READY=1 not back yet */
+    int64_t started_at, last_heard, restart_at, backoff_ms;
+    worker_stats stats;
+} worker;
+
+static struct {
+    int n;                 /* workers */
+    worker *w;
+    int *fds;              /* listening sockets: n x nfds (own sets) or nfds (shared) */
+    size_t nfds;
+    bool shared;
+    int sigfd;
+    bool announced_ready;  /* READY=1 sent to systemd / the -d parent */
+    bool shutting_down, forced;
+    int64_t shutdown_deadline;
+    bool reloading;
+    int64_t reload_deadline;
+    int64_t crashes[CRASH_LIMIT];
+    int ncrashes;
+    bool failed;           /* exit 1 */
+    int64_t stuck_ms;
+} m;
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const int *worker_fds(int i) { return m.shared ? m.fds : m.fds + (size_t)i * m.nfds; }
+
+/* ---- the worker process ---------------------------------------------------- */
+
+/* In the child: keep only this worker's sockets and its notify end, then
+ * become a single-process coechod on inherited listeners. */
+static _Noreturn void become_worker(int i, int notify_end, pid_t parent) {
+    /* Dies with the main process (graceful: TERM), also if it died already. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+        _exit(1);
+    close(m.sigfd);
+    for (int k = 0; k < m.n; k++)
+        if (m.w[k].notify_fd >= 0)
+            close(m.w[k].notify_fd);
+    if (!m.shared)
+        for (int k = 0; k < m.n; k++)
+            if (k != i)
+                for (size_t j = 0; j < m.nfds; j++)
+                    close(m.fds[(size_t)k * m.nfds + j]);
+    sigset_t keep; /* the supervisor unblocks what it watches */
+    sigemptyset(&keep);
+    server_block_signals();
+    sigprocmask(SIG_BLOCK, NULL, &keep);
+    sigdelset(&keep, SIGCHLD);
+    sigprocmask(SIG_SETMASK, &keep, NULL);
+    daemon_ready_forget();
+    log_set_worker(i + 1);
+    srv.worker_id = i + 1;
+    notify_use_fd(notify_end, HEARTBEAT_MS);
+    const int *fds = worker_fds(i);
+    for (size_t j = 0; j < m.nfds; j++)
+        listener_adopt(&srv.listeners[j], fds[j]);
+    srv.listeners_owner = "the main process";
+    _exit(server_run());
+}
+
+static int spawn_worker(int i) {
+    worker *w = &m.w[i];
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+        log_error("worker %d: socketpair: %s", i + 1, strerror(errno));
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("worker %d: fork: %s", i + 1, strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        become_worker(i, sv[1], parent);
+    }
+    close(sv[1]);
+    w->pid = pid;
+    w->notify_fd = sv[0];
+    w->ready = w->awaiting_reload = false;
+    w->started_at = w->last_heard = now_ms();
+    memset(&w->stats, 0, sizeof w->stats);
+    log_info("worker %d started (pid %ld)", i + 1, (long)pid);
+    return 0;
+}
+
+/* ---- what the workers say ------------------------------------------------ */
+
+static int running_workers(void) {
+    int n = 0;
+    for (int i = 0; i < m.n; i++)
+        n += m.w[i].pid != 0;
+    return n;
+}
+
+static bool all_ready(void) {
+    for (int i = 0; i < m.n; i++)
+        if (!m.w[i].pid || !m.w[i].ready)
+            return false;
+    return true;
+}
+
+static void status_to_systemd(const char *what) {
+    worker_stats sum = {0};
+    for (int i = 0; i < m.n; i++) {
+        if (!m.w[i].pid)
+            continue;
+        sum.active += m.w[i].stats.active;
+        sum.accepted += m.w[i].stats.accepted;
+        sum.closed += m.w[i].stats.closed;
+        sum.timed_out += m.w[i].stats.timed_out;
+        sum.bytes += m.w[i].stats.bytes;
+    }
+    notify_send("%s%sSTATUS=%s%d/%d workers; %llu connection(s), %llu accepted, %llu closed, "
+                "%llu timed out, %llu bytes echoed",
+                what, *what ? "\n" : "", m.shutting_down ? "stopping: " : "", running_workers(),
+                m.n, sum.active, sum.accepted, sum.closed, sum.timed_out, sum.bytes);
+}
+
+static void on_message(worker *w, char *msg) {
+    w->last_heard = now_ms();
+    for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strcmp(line, "READY=1") == 0) {
+            w->ready = true;
+            w->awaiting_reload = false;
+        } else if (strncmp(line, "X_COECHO_STATS=", 15) == 0) {
+            worker_stats st;
+            if (sscanf(line + 15, "%llu %llu %llu %llu %llu", &st.active, &st.accepted,
+                       &st.closed, &st.timed_out, &st.bytes) == 5)
+                w->stats = st;
+        }
+    }
+}
+
+static void read_messages(worker *w) {
+    char buf[1024];
+    ssize_t n;
+    while ((n = recv(w->notify_fd, buf, sizeof buf - 1, 0)) >= 0) {
+        buf[n] = '\0';
+        on_message(w, buf);
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        log_warn("worker notify: %s", strerror(errno));
+}
+
+/* ---- deaths, restarts, crash loops ------------------------------------------ */
+
+static void describe_status(int status, char *buf, size_t size) {
+    if (WIFEXITED(status))
+        snprintf(buf, size, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, size, "killed by %s", strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, size, "status %d", status);
+}
+
+/* True when CRASH_LIMIT deaths fell within CRASH_WINDOW_MS. */
+static bool crash_loop(int64_t now) {
+    memmove(m.crashes, m.crashes + 1, sizeof m.crashes - sizeof m.crashes[0]);
+    m.crashes[CRASH_LIMIT - 1] = now;
+    if (m.ncrashes < CRASH_LIMIT)
+        m.ncrashes++;
+    return m.ncrashes == CRASH_LIMIT && now - m.crashes[0] <= CRASH_WINDOW_MS;
+}
+
+static void signal_workers(int signo) {
+    for (int i = 0; i < m.n; i++)
+        if (m.w[i].pid)
+            kill(m.w[i].pid, signo);
+}
+
+static void begin_shutdown(int signo, const char *why);
+
+static void on_worker_exit(worker *w, int status) {
+    int i = (int)(w - m.w);
+    char how[64];
+    describe_status(status, how, sizeof how);
+    int64_t now = now_ms();
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    close(w->notify_fd);
+    w->notify_fd = -1;
+    w->pid = 0;
+    if (m.shutting_down) {
+        if (clean) {
+            log_info("worker %d stopped (%s)", i + 1, how);
+        } else {
+            log_warn("worker %d stopped (%s)", i + 1, how);
+            m.failed = true;
+        }
+        return;
+    }
+    if (!m.announced_ready) { /* it never got going: neither will its siblings */
+        log_error("worker %d failed to start (%s)", i + 1, how);
+        m.failed = true;
+        begin_shutdown(SIGTERM, "a worker failed to start");
+        return;
+    }
+    if (crash_loop(now)) {
+        log_error("worker %d died (%s): %d worker deaths within %d s, giving up", i + 1, how,
+                  CRASH_LIMIT, CRASH_WINDOW_MS / 1000);
+        m.failed = true;
+        begin_shutdown(SIGTERM, "crash loop");
+        return;
+    }
+    if (now - w->started_at >= HEALTHY_AFTER_MS)
+        w->backoff_ms = 0;
+    w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_FIRST_MS;
+    if (w->backoff_ms > BACKOFF_MAX_MS)
+        w->backoff_ms = BACKOFF_MAX_MS;
+    w->restart_at = now + w->backoff_ms;
+    log_warn("worker %d died (%s); restarting it in %lld ms", i + 1, how,
+             (long long)w->backoff_ms);
+}
+
+static void reap(void) {
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (int i = 0; i < m.n; i++)
+            if (m.w[i].pid == pid)
+                on_worker_exit(&m.w[i], status);
+}
+
+static void restart_due(int64_t now) {
+    for (int i = 0; i < m.n; i++) {
+        worker *w = &m.w[i];
+        if (!w->pid && !m.shutting_down && now >= w->restart_at && spawn_worker(i) != 0)
+            w->restart_at = now + BACKOFF_MAX_MS;
+    }
+}
+
+static void kill_stuck(int64_t now) {
+    for (int i = 0; i < m.n; i++) {
+        worker *w = &m.w[i];
+        if (w->pid && now - w->last_heard > m.stuck_ms) {
+            log_error("worker %d (pid %ld) sent no heartbeat for %lld ms: killing it", i + 1,
+                      (long)w->pid, (long long)(now - w->last_heard));
+            kill(w->pid, SIGKILL);
+            w->last_heard = now; /* once; its death restarts it */
+        }
+    }
+}
+
+/* ---- signals ------------------------------------------------------------------ */
+
+static void close_listeners(void) {
+    size_t total = (m.shared ? 1 : (size_t)m.n) * m.nfds;
+    for (size_t k = 0; k < total; k++)
+        close(m.fds[k]);
+    m.nfds = 0;
+}
+
+static void begin_shutdown(int signo, const char *why) {
+    if (m.shutting_down) {
+        if (signo == SIGTERM || signo == SIGINT) { /* again: workers close everything */
+            m.forced = true;
+            signal_workers(signo);
+        }
+        return;
+    }
+    m.shutting_down = true;
+    m.shutdown_deadline = now_ms() + srv.cfg.shutdown_grace_ms + KILL_AFTER_GRACE_MS;
+    close_listeners(); /* else the kernel goes on queueing connections nobody accepts */
+    notify_send("STOPPING=1");
+    log_info("%s: stopping %d worker(s)", why, running_workers());
+    signal_workers(SIGTERM);
+}
+
+static void reload(void) {
+    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
+    if (srv.config_path) {
+        /* Checked here too, so that the log says once, not per worker. */
+        static config next;
+        static config_errors errs;
+        if (config_load(srv.config_path, &next, &errs) != 0) {
+            log_error("reload of %s failed; keeping the running configuration:",
+                      srv.config_path);
+            for (char *line = strtok(errs.text, "\n"); line; line = strtok(NULL, "\n"))
+                log_error("%s", line);
+            status_to_systemd("READY=1");
+            return;
+        }
+        if (next.workers != srv.cfg.workers || next.reuse_port != srv.cfg.reuse_port)
+            log_warn("workers and reuse_port changes take effect at the next start");
+        if (!srv.listeners_owner && !srv.cli_listeners &&
+            (next.nlisten != srv.cfg.nlisten ||
+             memcmp(next.listen, srv.cfg.listen, next.nlisten * sizeof next.listen[0]) != 0))
+            log_warn("with workers, listen changes take effect at the next start");
+        log_set_level(next.log_level);
+    }
+    log_info("SIGHUP: reloading %d worker(s)", running_workers());
+    for (int i = 0; i < m.n; i++)
+        m.w[i].awaiting_reload = m.w[i].pid != 0;
+    m.reloading = true;
+    m.reload_deadline = now_ms() + RELOAD_WAIT_MS;
+    signal_workers(SIGHUP);
+}
+
+static void finish_reload(int64_t now) {
+    if (!m.reloading)
+        return;
+    bool waiting = false;
+    for (int i = 0; i < m.n; i++)
+        waiting |= m.w[i].pid && m.w[i].awaiting_reload;
+    if (waiting && now < m.reload_deadline)
+        return;
+    if (waiting)
+        log_warn("reload: not every worker answered within %d s", RELOAD_WAIT_MS / 1000);
+    m.reloading = false;
+    status_to_systemd("READY=1");
+}
+
+static void on_signal(void) {
+    struct signalfd_siginfo si;
+    while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            reap();
+            break;
+        case SIGTERM:
+        case SIGINT:
+            begin_shutdown((int)si.ssi_signo, strsignal((int)si.ssi_signo));
+            break;
+        case SIGHUP:
+            if (m.shutting_down)
+                log_info("SIGHUP ignored: stopping");
+            else
+                reload();
+            break;
+        case SIGUSR1:
+            signal_workers(SIGUSR1);
+            log_info("stats: %d/%d workers running", running_workers(), m.n);
+            break;
+        }
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+static int open_signalfd(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return m.sigfd < 0 ? -1 : 0;
+}
+
+static int64_t next_deadline(int64_t now, int64_t next_status, int64_t next_watchdog) {
+    int64_t at = next_status < next_watchdog ? next_status : next_watchdog;
+    for (int i = 0; i < m.n; i++) {
+        if (!m.w[i].pid && !m.shutting_down && m.w[i].restart_at < at)
+            at = m.w[i].restart_at;
+        if (m.w[i].pid && m.w[i].last_heard + m.stuck_ms + 1 < at)
+            at = m.w[i].last_heard + m.stuck_ms + 1;
+    }
+    if (m.reloading && m.reload_deadline < at)
+        at = m.reload_deadline;
+    if (m.shutting_down && m.shutdown_deadline < at)
+        at = m.shutdown_deadline;
+    return at < now ? now : at;
+}
+
+static void poll_once(int64_t timeout_ms) {
+    struct pollfd pfd[1 + 1024];
+    int map[1 + 1024];
+    nfds_t n = 0;
+    pfd[n].fd = m.sigfd;
+    pfd[n++].events = POLLIN;
+    for (int i = 0; i < m.n; i++) {
+        if (m.w[i].pid && m.w[i].notify_fd >= 0) {
+            map[n] = i;
+            pfd[n].fd = m.w[i].notify_fd;
+            pfd[n++].events = POLLIN;
+        }
+    }
+    int r = poll(pfd, n, (int)(timeout_ms > 60000 ? 60000 : timeout_ms));
+    if (r < 0) {
+        if (errno != EINTR)
+            log_error("poll: %s", strerror(errno));
+        return;
+    }
+    for (nfds_t k = 1; k < n; k++)
+        if (pfd[k].revents && m.w[map[k]].pid)
+            read_messages(&m.w[map[k]]);
+    if (pfd[0].revents)
+        on_signal();
+}
+
+static void announce_ready(void) {
+    m.announced_ready = true;
+    daemon_ready();
+    status_to_systemd("READY=1");
+    log_info("%d workers ready, sharing the listeners through %s", m.n,
+             m.shared ? "one socket each (shared)" : "SO_REUSEPORT sockets, one set per worker");
+}
+
+int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
+    m.n = nworkers;
+    m.fds = fds;
+    m.nfds = nfds;
+    m.shared = shared;
+    m.w = calloc((size_t)nworkers, sizeof *m.w);
+    int64_t wd = notify_watchdog_interval_ms();
+    m.stuck_ms = wd ? 2 * wd : STUCK_MS; /* WatchdogSec when systemd has one */
+    if (m.stuck_ms < 4 * HEARTBEAT_MS)
+        m.stuck_ms = 4 * HEARTBEAT_MS;
+    if (!m.w || open_signalfd() != 0) {
+        log_error("cannot start the main process: %s", strerror(errno));
+        return 1;
+    }
+    for (int i = 0; i < m.n; i++)
+        m.w[i].notify_fd = -1;
+    for (int i = 0; i < m.n && !m.shutting_down; i++)
+        if (spawn_worker(i) != 0)
+            begin_shutdown(SIGTERM, "cannot start the workers");
+    int64_t now = now_ms();
+    int64_t next_status = now + STATUS_EVERY_MS;
+    int64_t next_watchdog = wd ? now : INT64_MAX;
+    while (!m.shutting_down || running_workers() > 0) {
+        poll_once(next_deadline(now, next_status, next_watchdog) - now);
+        now = now_ms();
+        if (!m.announced_ready && !m.shutting_down && all_ready())
+            announce_ready();
+        finish_reload(now);
+        if (now >= next_watchdog) {
+            notify_send("WATCHDOG=1");
+            next_watchdog = now + wd;
+        }
+        if (now >= next_status) {
+            status_to_systemd("");
+            next_status = now + STATUS_EVERY_MS;
+        }
+        if (m.shutting_down && now >= m.shutdown_deadline && !m.forced) {
+            log_warn("workers still running %d ms after shutdown_grace: killing them",
+                     KILL_AFTER_GRACE_MS);
+            m.forced = true;
+            signal_workers(SIGKILL);
+        }
+        if (!m.shutting_down) {
+            kill_stuck(now);
+            restart_due(now);
+        }
+    }
+    close(m.sigfd);
+    free(m.w);
+    log_info("stopped");
+    return m.failed ? 1 : 0;
+}

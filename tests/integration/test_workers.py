@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Integration tests for coechod with workers > 1: the main process binds
+the listeners, forks the workers and supervises them.
+
+    test_workers.py [NAME...] [--list]
+
+Environment as for test_coechod.py (BUILDDIR, SRCDIR, COECHOD).
+Python 3 standard library only.
+"""
+
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_coechod as tc  # noqa: E402  (helpers only; its tests do not run)
+from test_coechod import TestFailure, check, echo_ok, yaml_config  # noqa: E402
+from test_systemd import Notify, has  # noqa: E402
+
+COECHOD = tc.COECHOD
+TEST_DEADLINE = 60.0
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def workers_config(n=2, reuse_port=True, extra=""):
+    return yaml_config(extra="workers: %s\nreuse_port: %s\n%s"
+                       % (n, "true" if reuse_port else "false", extra))
+
+
+def wait_workers(d, n, timeout=10.0):
+    """Waits for "N workers ready"; returns the worker pids."""
+    d.wait_log(r"%d workers ready" % n, timeout)
+    pids = tc.child_pids(d.pid)
+    check(len(pids) == n, "expected %d worker processes, found %r" % (n, pids))
+    return sorted(pids)
+
+
+def socket_inodes(pid):
+    inodes = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            m = re.match(r"socket:\[(\d+)\]", target)
+            if m:
+                inodes.add(m.group(1))
+    except OSError:
+        pass
+    return inodes
+
+
+def tcp_peer_ports_by_inode():
+    """inode -> remote port of every IPv4 TCP socket, from /proc/net/tcp."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            out[fields[9]] = int(fields[2].split(":")[1], 16)
+    return out
+
+
+def owners(conns, worker_pids):
+    """For each client socket, the worker pid serving it (or None)."""
+    peer = tcp_peer_ports_by_inode()
+    by_port = {}
+    for pid in worker_pids:
+        for inode in socket_inodes(pid):
+            if inode in peer:
+                by_port.setdefault(peer[inode], pid)
+    return [by_port.get(s.getsockname()[1]) for s in conns]
+
+
+def open_conns(ctx, port, n):
+    conns = []
+    for i in range(n):
+        s = ctx.connect(port)
+        echo_ok(s, b"hello %d\n" % i)
+        conns.append(s)
+    return conns
+
+
+@test
+def workers_serve_and_balance(ctx):
+    d = ctx.daemon([], config=workers_config(2))
+    port = d.port()
+    pids = wait_workers(d, 2)
+    conns = open_conns(ctx, port, 60)
+    who = owners(conns, pids)
+    check(None not in who, "some connections are served by no worker: %r" % who)
+    counts = {pid: who.count(pid) for pid in pids}
+    ctx.note("connections per worker: %r" % counts)
+    check(all(c > 0 for c in counts.values()),
+          "SO_REUSEPORT should spread 60 connections over both workers: %r" % counts)
+
+
+@test
+def workers_shared_socket(ctx):
+    d = ctx.daemon([], config=workers_config(2, reuse_port=False))
+    port = d.port()
+    wait_workers(d, 2)
+    d.wait_log("shared", 1)
+    for s in open_conns(ctx, port, 20):
+        echo_ok(s, b"again\n")
+
+
+@test
+def workers_auto(ctx):
+    d = ctx.daemon([], config=workers_config("auto"))
+    d.port()
+    n = len(os.sched_getaffinity(0))
+    if n == 1:
+        d.wait_log(r"listening on", 5)  # one CPU: a single process
+        return
+    wait_workers(d, n)
+
+
+@test
+def worker_killed_is_replaced_others_untouched(ctx):
+    d = ctx.daemon([], config=workers_config(2))
+    port = d.port()
+    pids = wait_workers(d, 2)
+    conns = open_conns(ctx, port, 40)
+    who = owners(conns, pids)
+    victim, survivor = pids[0], pids[1]
+    check(who.count(victim) and who.count(survivor),
+          "need connections on both workers: %r" % {p: who.count(p) for p in pids})
+    mark = d.mark()
+    os.kill(victim, signal.SIGKILL)
+    d.wait_log(r"worker \d died \(killed by Killed\); restarting", 5, mark)
+    d.wait_log(r"worker \d started", 5, mark)
+    for s, owner in zip(conns, who):
+        if owner == survivor:
+            echo_ok(s, b"still here\n")
+        else:
+            s.settimeout(3)
+            try:
+                data = s.recv(100)
+            except (ConnectionResetError, socket.timeout):
+                data = b""
+            check(data == b"", "a connection of the killed worker still got %r" % data)
+    new = sorted(tc.child_pids(d.pid))
+    check(len(new) == 2 and victim not in new and survivor in new,
+          "expected the killed worker replaced: before %r after %r" % (pids, new))
+    # The replacement serves its share of new connections.
+    fresh = open_conns(ctx, port, 40)
+    who = owners(fresh, new)
+    replacement = [p for p in new if p != survivor][0]
+    check(who.count(replacement) > 0, "the replacement worker got no new connection")
+
+
+@test
+def workers_sigterm_drains_all(ctx):
+    d = ctx.daemon([], config=workers_config(2, extra="shutdown_grace: 20s\n"))
+    port = d.port()
+    pids = wait_workers(d, 2)
+    conns = open_conns(ctx, port, 30)
+    who = owners(conns, pids)
+    check(len(set(who)) == 2, "need connections on both workers")
+    d.send_signal(signal.SIGTERM)
+    d.wait_log(r"stopping 2 worker", 5)
+    for p in pids:  # each worker closes its listeners...
+        d.wait_log(r"worker \d: .*stopping; listeners closed", 5)
+    tc.wait_refused(port, 5)
+    for s in conns:  # ...and keeps echoing for the connected clients
+        echo_ok(s, b"draining\n")
+    check(d.alive(), "the main process exited with connections open")
+    for s in conns:
+        s.shutdown(socket.SHUT_WR)
+        tc.recv_until_eof(s)
+    check(d.wait_exit(10) == 0, "did not exit 0 once the connections closed")
+    for p in pids:
+        check(tc.process_gone(p), "worker %d still there" % p)
+
+
+@test
+def workers_sighup_reaches_all(ctx):
+    path = ctx.write_config(workers_config(2))
+    d = ctx.daemon(["-c", path])
+    port = d.port()
+    wait_workers(d, 2)
+    conns = open_conns(ctx, port, 10)
+    mark = d.mark()
+    ctx.write_config(workers_config(2, extra="limits: {idle_timeout: 1h}\n"))
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"worker 1: reloaded", 5, mark)
+    d.wait_log(r"worker 2: reloaded", 5, mark)
+    for s in conns:
+        echo_ok(s, b"after reload\n")
+    # A broken file: the main process says so once, the workers keep going.
+    mark = d.mark()
+    ctx.write_config("workers: 2\nlimits: {max_connections: zero}\n")
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"reload of .* failed", 5, mark)
+    echo_ok(ctx.connect(port), b"still serving\n")
+
+
+@test
+def workers_crash_loop_gives_up(ctx):
+    d = ctx.daemon([], config=workers_config(2))
+    d.port()
+    wait_workers(d, 2)
+    deadline = time.monotonic() + 30
+    killed = set()
+    while d.alive() and time.monotonic() < deadline:
+        for pid in tc.child_pids(d.pid):
+            if pid not in killed:
+                killed.add(pid)
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    check(not d.alive(), "still running after %d worker kills" % len(killed))
+    d.wait_log(r"giving up", 1)
+    check(d.wait_exit(5) == 1, "expected exit 1 after a crash loop")
+
+
+@test
+def workers_stuck_worker_killed(ctx):
+    """A worker that sends no heartbeat (stopped: the stand-in for a stuck
+    loop) is killed and replaced."""
+    d = ctx.daemon([], config=workers_config(2))
+    d.port()
+    pids = wait_workers(d, 2)
+    os.kill(pids[0], signal.SIGSTOP)
+    d.wait_log(r"sent no heartbeat .* killing it", 15)
+    d.wait_log(r"worker \d started", 5)
+
+
+@test
+def workers_notify_summed(ctx):
+    n = Notify(ctx)
+    d = ctx.daemon([], config=workers_config(2), env=n.env(WATCHDOG_USEC="400000"))
+    port = d.port()
+    ready = n.wait_for(has("READY", "1"), 10, "READY=1")
+    check(ready["STATUS"].startswith("2/2 workers"), "STATUS: %r" % ready["STATUS"])
+    conns = open_conns(ctx, port, 6)
+    n.wait_for(lambda m: "STATUS" in m and "6 connection(s)" in m["STATUS"], 8,
+               "STATUS= summing both workers' 6 connections")
+    n.wait_for(has("WATCHDOG", "1"), 2, "WATCHDOG=1 from the main process")
+    d.send_signal(signal.SIGHUP)
+    n.wait_for(has("RELOADING", "1"), 5, "RELOADING=1")
+    n.wait_for(has("READY", "1"), 5, "READY=1 after the workers reloaded")
+    for s in conns:
+        s.close()
+    d.send_signal(signal.SIGTERM)
+    n.wait_for(has("STOPPING", "1"), 5, "STOPPING=1")
+    check(d.wait_exit(10) == 0, "did not exit 0")
+    # Workers never talk to systemd directly (NotifyAccess=main).
+    for m in n.got:
+        check("X_COECHO_STATS" not in m, "a worker's message reached systemd: %r" % m["_raw"])
+
+
+@test
+def workers_daemon_mode(ctx):
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    path = ctx.write_config(workers_config(2, extra="pid_file: %s\n" % pidfile))
+    r = tc.run_coechod(["-d", "-c", path, "-l", "127.0.0.1:%d" % tc.free_port()])
+    check(r.rc == 0, "coechod -d with 2 workers: %s" % r.summary())
+    with open(pidfile) as f:
+        main_pid = int(f.read())
+    try:
+        check(len(tc.child_pids(main_pid)) == 2, "expected 2 workers under %d" % main_pid)
+    finally:
+        os.kill(main_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while not tc.process_gone(main_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check(tc.process_gone(main_pid), "daemon did not stop")
+
+
+def main(argv):
+    return tc.run_suite(argv, TESTS, "coechod-workers", [("daemon", COECHOD, "COECHOD")],
+                        __doc__, deadline=TEST_DEADLINE)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
