@@ -1134,18 +1134,29 @@ int config_load(const char *path, config *cfg, config_errors *errs) {
 
 /* ---- dump ------------------------------------------------------------------------ */
 
-/* A double-quoted YAML string: escapes what YAML requires and control
- * characters; other bytes (UTF-8) go as they are. */
+/* A double-quoted YAML string: escapes what YAML requires, control
+ * characters, and the code points that YAML does not allow raw or reads as
+ * line breaks: C1 controls U+0080-U+009F (NEL among them), U+2028, U+2029,
+ * U+FFFE and U+FFFF. Other bytes (UTF-8) go as they are. */
 static void write_yaml_string(FILE *out, const char *s) {
     putc('"', out);
     for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(out, "\\x%02x", c);
-        else
-            putc(c, out);
+        const unsigned char *u = (const unsigned char *)s;
+        if (u[0] == '"' || u[0] == '\\')
+            fprintf(out, "\\%c", u[0]);
+        else if (u[0] < 0x20 || u[0] == 0x7f)
+            fprintf(out, "\\x%02x", u[0]);
+        else if (u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f) { /* U+0080-U+009F */
+            fprintf(out, "\\x%02x", u[1]);
+            s += 1;
+        } else if (u[0] == 0xe2 && u[1] == 0x80 && (u[2] == 0xa8 || u[2] == 0xa9)) { /* LS, PS */
+            fprintf(out, "\\u%04x", 0x2000 | (u[2] - 0x80));
+            s += 2;
+        } else if (u[0] == 0xef && u[1] == 0xbf && u[2] >= 0xbe) { /* U+FFFE, U+FFFF */
+            fprintf(out, "\\u%04x", 0xffc0 | (u[2] - 0x80));
+            s += 2;
+        } else
+            putc(u[0], out);
     }
     putc('"', out);
 }
