@@ -110,16 +110,11 @@ static bool same_addr(const listen_addr *a, const listen_addr *b) {
     return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
-static bool config_has(const config *cfg, const listen_addr *addr) {
-    for (size_t i = 0; i < cfg->nlisten; i++)
-        if (same_addr(&cfg->listen[i], addr))
-            return true;
-    return false;
-}
-
-static listener *listener_for(const listen_addr *addr) {
+/* The open listener for addr that no other entry claimed yet: two entries
+ * for port 0 are two listeners, each kept by one entry. */
+static listener *unclaimed_listener_for(const listen_addr *addr, const bool *claimed) {
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        if (srv.listeners[i].used && !srv.listeners[i].closing &&
+        if (srv.listeners[i].used && !srv.listeners[i].closing && !claimed[i] &&
             same_addr(&srv.listeners[i].addr, addr))
             return &srv.listeners[i];
     return NULL;
@@ -144,11 +139,15 @@ static bool in_list(listener *const *list, size_t n, const listener *l) {
  * ones closed, so a failed reload never leaves the daemon deaf. */
 static int apply_listeners(const config *next) {
     listener *opened[CONFIG_MAX_LISTEN];
+    bool claimed[CONFIG_MAX_LISTEN] = {false};
     size_t nopened = 0;
     char err[256];
     for (size_t i = 0; i < next->nlisten; i++) {
-        if (listener_for(&next->listen[i]))
+        listener *kept = unclaimed_listener_for(&next->listen[i], claimed);
+        if (kept) {
+            claimed[kept - srv.listeners] = true;
             continue;
+        }
         listener *l = free_listener_slot();
         if (!l) {
             log_error("cannot listen on %s: too many listeners", next->listen[i].text);
@@ -159,12 +158,13 @@ static int apply_listeners(const config *next) {
             goto undo;
         }
         opened[nopened++] = l;
+        claimed[l - srv.listeners] = true;
     }
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
         listener *l = &srv.listeners[i];
         if (!l->used || l->closing || in_list(opened, nopened, l))
             continue;
-        if (!config_has(next, &l->addr))
+        if (!claimed[i])
             listener_stop(l);
         else if (listen(l->fd, next->backlog) != 0) /* takes the new backlog */
             log_warn("%s: listen: %s", l->bound, strerror(errno));

@@ -1031,6 +1031,31 @@ def sighup_broken_config(ctx):
 
 
 @test
+def sighup_port_zero_entries_are_distinct(ctx):
+    """Each port-0 entry is its own listener: a reload from two such entries
+    to one closes one, and to three opens two more."""
+    two = yaml_config(listen=(("127.0.0.1", 0), ("127.0.0.1", 0)))
+    path = ctx.write_config(two)
+    d = ctx.daemon(["-c", path])
+    ports = [p for _, p in d.wait_listening(2)]
+    check(len(set(ports)) == 2, "two port-0 entries should bind two ports: %r" % ports)
+    mark = d.mark()
+    ctx.write_config(yaml_config(listen=(("127.0.0.1", 0),)))
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"reloaded", 5, mark)
+    d.wait_log(r"closed listener 127\.0\.0\.1:(%d|%d)" % tuple(ports), 5, mark)
+    kept = [p for p in ports if not connect_refused(p)]
+    check(len(kept) == 1, "after reloading to one entry, listening on %r of %r" % (kept, ports))
+    mark = d.mark()
+    ctx.write_config(yaml_config(listen=(("127.0.0.1", 0),) * 3))
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"reloaded", 5, mark)
+    with d.cond:
+        opened = [l for l in d.lines[mark:] if LISTEN_RE.search(l)]
+    check(len(opened) == 2, "reloading to three entries should open two: %r" % opened)
+
+
+@test
 def sighup_unopenable_listener_keeps_old(ctx):
     """A reload that moves the listener to a port someone else holds fails
     as a whole: the old listener keeps accepting and the limits stay."""
