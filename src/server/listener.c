@@ -37,13 +37,41 @@ static void format_bound(listener *l) {
     snprintf(l->bound, sizeof l->bound, "%s:%u", host, port);
 }
 
-int listener_open(listener *l, const listen_addr *addr, int backlog, bool reuse_port, char *err,
-                  size_t errlen) {
+static unsigned addr_port(const listen_addr *addr) {
+    const struct sockaddr *sa = (const struct sockaddr *)&addr->addr;
+    return ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                                           : ((const struct sockaddr_in *)sa)->sin_port);
+}
+
+/* SO_REUSEPORT would let us join another process's listener on the same
+ * port (another coechod, same user) and silently share its traffic: a
+ * plain bind first must succeed. 0 or -errno. */
+static int port_is_free(const listen_addr *addr) {
+    int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1, r = 0;
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (addr->addr.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        bind(fd, (const struct sockaddr *)&addr->addr, addr->addrlen) != 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+int listener_open(listener *l, const listen_addr *addr, int backlog, enum listen_sharing sharing,
+                  char *err, size_t errlen) {
+    bool reuse_port = sharing != LISTEN_ALONE;
     int family = addr->addr.ss_family;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     const char *step = "socket";
     if (fd < 0)
+        goto fail;
+    step = "bind";
+    if (sharing == LISTEN_REUSEPORT_FIRST && addr_port(addr) != 0 &&
+        (errno = -port_is_free(addr)) != 0)
         goto fail;
     step = "SO_REUSEADDR";
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)

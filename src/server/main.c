@@ -162,8 +162,8 @@ static void open_listeners(const config *cfg, bool reuse_port) {
     bool defaults = default_listeners(cfg);
     size_t opened = 0;
     for (size_t i = 0; i < cfg->nlisten; i++) {
-        int r = listener_open(&srv.listeners[opened], &cfg->listen[i], cfg->backlog, reuse_port,
-                              err, sizeof err);
+        int r = listener_open(&srv.listeners[opened], &cfg->listen[i], cfg->backlog,
+                              reuse_port ? LISTEN_REUSEPORT_FIRST : LISTEN_ALONE, err, sizeof err);
         if (r == 0) {
             log_info("listening on %s", srv.listeners[opened++].bound);
             continue;
@@ -246,7 +246,8 @@ static int *worker_sockets(int nworkers, size_t nfds, bool own_sets) {
                 exit(1);
             }
             snprintf(bound.text, sizeof bound.text, "%s", srv.listeners[j].bound);
-            if (listener_open(&extra, &bound, srv.cfg.backlog, true, err, sizeof err) != 0) {
+            if (listener_open(&extra, &bound, srv.cfg.backlog, LISTEN_REUSEPORT_JOIN, err,
+                              sizeof err) != 0) {
                 log_error("worker %zu: %s", k + 1, err);
                 exit(1);
             }

@@ -39,7 +39,8 @@ enum {
     STUCK_MS = 10000,         /* no heartbeat for this long (or WatchdogSec): kill */
     STATUS_EVERY_MS = 2000,
     RELOAD_WAIT_MS = 10000,   /* for the workers' READY=1 after a HUP */
-    KILL_AFTER_GRACE_MS = 5000
+    KILL_AFTER_GRACE_MS = 5000,
+    START_TIMEOUT_MS = 30000  /* for every worker's first READY=1 */
 };
 
 typedef struct worker_stats {
@@ -63,7 +64,7 @@ static struct {
     bool shared;
     int sigfd;
     bool announced_ready;  /* READY=1 sent to systemd / the -d parent */
-    bool shutting_down, forced;
+    bool shutting_down, killed; /* killed: the SIGKILL backstop was used */
     int64_t shutdown_deadline;
     bool reloading;
     int64_t reload_deadline;
@@ -104,6 +105,9 @@ static _Noreturn void become_worker(int i, int notify_end, pid_t parent) {
     sigprocmask(SIG_BLOCK, NULL, &keep);
     sigdelset(&keep, SIGCHLD);
     sigprocmask(SIG_SETMASK, &keep, NULL);
+    /* Ctrl-C reaches the whole process group: the main process's forwarded
+     * TERM is the one a worker acts on. */
+    signal(SIGINT, SIG_IGN);
     daemon_ready_forget();
     log_set_worker(i + 1);
     srv.worker_id = i + 1;
@@ -312,10 +316,8 @@ static void close_listeners(void) {
 
 static void begin_shutdown(int signo, const char *why) {
     if (m.shutting_down) {
-        if (signo == SIGTERM || signo == SIGINT) { /* again: workers close everything */
-            m.forced = true;
-            signal_workers(signo);
-        }
+        if (signo == SIGTERM || signo == SIGINT) /* again: workers close everything */
+            signal_workers(SIGTERM);
         return;
     }
     m.shutting_down = true;
@@ -326,8 +328,13 @@ static void begin_shutdown(int signo, const char *why) {
     signal_workers(SIGTERM);
 }
 
+/* Before the first READY=1, systemd hears nothing of reloads. */
+static void reload_ready(void) { status_to_systemd(m.announced_ready ? "READY=1" : ""); }
+
 static void reload(void) {
-    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
+    if (m.announced_ready)
+        notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
+                    (unsigned long long)notify_monotonic_usec());
     if (srv.config_path) {
         /* Checked here too, so that the log says once, not per worker. */
         static config next;
@@ -337,7 +344,7 @@ static void reload(void) {
                       srv.config_path);
             for (char *line = strtok(errs.text, "\n"); line; line = strtok(NULL, "\n"))
                 log_error("%s", line);
-            status_to_systemd("READY=1");
+            reload_ready();
             return;
         }
         if (next.workers != srv.cfg.workers || next.reuse_port != srv.cfg.reuse_port)
@@ -346,7 +353,9 @@ static void reload(void) {
             (next.nlisten != srv.cfg.nlisten ||
              memcmp(next.listen, srv.cfg.listen, next.nlisten * sizeof next.listen[0]) != 0))
             log_warn("with workers, listen changes take effect at the next start");
-        log_set_level(next.log_level);
+        if (!srv.cli_log_level)
+            log_set_level(next.log_level);
+        srv.cfg.shutdown_grace_ms = next.shutdown_grace_ms; /* the SIGKILL backstop follows */
     }
     log_info("SIGHUP: reloading %d worker(s)", running_workers());
     for (int i = 0; i < m.n; i++)
@@ -367,7 +376,7 @@ static void finish_reload(int64_t now) {
     if (waiting)
         log_warn("reload: not every worker answered within %d s", RELOAD_WAIT_MS / 1000);
     m.reloading = false;
-    status_to_systemd("READY=1");
+    reload_ready();
 }
 
 static void on_signal(void) {
@@ -416,12 +425,12 @@ static int64_t next_deadline(int64_t now, int64_t next_status, int64_t next_watc
     for (int i = 0; i < m.n; i++) {
         if (!m.w[i].pid && !m.shutting_down && m.w[i].restart_at < at)
             at = m.w[i].restart_at;
-        if (m.w[i].pid && m.w[i].last_heard + m.stuck_ms + 1 < at)
+        if (m.w[i].pid && !m.shutting_down && m.w[i].last_heard + m.stuck_ms + 1 < at)
             at = m.w[i].last_heard + m.stuck_ms + 1;
     }
     if (m.reloading && m.reload_deadline < at)
         at = m.reload_deadline;
-    if (m.shutting_down && m.shutdown_deadline < at)
+    if (m.shutting_down && !m.killed && m.shutdown_deadline < at)
         at = m.shutdown_deadline;
     return at < now ? now : at;
 }
@@ -461,6 +470,8 @@ static void announce_ready(void) {
 }
 
 int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
+    signal(SIGPIPE, SIG_IGN); /* a closed stderr or -d pipe is an error, not a death */
+    signal(SIGCHLD, SIG_DFL); /* SIG_IGN inherited through exec would hide deaths */
     m.n = nworkers;
     m.fds = fds;
     m.nfds = nfds;
@@ -477,9 +488,11 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
     for (int i = 0; i < m.n; i++)
         m.w[i].notify_fd = -1;
     for (int i = 0; i < m.n && !m.shutting_down; i++)
-        if (spawn_worker(i) != 0)
+        if (spawn_worker(i) != 0) {
+            m.failed = true;
             begin_shutdown(SIGTERM, "cannot start the workers");
-    int64_t now = now_ms();
+        }
+    int64_t now = now_ms(), started = now;
     int64_t next_status = now + STATUS_EVERY_MS;
     int64_t next_watchdog = wd ? now : INT64_MAX;
     while (!m.shutting_down || running_workers() > 0) {
@@ -487,6 +500,11 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
         now = now_ms();
         if (!m.announced_ready && !m.shutting_down && all_ready())
             announce_ready();
+        if (!m.announced_ready && !m.shutting_down && now - started > START_TIMEOUT_MS) {
+            log_error("the workers did not all get ready within %d s", START_TIMEOUT_MS / 1000);
+            m.failed = true;
+            begin_shutdown(SIGTERM, "start timeout");
+        }
         finish_reload(now);
         if (now >= next_watchdog) {
             notify_send("WATCHDOG=1");
@@ -496,10 +514,10 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
             status_to_systemd("");
             next_status = now + STATUS_EVERY_MS;
         }
-        if (m.shutting_down && now >= m.shutdown_deadline && !m.forced) {
+        if (m.shutting_down && now >= m.shutdown_deadline && !m.killed) {
             log_warn("workers still running %d ms after shutdown_grace: killing them",
                      KILL_AFTER_GRACE_MS);
-            m.forced = true;
+            m.killed = true;
             signal_workers(SIGKILL);
         }
         if (!m.shutting_down) {

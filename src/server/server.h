@@ -66,9 +66,12 @@ typedef struct server {
 extern server srv;
 
 /* listener.c */
-/* reuse_port: SO_REUSEPORT, for one socket per worker on the same port. */
-int listener_open(listener *l, const listen_addr *addr, int backlog, bool reuse_port, char *err,
-                  size_t errlen);
+/* How a listening socket shares its port: not at all, or with SO_REUSEPORT
+ * (one socket per worker), as the first of the group (which checks that
+ * no other process listens there) or joining it. */
+enum listen_sharing { LISTEN_ALONE, LISTEN_REUSEPORT_FIRST, LISTEN_REUSEPORT_JOIN };
+int listener_open(listener *l, const listen_addr *addr, int backlog, enum listen_sharing sharing,
+                  char *err, size_t errlen);
 /* A socket passed by systemd (already bound and listening). */
 void listener_adopt(listener *l, int fd);
 int listener_start(listener *l);      /* spawns the accept task; 0 or -errno */

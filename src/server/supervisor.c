@@ -64,7 +64,7 @@ static void tell_systemd(const char *what) {
                         (unsigned long long)srv.stats.closed,
                         (unsigned long long)srv.stats.timed_out,
                         (unsigned long long)srv.stats.bytes_out, live_listeners(), rt.tasks);
-    if (notify_to_main_process()) /* the main process sums these up */
+    if (notify_to_main_process() && r == 0) /* the main process sums these up */
         r = notify_send("X_COECHO_STATS=%zu %llu %llu %llu %llu", srv.active,
                         (unsigned long long)srv.stats.accepted,
                         (unsigned long long)srv.stats.closed,
@@ -153,7 +153,7 @@ static int apply_listeners(const config *next) {
             log_error("cannot listen on %s: too many listeners", next->listen[i].text);
             goto undo;
         }
-        if (listener_open(l, &next->listen[i], next->backlog, false, err, sizeof err) != 0) {
+        if (listener_open(l, &next->listen[i], next->backlog, LISTEN_ALONE, err, sizeof err) != 0) {
             log_error("%s", err);
             goto undo;
         }
@@ -267,6 +267,8 @@ static int watch_signals(void) {
     sigset_t set;
     sigemptyset(&set);
     for (size_t i = 0; i < sizeof watched_signals / sizeof watched_signals[0]; i++) {
+        if (srv.worker_id && watched_signals[i] == SIGINT)
+            continue; /* ignored in workers: see become_worker() */
         int r = co_signal_watch(watched_signals[i]);
         if (r) {
             log_error("cannot watch %s: %s", strsignal(watched_signals[i]), strerror(-r));

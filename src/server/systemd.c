@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -61,17 +62,19 @@ static int check_socket(int fd, char *err, size_t errlen) {
         snprintf(err, errlen, "LISTEN_FDS: descriptor %d: %s", fd, strerror(errno));
         return -1;
     }
-    int type = 0, listening = 0;
+    int type = 0, listening = 0, protocol = 0;
     struct sockaddr_storage ss;
-    socklen_t len = sizeof type, llen = sizeof listening, alen = sizeof ss;
+    socklen_t len = sizeof type, llen = sizeof listening, plen = sizeof protocol,
+              alen = sizeof ss;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
         getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &plen) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &alen) != 0) {
         snprintf(err, errlen, "LISTEN_FDS: descriptor %d is not a socket: %s", fd,
                  strerror(errno));
         return -1;
     }
-    if (type != SOCK_STREAM || !listening ||
+    if (type != SOCK_STREAM || !listening || protocol != IPPROTO_TCP ||
         (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
         snprintf(err, errlen,
                  "LISTEN_FDS: descriptor %d is not a listening TCP socket "
@@ -130,7 +133,9 @@ static struct {
 
 static int notify_address(const char *path, char *err, size_t errlen) {
     size_t len = strlen(path);
-    if ((path[0] != '/' && path[0] != '@') || len < 2 || len >= sizeof notify.addr.sun_path) {
+    /* A path needs its NUL; an abstract name's leading NUL replaces the @. */
+    if ((path[0] != '/' && path[0] != '@') || len < 2 ||
+        len > sizeof notify.addr.sun_path - (path[0] == '/')) {
         snprintf(err, errlen,
                  "NOTIFY_SOCKET: expected an absolute path or an @abstract name shorter than "
                  "%zu bytes, got \"%s\"",
@@ -176,7 +181,7 @@ int notify_init(char *err, size_t errlen) {
         return -1;
     }
     if (notify.fd < 0)
-        notify.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        notify.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (notify.fd < 0) {
         snprintf(err, errlen, "NOTIFY_SOCKET: socket: %s", strerror(errno));
         notify.addrlen = 0;

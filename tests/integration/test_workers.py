@@ -277,6 +277,38 @@ def workers_daemon_mode(ctx):
     check(tc.process_gone(main_pid), "daemon did not stop")
 
 
+@test
+def workers_refuse_a_port_in_use(ctx):
+    """SO_REUSEPORT must not let a second coechod silently share the port."""
+    first = ctx.daemon([], config=workers_config(2))
+    port = first.port()
+    wait_workers(first, 2)
+    second = ctx.daemon([], config=yaml_config(listen=(("127.0.0.1", port),),
+                                                extra="workers: 2\n"))
+    check(second.wait_exit(10) == 1, "a second coechod on port %d did not exit 1" % port)
+    second.wait_log(r"cannot listen on 127\.0\.0\.1:%d: bind: Address already in use" % port, 2)
+
+
+@test
+def workers_ctrl_c_is_graceful(ctx):
+    """SIGINT to the whole process group (a terminal's Ctrl-C) drains
+    gracefully: workers ignore it and act on the main process's TERM."""
+    d = ctx.daemon([], config=workers_config(2, extra="shutdown_grace: 20s\n"))
+    port = d.port()
+    wait_workers(d, 2)
+    conns = open_conns(ctx, port, 10)
+    os.killpg(d.pid, signal.SIGINT)  # the daemon runs in its own session
+    d.wait_log(r"stopping 2 worker", 5)
+    for s in conns:
+        echo_ok(s, b"still echoing\n")
+    for s in conns:
+        s.close()
+    check(d.wait_exit(10) == 0, "did not exit 0")
+    with d.cond:
+        forced = [l for l in d.lines if "closing every connection now" in l]
+    check(not forced, "a worker took Ctrl-C as a second stop signal: %r" % forced)
+
+
 def main(argv):
     return tc.run_suite(argv, TESTS, "coechod-workers", [("daemon", COECHOD, "COECHOD")],
                         __doc__, deadline=TEST_DEADLINE)
