@@ -144,6 +144,7 @@ typedef struct co_stats {
     size_t stacks_mapped; /* stacks mapped, in use or cached */
     uint64_t spawned;     /* tasks created since co_run started */
     uint64_t switches;    /* context switches since co_run started */
+    uint64_t batches;     /* batches of task runs (one per loop iteration) */
 } co_stats;
 
 void co_get_stats(co_stats *stats);

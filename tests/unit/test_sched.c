@@ -148,6 +148,58 @@ static void test_ready_queue_is_fifo(void **state) {
     assert_string_equal(log.text, "RABCRABCRABC");
 }
 
+/* ---- batches ------------------------------------------------------------- */
+
+/* Every task ready when a batch begins runs in it, even beyond 1024 (as
+ * when one poll wakes thousands of connections); a task that yields waits
+ * for the next batch (after a poll). The tasks all sleep to one deadline,
+ * so the loop wakes them together before a batch. */
+#define MANY_READY 3000
+
+struct batch_log {
+    uint64_t first_run[MANY_READY];
+    uint64_t after_yield[MANY_READY];
+};
+
+static struct batch_log *batch_log;
+static int64_t batch_wake_at;
+
+static uint64_t current_batch(void) {
+    co_stats st;
+    co_get_stats(&st);
+    return st.batches;
+}
+
+static int record_batch(void *arg) {
+    size_t i = (size_t)(uintptr_t)arg;
+    co_sleep(batch_wake_at);
+    batch_log->first_run[i] = current_batch();
+    co_yield();
+    batch_log->after_yield[i] = current_batch();
+    return 0;
+}
+
+static int many_ready_root(void *arg) {
+    (void)arg;
+    batch_wake_at = co_now() + 50;
+    for (size_t i = 0; i < MANY_READY; i++)
+        assert_true(co_spawn(record_batch, (void *)(uintptr_t)i) != 0);
+    while (co_wait_child(NULL, NULL, CO_NEVER) == 0)
+        ;
+    return 0;
+}
+
+static void test_batch_runs_every_task_ready_at_its_start(void **state) {
+    (void)state;
+    static struct batch_log log;
+    batch_log = &log;
+    run_root(many_ready_root, NULL);
+    for (size_t i = 1; i < MANY_READY; i++) {
+        assert_int_equal(log.first_run[i], log.first_run[0]);
+        assert_int_equal(log.after_yield[i], log.first_run[0] + 1);
+    }
+}
+
 /* ---- task ids ------------------------------------------------------------- */
 
 #define ID_ROUNDS 200
@@ -1353,6 +1405,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spawn_self_yield),
         cmocka_unit_test(test_ready_queue_is_fifo),
+        cmocka_unit_test(test_batch_runs_every_task_ready_at_its_start),
         cmocka_unit_test(test_task_ids_increase_and_are_never_reused),
         cmocka_unit_test(test_sleep_returns_zero_at_the_deadline),
         cmocka_unit_test(test_sleep_with_past_deadline_returns_at_once),
