@@ -241,6 +241,26 @@ def expect_clean_load(r, obj, connections):
     check(obj["messages"] > 0, "coecho-load verified no message: %s" % r.summary())
 
 
+def slow_reader(ctx, port, what, small=True, sndbuf=None):
+    """A blocking client socket, connected; small: a 4 KiB receive buffer
+    and a 1 KiB MSS, so that what the daemon echoes backs up quickly (and
+    the kernel does not buffer gigabytes)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with ctx.lock:
+        ctx.socks.append(s)
+    if small:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * KiB)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1024)
+    if sndbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    s.settimeout(10.0)
+    try:
+        s.connect(("127.0.0.1", port))
+    except OSError as e:
+        raise TestFailure("%s: connect: %s" % (what, e))
+    return s
+
+
 # ---------------------------------------------------------------------------
 # 1. slowloris
 
@@ -393,18 +413,7 @@ def nonreading_clients_bounded_memory(ctx):
     base_fds = fd_count(d.pid)
     socks = []
     for i in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        with ctx.lock:
-            ctx.socks.append(s)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * KiB)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * KiB)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1024)
-        s.settimeout(10.0)
-        try:
-            s.connect(("127.0.0.1", port))
-        except OSError as e:
-            raise TestFailure("client %d: connect: %s" % (i, e))
-        socks.append(s)
+        socks.append(slow_reader(ctx, port, "client %d" % i, sndbuf=16 * KiB))
     wait_fds(d, base_fds + n, 10.0, "%d clients accepted" % n)
     time.sleep(0.2)
     idle = rss_kib(d.pid)
@@ -506,18 +515,7 @@ def reset_storm_no_fd_leak(ctx):
             reset(s)
     held = []
     for i in range(n_idle + n_blocked):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        with ctx.lock:
-            ctx.socks.append(s)
-        if i < n_blocked:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * KiB)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1024)
-        s.settimeout(10.0)
-        try:
-            s.connect(("127.0.0.1", port))
-        except OSError as e:
-            raise TestFailure("held client %d: %s" % (i, e))
-        held.append(s)
+        held.append(slow_reader(ctx, port, "held client %d" % i, small=i < n_blocked))
     wait_fds(d, base_fds + len(held), 10.0, "%d held clients accepted" % len(held))
     chunk = b"r" * (64 * KiB)
     for s in held[:n_blocked]:  # each until its sends block: the daemon's echo is stuck

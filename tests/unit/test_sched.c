@@ -152,17 +152,18 @@ static void test_ready_queue_is_fifo(void **state) {
 
 /* Every task ready when a batch begins runs in it, even beyond 1024 (as
  * when one poll wakes thousands of connections); a task that yields waits
- * for the next batch (after a poll). The tasks all sleep to one deadline,
- * so the loop wakes them together before a batch. */
+ * for the next batch (after a poll). The tasks all wait for one pipe, so
+ * one poll wakes them together. */
 #define MANY_READY 3000
 
 struct batch_log {
+    int pipe[2];
+    size_t waiting;
     uint64_t first_run[MANY_READY];
     uint64_t after_yield[MANY_READY];
 };
 
 static struct batch_log *batch_log;
-static int64_t batch_wake_at;
 
 static uint64_t current_batch(void) {
     co_stats st;
@@ -172,7 +173,9 @@ static uint64_t current_batch(void) {
 
 static int record_batch(void *arg) {
     size_t i = (size_t)(uintptr_t)arg;
-    co_sleep(batch_wake_at);
+    batch_log->waiting++;
+    if (co_wait_fd(batch_log->pipe[0], CO_READ, CO_NEVER) < 0)
+        return 1;
     batch_log->first_run[i] = current_batch();
     co_yield();
     batch_log->after_yield[i] = current_batch();
@@ -181,11 +184,14 @@ static int record_batch(void *arg) {
 
 static int many_ready_root(void *arg) {
     (void)arg;
-    batch_wake_at = co_now() + 50;
     for (size_t i = 0; i < MANY_READY; i++)
         assert_true(co_spawn(record_batch, (void *)(uintptr_t)i) != 0);
-    while (co_wait_child(NULL, NULL, CO_NEVER) == 0)
-        ;
+    while (batch_log->waiting < MANY_READY) /* each blocks as it counts itself */
+        co_yield();
+    assert_int_equal(write(batch_log->pipe[1], "x", 1), 1);
+    int status;
+    while (co_wait_child(NULL, &status, CO_NEVER) == 0)
+        assert_int_equal(status, 0);
     return 0;
 }
 
@@ -193,7 +199,10 @@ static void test_batch_runs_every_task_ready_at_its_start(void **state) {
     (void)state;
     static struct batch_log log;
     batch_log = &log;
+    assert_int_equal(pipe2(log.pipe, O_CLOEXEC | O_NONBLOCK), 0);
     run_root(many_ready_root, NULL);
+    close(log.pipe[0]);
+    close(log.pipe[1]);
     for (size_t i = 1; i < MANY_READY; i++) {
         assert_int_equal(log.first_run[i], log.first_run[0]);
         assert_int_equal(log.after_yield[i], log.first_run[0] + 1);
