@@ -551,6 +551,35 @@ class Stream:
             ", EOF" if self.eof else "")
 
 
+def send_without_reading(streams, limit, timeout, fail_on_timeout=False):
+    """Sends each stream's data (up to limit bytes, on non-blocking sockets)
+    without reading, until every send would block (three quiet rounds 0.1 s
+    apart) or everything is sent; after timeout seconds it stops, or fails
+    with fail_on_timeout. Returns the seconds it took."""
+    started = time.monotonic()
+    quiet = 0
+    while quiet < 3:
+        if time.monotonic() > started + timeout:
+            check(not fail_on_timeout, "clients could still send after %.0f s" % timeout)
+            break
+        progress = 0
+        for st in streams:
+            while st.sent < limit:
+                try:
+                    n = st.sock.send(st.data[st.sent:st.sent + 64 * KiB])
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    raise TestFailure("%s: send: %s" % (st.name, e))
+                st.sent += n
+                progress += n
+        if all(st.sent >= limit for st in streams):
+            break
+        quiet = 0 if progress else quiet + 1
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
 def first_difference(a, b):
     for i in range(min(len(a), len(b))):
         if a[i] != b[i]:
@@ -847,25 +876,7 @@ def memory_bounded_nonreading(ctx):
         off = (i * 524287) % size
         s = ctx.connect(port, rcvbuf=64 * KiB, sndbuf=64 * KiB)
         streams.append(Stream(s, doubled[off:off + size], "client %d" % i))
-    # send without reading until every client's send would block
-    deadline = time.monotonic() + 8.0
-    quiet_rounds = 0
-    while time.monotonic() < deadline and quiet_rounds < 3:
-        progress = 0
-        for s in streams:
-            while s.sent < size:
-                try:
-                    n = s.sock.send(s.data[s.sent:s.sent + 64 * KiB])
-                except BlockingIOError:
-                    break
-                except OSError as e:
-                    raise TestFailure("%s: send: %s" % (s.name, e))
-                s.sent += n
-                progress += n
-        if all(s.sent == size for s in streams):
-            break
-        quiet_rounds = 0 if progress else quiet_rounds + 1
-        time.sleep(0.1)
+    send_without_reading(streams, size, 8.0)
     check(d.alive(), "daemon exited while clients were not reading")
     peak = 0
     for _ in range(3):

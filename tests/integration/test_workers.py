@@ -90,13 +90,19 @@ def open_conns(ctx, port, n):
     return conns
 
 
-@test
-def workers_serve_and_balance(ctx):
-    d = ctx.daemon([], config=workers_config(2))
+def two_workers_with_clients(ctx, n, extra=""):
+    """coechod with 2 workers and n echoing clients: (daemon, port, worker
+    pids, client sockets, the worker pid serving each client)."""
+    d = ctx.daemon([], config=workers_config(2, extra=extra))
     port = d.port()
     pids = wait_workers(d, 2)
-    conns = open_conns(ctx, port, 60)
-    who = owners(conns, pids)
+    conns = open_conns(ctx, port, n)
+    return d, port, pids, conns, owners(conns, pids)
+
+
+@test
+def workers_serve_and_balance(ctx):
+    d, port, pids, conns, who = two_workers_with_clients(ctx, 60)
     check(None not in who, "some connections are served by no worker: %r" % who)
     counts = {pid: who.count(pid) for pid in pids}
     ctx.note("connections per worker: %r" % counts)
@@ -127,11 +133,7 @@ def workers_auto(ctx):
 
 @test
 def worker_killed_is_replaced_others_untouched(ctx):
-    d = ctx.daemon([], config=workers_config(2))
-    port = d.port()
-    pids = wait_workers(d, 2)
-    conns = open_conns(ctx, port, 40)
-    who = owners(conns, pids)
+    d, port, pids, conns, who = two_workers_with_clients(ctx, 40)
     victim, survivor = pids[0], pids[1]
     check(who.count(victim) and who.count(survivor),
           "need connections on both workers: %r" % {p: who.count(p) for p in pids})
@@ -161,11 +163,7 @@ def worker_killed_is_replaced_others_untouched(ctx):
 
 @test
 def workers_sigterm_drains_all(ctx):
-    d = ctx.daemon([], config=workers_config(2, extra="shutdown_grace: 20s\n"))
-    port = d.port()
-    pids = wait_workers(d, 2)
-    conns = open_conns(ctx, port, 30)
-    who = owners(conns, pids)
+    d, port, pids, conns, who = two_workers_with_clients(ctx, 30, "shutdown_grace: 20s\n")
     check(len(set(who)) == 2, "need connections on both workers")
     d.send_signal(signal.SIGTERM)
     d.wait_log(r"stopping 2 worker", 5)
