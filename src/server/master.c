@@ -99,12 +99,12 @@ static _Noreturn void become_worker(int i, int notify_end, pid_t parent) {
             if (k != i)
                 for (size_t j = 0; j < m.nfds; j++)
                     close(m.fds[(size_t)k * m.nfds + j]);
-    sigset_t keep; /* the supervisor unblocks what it watches */
-    sigemptyset(&keep);
-    server_block_signals();
-    sigprocmask(SIG_BLOCK, NULL, &keep);
-    sigdelset(&keep, SIGCHLD);
-    sigprocmask(SIG_SETMASK, &keep, NULL);
+    /* Keep TERM, INT, HUP and USR1 blocked (the supervisor unblocks what it
+     * watches); SIGCHLD is only the main process's business. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_UNBLOCK, &chld, NULL);
     /* Ctrl-C reaches the whole process group: the main process's forwarded
      * TERM is the one a worker acts on. */
     signal(SIGINT, SIG_IGN);
@@ -340,10 +340,7 @@ static void reload(void) {
         static config next;
         static config_errors errs;
         if (config_load(srv.config_path, &next, &errs) != 0) {
-            log_error("reload of %s failed; keeping the running configuration:",
-                      srv.config_path);
-            for (char *line = strtok(errs.text, "\n"); line; line = strtok(NULL, "\n"))
-                log_error("%s", line);
+            log_reload_errors(&errs);
             reload_ready();
             return;
         }

@@ -94,6 +94,7 @@ int supervisor_run(void *arg);        /* the root task */
 int server_run(void);                 /* the runtime with the supervisor; exit status */
 void server_block_signals(void);      /* before the listeners open; the supervisor unblocks */
 void server_log_stats(void);
+void log_reload_errors(config_errors *errs); /* of srv.config_path; consumes errs */
 
 /* master.c: workers > 1. fds: nworkers sets of nfds listening sockets, or
  * one set all share (shared); closed at shutdown. Returns the exit status. */

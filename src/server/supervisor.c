@@ -185,6 +185,12 @@ undo:
 
 /* ---- signals ------------------------------------------------------------- */
 
+void log_reload_errors(config_errors *errs) {
+    log_error("reload of %s failed; keeping the running configuration:", srv.config_path);
+    for (char *line = strtok(errs->text, "\n"); line; line = strtok(NULL, "\n"))
+        log_error("%s", line);
+}
+
 static void reload_config(void);
 
 /* systemd wants RELOADING=1 (with the time) before and READY=1 after, also
@@ -204,9 +210,7 @@ static void reload_config(void) {
     static config next;
     static config_errors errs;
     if (config_load(srv.config_path, &next, &errs) != 0) {
-        log_error("reload of %s failed; keeping the running configuration:", srv.config_path);
-        for (char *line = strtok(errs.text, "\n"); line; line = strtok(NULL, "\n"))
-            log_error("%s", line);
+        log_reload_errors(&errs);
         return;
     }
     if (srv.cli_listeners) { /* -l keeps replacing the file's listeners */
