@@ -46,7 +46,6 @@ from test_coechod import TestFailure, TestSkip, check, echo_ok, yaml_config  # n
 
 COECHOD = tc.COECHOD
 COECHO_LOAD = tl.COECHO_LOAD
-TEST_DEADLINE = 60.0  # seconds per test, enforced by the runner
 VERBOSE = not os.environ.get("COECHOD_FAULT_QUIET")
 KiB = 1024
 
@@ -109,6 +108,9 @@ def asan_build():
 
 # CPU budgets are for an optimized build; sanitizers cost several times more.
 CPU_SLACK = 3.0 if asan_build() else 1.0
+# Seconds per test, enforced by the runner: only a guard against hangs, so it
+# grows with the sanitizers' cost.
+TEST_DEADLINE = 60.0 * CPU_SLACK
 
 
 def wait_for(probe, timeout, what, interval=0.05):
@@ -267,10 +269,11 @@ def slow_reader(ctx, port, what, small=True, sndbuf=None):
 @test
 def slowloris(ctx):
     """2,000 clients each send one byte a second for 4 s: every byte comes
-    back, in order, within 1 s, and the daemon uses < 20% of a core. Then
-    they go silent and idle_timeout (3s) closes every one of them: each
-    client sees EOF (no reset, no early close), and the daemon's connection
-    count and descriptor count return to the baseline."""
+    back, in order, within 2 s (1 s between bytes, plus this process's own
+    delays), and the daemon uses < 20% of a core. Then they go silent and
+    idle_timeout (3s) closes every one of them: each client sees EOF (no
+    reset, no early close), and the daemon's connection count and descriptor
+    count return to the baseline."""
     n, rounds, idle = 2000, 4, 3.0
     want_fds(n)
     d, (port,) = start_daemon(ctx, limits={"idle_timeout": "3s", "backlog": 4096})
@@ -330,7 +333,8 @@ def slowloris(ctx):
             sent[i] += 1
             sent_at[i] = now
             k += 1
-        if k == 2 * n and mid_mark is None:  # halfway: every client is connected
+        # Halfway (k may jump past 2n if this process was held up for a moment).
+        if k >= 2 * n and mid_mark is None:
             mid_mark = d.mark()
             d.send_signal(signal.SIGUSR1)
         if k < total:
@@ -354,8 +358,10 @@ def slowloris(ctx):
     ctx.note("slow phase: %d clients x %d bytes in %.2f s; daemon CPU %.3f s (%.1f%% of "
              "one core); slowest echo %.0f ms" % (n, rounds, wall, cpu, 100 * cpu / wall,
                                                  1000 * worst[0]))
-    check(worst[0] < 1.0, "an echo took %.2f s, longer than the clients' 1 s between "
-          "bytes" % worst[0])
+    # The wait includes this process's own delays in serving 2,000 sockets (on
+    # a busy machine, a few hundred ms); idle_timeout (3 s) stays above it.
+    check(worst[0] < 2.0, "an echo took %.2f s, twice the clients' 1 s between bytes"
+          % worst[0])
     check(cpu < 0.20 * wall * CPU_SLACK, "the daemon burnt %.2f s of CPU in %.1f s "
           "serving %d bytes/s" % (cpu, wall, n))
 
@@ -376,8 +382,7 @@ def slowloris(ctx):
     check(max(after) <= idle + 6.0, "a client was closed only %.2f s after its last "
           "byte (idle_timeout %.0fs)" % (max(after), idle))
     wait_fds(d, base_fds, 5.0, "descriptors after the idle clients were closed")
-    st = stats(d)
-    check(st["connections"] == 0, "daemon still counts %d connections" % st["connections"])
+    st = wait_idle_stats(d, 5.0, "after the idle clients were closed")
     for key, want in (("accepted", n), ("closed", n), ("timed_out", n)):
         check(st[key] - base[key] == want, "stats: %s grew by %d, expected %d: %r"
               % (key, st[key] - base[key], want, st))
@@ -430,11 +435,19 @@ def nonreading_clients_bounded_memory(ctx):
         raise TestFailure("%d clients sent all %d KiB without reading: the daemon keeps "
                           "reading while its echo is blocked (e.g. %s)"
                           % (len(capped), cap // KiB, capped[0]))
+    # The clients' sends block once the kernel's buffers are full, whether or
+    # not the daemon has caught up: measure once it has stopped reading (a
+    # starved daemon would otherwise show less than its real peak).
+    st, quiet_until = stats(d), time.monotonic() + 10.0
+    while time.monotonic() < quiet_until:
+        time.sleep(0.25)
+        prev, st = st, stats(d)
+        if st["bytes_in"] == prev["bytes_in"] and st["bytes_out"] == prev["bytes_out"]:
+            break
     peak = 0
     for _ in range(3):
         peak = max(peak, rss_kib(d.pid))
         time.sleep(0.1)
-    st = stats(d)
     held = (st["bytes_in"] - base_st["bytes_in"]) - (st["bytes_out"] - base_st["bytes_out"])
     per = (peak - base) * KiB / n
     sent = sum(x.sent for x in streams)
@@ -508,10 +521,15 @@ def reset_storm_no_fd_leak(ctx):
                 s.send(chunk)
             except BlockingIOError:
                 break
-    time.sleep(0.3)
-    st = stats(d)
-    pending = (st["bytes_in"] - base["bytes_in"]) - (st["bytes_out"] - base["bytes_out"])
-    check(pending > 0, "no echo pending in the daemon before the resets")
+    seen = {}
+
+    def echo_pending():
+        st = stats(d)
+        seen["pending"] = ((st["bytes_in"] - base["bytes_in"])
+                           - (st["bytes_out"] - base["bytes_out"]))
+        return seen["pending"] > 0
+    wait_for(echo_pending, 5.0, "an echo pending in the daemon before the resets", 0.1)
+    pending = seen["pending"]
     t1 = time.monotonic()
     for s in held:
         reset(s)
@@ -583,6 +601,13 @@ def descriptor_exhaustion(ctx):
     cpu, wall = tc.cpu_seconds(d.pid) - cpu0, time.monotonic() - t0
     pct = 100.0 * cpu / wall
     held = fd_count(d.pid)
+    # A daemon held up (a busy machine) may not have echoed every client it
+    # accepted yet: give it time (the waiting clients stay unserved: no
+    # descriptor has been freed).
+    late = time.monotonic() + 10.0
+    while (sum(1 for e in echoed.values() if len(e) >= 11) < room
+           and time.monotonic() < late):
+        collect(min(late, time.monotonic() + 0.2))
     print("# CPU while out of descriptors: %.1f%% of one core (%.2f s in %.2f s)"
           % (pct, cpu, wall))
     sys.stdout.flush()
@@ -603,7 +628,8 @@ def descriptor_exhaustion(ctx):
     check(cpu < 0.10 * wall * CPU_SLACK, "the daemon burnt %.2f s of CPU in %.1f s out of "
           "descriptors (%.0f%% of one core)" % (cpu, wall, pct))
     pauses = log_lines(d, pause_mark, r"pausing accepts")
-    check(len(pauses) <= hold + 2, "%d 'pausing accepts' lines in %.1f s" % (len(pauses), wall))
+    span = time.monotonic() - t0  # the lines counted were logged within span
+    check(len(pauses) <= span + 2, "%d 'pausing accepts' lines in %.1f s" % (len(pauses), span))
     # Recovery: free descriptors; the waiting clients must be served.
     for i in served[:2 * extra]:
         socks[i].close()
@@ -651,10 +677,16 @@ def sigterm_during_load(ctx):
           "after SIGTERM: %r, expected %d ms and %d connections" % (m.string, grace * 1000, conns))
     tc.wait_refused(port, 3.0)
     before = stats(d)
-    time.sleep(1.0)
-    after = stats(d)
-    check(after["bytes_in"] > before["bytes_in"],
-          "no byte echoed in the second after SIGTERM (%d bytes in)" % after["bytes_in"])
+    after = {}
+
+    def echoing():
+        after.update(stats(d))
+        return after["bytes_in"] > before["bytes_in"]
+    try:
+        wait_for(echoing, 5.0, "echoes after SIGTERM", 0.2)
+    except TestFailure:
+        raise TestFailure("no byte echoed in the 5 s after SIGTERM (%d bytes in)"
+                          % after["bytes_in"])
     while load.running():
         check(d.alive(), "daemon exited (status %s) %.1f s after SIGTERM with clients connected"
               % (d.proc.poll(), time.monotonic() - t_term))
@@ -755,7 +787,10 @@ def connections_19000(ctx):
     degrades past ~14,000 connections to one address and port (half of
     ip_local_port_range), which would make the client, not the daemon, the
     bottleneck."""
-    n, run_s, listeners, rss_bound = 19000, 12, 2, 8.0
+    n, listeners, rss_bound = 19000, 2, 8.0
+    # Connecting takes ~4 s of the 12 s run; with the sanitizers both sides
+    # run several times slower.
+    run_s = int(12 * CPU_SLACK)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < n + 200:
         raise TestSkip("RLIMIT_NOFILE hard limit %d is below %d" % (hard, n + 200))
@@ -814,7 +849,7 @@ def connections_19000(ctx):
     check(obj["messages"] >= n, "%d messages for %d connections" % (obj["messages"], n))
     warnings = log_lines(d, 0, r" (warn|error): ")
     check(not warnings, "the daemon logged: %r" % warnings[:3])
-    st = wait_idle_stats(d, 10.0, "after the run")
+    st = wait_idle_stats(d, 10.0 * CPU_SLACK, "after the run")
     check(st["accepted"] == n + 1, "the daemon accepted %d connections, expected %d (+1 warm-up)"
           % (st["accepted"] - 1, n))
     want = obj["messages"] * 64 + len(b"warm up\n")

@@ -227,6 +227,17 @@ class Daemon:
     def port(self):
         return self.wait_listening(1)[0][1]
 
+    def barrier(self, timeout=10.0):
+        """Sends SIGUSR1 and waits for its statistics line. The daemon
+        handles signals one after another in its event loop and logs in
+        order, so every line it logged before (the listeners opened at
+        start, the whole of an earlier reload) has then been read.
+        Single-process daemons only (workers log their own stats)."""
+        mark = self.mark()
+        self.send_signal(signal.SIGUSR1)
+        self.wait_log(r"stats: connections=", timeout, mark,
+                      what="'stats: connections=...' after SIGUSR1 (log barrier)")
+
     def send_signal(self, sig):
         self.proc.send_signal(sig)
 
@@ -751,15 +762,25 @@ def echo_ipv6(ctx):
 @test
 def cli_listen_overrides_config(ctx):
     """-l replaces the listeners of the -c file."""
-    fixed = free_port()
+    # The file's port stays ours for the whole test (bound, not listening,
+    # no SO_REUSEADDR): nobody else can take it, so a refused connect there
+    # means the daemon does not listen, and a daemon that tried to open the
+    # file's listener would fail to bind it and exit.
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with ctx.lock:
+        ctx.socks.append(holder)
+    holder.bind(("127.0.0.1", 0))
+    fixed = holder.getsockname()[1]
     d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config([("127.0.0.1", fixed)]))
     port = d.port()
     check(port != fixed, "daemon listens on the config file's port %d" % fixed)
-    time.sleep(0.3)
-    found = [LISTEN_RE.search(l).group(0) for l in d.tail(1000) if LISTEN_RE.search(l)]
+    echo_ok(ctx.connect(port))
+    d.barrier()  # every listener opened at start has been logged and read
+    check(d.alive(), "daemon exited (status %s)" % d.proc.poll())
+    with d.cond:
+        found = [LISTEN_RE.search(l).group(0) for l in d.lines if LISTEN_RE.search(l)]
     check(len(found) == 1, "expected one listener, log says %r" % found)
     check(connect_refused(fixed), "config file's port %d accepts connections" % fixed)
-    echo_ok(ctx.connect(port))
 
 
 # ---------------------------------------------------------------------------
@@ -800,15 +821,15 @@ def max_connections_per_ip(ctx):
     c1 = ctx.connect(port)
     echo_ok(c1, b"first\n", what="first connection")
     c2 = ctx.connect(port)
-    wait_closed(c2, 1.5, "second connection from 127.0.0.1")
+    wait_closed(c2, 5.0, "second connection from 127.0.0.1")
     echo_ok(c1, b"first, still\n", what="first connection after the second was refused")
     c1.close()
-    # the daemon notices c1's close asynchronously: retry briefly
-    deadline = time.monotonic() + 3.0
+    # the daemon notices c1's close asynchronously: retry for a while
+    deadline = time.monotonic() + 10.0
     while True:
         c3 = ctx.connect(port)
         try:
-            echo_ok(c3, b"third\n", timeout=1.0, what="connection after the first closed")
+            echo_ok(c3, b"third\n", timeout=3.0, what="connection after the first closed")
             break
         except TestFailure:
             c3.close()
@@ -819,19 +840,23 @@ def max_connections_per_ip(ctx):
 
 @test
 def idle_timeout(ctx):
-    """idle_timeout 300ms: an idle client is closed within ~2 s, one that
-    sends every 100 ms stays open past 1 s."""
-    d = ctx.daemon([], config=yaml_config(limits={"idle_timeout": "300ms"}))
+    """idle_timeout 1s: an idle client is closed no sooner than 1 s after
+    its last echo (and within 4 s); one that sends every 100 ms stays open
+    well past 1 s."""
+    d = ctx.daemon([], config=yaml_config(limits={"idle_timeout": "1s"}))
     port = d.port()
     idle, active = ctx.connect(port), ctx.connect(port)
-    echo_ok(idle, b"then silence\n", what="idle client")
+    # The daemon's last activity on the idle client (its echo) comes after
+    # t0, so a close sooner than 1 s after t0 is early (co_now() has 1 ms
+    # resolution: 10 ms of slack).
     t0 = time.monotonic()
+    echo_ok(idle, b"then silence\n", what="idle client")
     idle.setblocking(False)
     closed_at = None
     how = None
     n = 0
-    while time.monotonic() - t0 < 1.3:
-        echo_ok(active, b"tick %d\n" % n, timeout=1.0, what="active client round %d" % n)
+    while time.monotonic() - t0 < 2.5:
+        echo_ok(active, b"tick %d\n" % n, what="active client round %d" % n)
         n += 1
         if closed_at is None:
             try:
@@ -845,14 +870,15 @@ def idle_timeout(ctx):
         time.sleep(0.1)
     if closed_at is None:
         idle.setblocking(True)
-        how = wait_closed(idle, max(0.1, t0 + 2.0 - time.monotonic()), "idle client")
+        how = wait_closed(idle, max(0.1, t0 + 4.0 - time.monotonic()), "idle client")
         closed_at = time.monotonic()
     idle_for = closed_at - t0
     ctx.note("idle client closed (%s) %.2f s after its last echo; %d active rounds"
              % (how, idle_for, n))
-    check(idle_for >= 0.2, "idle client closed after %.2f s, before idle_timeout" % idle_for)
-    check(idle_for <= 2.0, "idle client closed only after %.2f s" % idle_for)
-    echo_ok(active, b"still here\n", timeout=1.0,
+    check(idle_for >= 0.99, "idle client closed after %.2f s, before idle_timeout 1s"
+          % idle_for)
+    check(idle_for <= 4.0, "idle client closed only after %.2f s" % idle_for)
+    echo_ok(active, b"still here\n",
             what="active client after %.1f s" % (time.monotonic() - t0))
 
 
@@ -861,6 +887,7 @@ def memory_bounded_nonreading(ctx):
     """20 clients send 8 MiB each and never read: the daemon stops reading
     when its writes block, so its RSS stays within one buffer and one stack
     per client plus slack; then every byte comes back once they read."""
+    started = time.monotonic()
     clients, size, buf, stack = 20, 8 * MiB, 16 * KiB, 64 * KiB
     d = ctx.daemon([], config=yaml_config(limits={"buffer_size": "16KiB",
                                                   "stack_size": "64KiB"}))
@@ -892,7 +919,9 @@ def memory_bounded_nonreading(ctx):
           "daemon RSS grew by %.1f MiB (from %.1f MiB), allowed %.1f MiB; clients "
           "pushed %.1f MiB without reading" % (growth / MiB, base / 1024.0,
                                               allowed / MiB, sent / MiB))
-    pump(streams, timeout=max(1.0, TEST_DEADLINE - 12.0))
+    # 160 MiB checked byte for byte: whatever is left of the test's
+    # deadline (a slow, loaded machine may need most of it).
+    pump(streams, timeout=max(1.0, started + TEST_DEADLINE - 2.0 - time.monotonic()))
 
 
 # ---------------------------------------------------------------------------
@@ -909,35 +938,39 @@ def sigterm_midstream(ctx):
                for i in range(8)]
     pump(streams, timeout=10, send_limit=MiB // 2, recv_goal=MiB // 2)
     d.send_signal(signal.SIGTERM)
-    wait_refused(port, 2.0)
+    wait_refused(port, 5.0)
     check(d.alive(), "daemon exited with clients still connected (status %s)"
           % d.proc.poll())
     pump(streams, timeout=10)
-    rc = d.wait_exit(5.0)
-    check(rc is not None, "daemon still running 5 s after its last client closed "
+    rc = d.wait_exit(10.0)
+    check(rc is not None, "daemon still running 10 s after its last client closed "
           "(shutdown_grace 20s)")
     check(rc == 0, "daemon exit status %s after SIGTERM" % rc)
 
 
 @test
 def sigterm_grace_idle(ctx):
-    """SIGTERM with a client that never closes, shutdown_grace 500ms: the
+    """SIGTERM with a client that never closes, shutdown_grace 3s: the
     client is served during the grace, then closed, and the daemon exits 0."""
-    d = ctx.daemon([], config=yaml_config(extra="shutdown_grace: 500ms"))
+    d = ctx.daemon([], config=yaml_config(extra="shutdown_grace: 3s"))
     port = d.port()
     c = ctx.connect(port)
     echo_ok(c, what="before SIGTERM")
     t0 = time.monotonic()
     d.send_signal(signal.SIGTERM)
-    wait_refused(port, 0.3)  # the daemon has seen the SIGTERM
-    echo_ok(c, b"in the grace period\n", timeout=0.3, what="during the grace period")
-    how = wait_closed(c, 3.0, "client after the grace period")
+    # The grace starts when the daemon handles the signal, after t0; once
+    # the listener is closed it has, and about 3 s of grace are left.
+    wait_refused(port, 3.0)
+    echo_ok(c, b"in the grace period\n", timeout=2.0, what="during the grace period")
+    how = wait_closed(c, max(0.1, t0 + 10.0 - time.monotonic()),
+                      "client after the 3s grace period")
     closed = time.monotonic() - t0
-    rc = d.wait_exit(max(0.1, t0 + 3.0 - time.monotonic()))
-    check(rc is not None, "daemon still running 3 s after SIGTERM")
+    ctx.note("client closed (%s) %.2f s after SIGTERM" % (how, closed))
+    rc = d.wait_exit(max(0.1, t0 + 15.0 - time.monotonic()))
+    check(rc is not None, "daemon still running 15 s after SIGTERM (shutdown_grace 3s)")
     check(rc == 0, "daemon exit status %s" % rc)
-    check(closed >= 0.4, "client closed (%s) %.2f s after SIGTERM, before the "
-          "500ms grace" % (how, closed))
+    check(closed >= 2.9, "client closed (%s) %.2f s after SIGTERM, before the "
+          "3s grace" % (how, closed))
 
 
 @test
@@ -948,15 +981,19 @@ def sigterm_twice(ctx):
     c = ctx.connect(port)
     echo_ok(c)
     d.send_signal(signal.SIGTERM)
-    wait_refused(port, 2.0)
+    wait_refused(port, 5.0)  # the first SIGTERM has been handled
     echo_ok(c, b"after the first SIGTERM\n", what="after the first SIGTERM")
     check(d.alive(), "daemon exited after the first SIGTERM with a client connected")
     t1 = time.monotonic()
     d.send_signal(signal.SIGTERM)
-    rc = d.wait_exit(1.5)
-    check(rc is not None, "daemon still running 1.5 s after the second SIGTERM")
-    wait_closed(c, 1.0, "client after the second SIGTERM")
-    check(time.monotonic() - t1 < 2.5, "slow exit")
+    # Far below the 20 s grace, with room for a slow (sanitizer) exit.
+    rc = d.wait_exit(5.0)
+    check(rc is not None, "daemon still running 5 s after the second SIGTERM "
+          "(shutdown_grace 20s)")
+    wait_closed(c, max(0.1, t1 + 6.0 - time.monotonic()), "client after the second SIGTERM")
+    elapsed = time.monotonic() - t1
+    ctx.note("exited %.2f s after the second SIGTERM" % elapsed)
+    check(elapsed < 6.0, "client closed only %.1f s after the second SIGTERM" % elapsed)
 
 
 @test
@@ -968,12 +1005,13 @@ def sigint_graceful(ctx):
     c = ctx.connect(port)
     echo_ok(c)
     d.send_signal(signal.SIGINT)
-    wait_refused(port, 2.0)
+    wait_refused(port, 5.0)
     echo_ok(c, b"after SIGINT\n", what="after SIGINT")
     check(d.alive(), "daemon exited with a client connected")
     c.close()
-    rc = d.wait_exit(3.0)
-    check(rc is not None, "daemon still running 3 s after its last client closed")
+    rc = d.wait_exit(10.0)  # far below the 20 s grace
+    check(rc is not None, "daemon still running 10 s after its last client closed "
+          "(shutdown_grace 20s)")
     check(rc == 0, "exit status %s after SIGINT" % rc)
 
 
@@ -987,23 +1025,28 @@ def sighup_reload(ctx):
     echo_ok(c1, b"c1\n", what="first connection")
     echo_ok(c1b, b"c1b\n", what="second connection from 127.0.0.1 (no per-IP limit yet)")
     c1b.close()
-    port2 = free_port()
-    ctx.write_config(yaml_config([("127.0.0.1", 0), ("127.0.0.1", port2)],
+    # The first port-0 entry keeps the running listener, the second adds
+    # one on a port the kernel picks (a fixed port could be taken by then).
+    ctx.write_config(yaml_config([("127.0.0.1", 0), ("127.0.0.1", 0)],
                                  limits={"max_connections_per_ip": 1}))
     mark = d.mark()
     d.send_signal(signal.SIGHUP)
+    m = d.wait_log(LISTEN_RE, 10.0, mark, what="'listening on 127.0.0.1:PORT' after SIGHUP")
+    port2 = int(m.group(2))
+    check(m.group(1) == "127.0.0.1" and port2 != port1,
+          "the reload logged %r; expected a new listener on 127.0.0.1 (first is port %d)"
+          % (m.group(0), port1))
+    d.wait_log(r"reloaded", 10.0, mark, what="'reloaded' after SIGHUP")
     wait_accepting(port2, 5.0)
-    d.wait_log(r"listening on 127\.0\.0\.1:%d\b" % port2, 2.0, mark,
-               what="'listening on 127.0.0.1:%d' after SIGHUP" % port2)
     check(d.alive(), "daemon exited on SIGHUP")
     echo_ok(c1, b"c1 after reload\n", what="connection from before the reload")
     check(not connect_refused(port1), "original listener closed by the reload")
     c1.close()
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 10.0
     while True:  # c1's close reaches the daemon asynchronously
         c2 = ctx.connect(port2)
         try:
-            echo_ok(c2, b"c2 on the new listener\n", timeout=1.0, what="new listener")
+            echo_ok(c2, b"c2 on the new listener\n", timeout=3.0, what="new listener")
             break
         except TestFailure:
             c2.close()
@@ -1011,7 +1054,7 @@ def sighup_reload(ctx):
                 raise
             time.sleep(0.1)
     c3 = ctx.connect(port1)
-    wait_closed(c3, 1.5, "second connection from 127.0.0.1 under the reloaded limit 1")
+    wait_closed(c3, 5.0, "second connection from 127.0.0.1 under the reloaded limit 1")
     echo_ok(c2, b"c2 still\n", what="new-listener connection")
 
 
@@ -1030,9 +1073,9 @@ def sighup_broken_config(ctx):
                      "  max_connections: lots\n")
     mark = d.mark()
     d.send_signal(signal.SIGHUP)
-    d.wait_log(re.escape(path) + r":4:\d+: limits\.max_connections: \S", 5.0, mark,
+    d.wait_log(re.escape(path) + r":4:\d+: limits\.max_connections: \S", 10.0, mark,
                what="'%s:4:COL: limits.max_connections: ...'" % path)
-    time.sleep(0.2)
+    d.barrier()  # all the failed reload logged has been read
     check(d.alive(), "daemon exited after a reload with a broken file")
     echo_ok(c, b"still echoing\n", what="connection from before the reload")
     echo_ok(ctx.connect(port), b"new\n", what="new connection after the failed reload")
@@ -1053,14 +1096,14 @@ def sighup_port_zero_entries_are_distinct(ctx):
     mark = d.mark()
     ctx.write_config(yaml_config(listen=(("127.0.0.1", 0),)))
     d.send_signal(signal.SIGHUP)
-    d.wait_log(r"reloaded", 5, mark)
-    d.wait_log(r"closed listener 127\.0\.0\.1:(%d|%d)" % tuple(ports), 5, mark)
+    d.wait_log(r"reloaded", 10, mark)
+    d.wait_log(r"closed listener 127\.0\.0\.1:(%d|%d)" % tuple(ports), 10, mark)
     kept = [p for p in ports if not connect_refused(p)]
     check(len(kept) == 1, "after reloading to one entry, listening on %r of %r" % (kept, ports))
     mark = d.mark()
     ctx.write_config(yaml_config(listen=(("127.0.0.1", 0),) * 3))
     d.send_signal(signal.SIGHUP)
-    d.wait_log(r"reloaded", 5, mark)
+    d.wait_log(r"reloaded", 10, mark)  # logged after the listeners it opened
     with d.cond:
         opened = [l for l in d.lines[mark:] if LISTEN_RE.search(l)]
     check(len(opened) == 2, "reloading to three entries should open two: %r" % opened)
@@ -1082,7 +1125,7 @@ def sighup_unopenable_listener_keeps_old(ctx):
                                      limits={"max_connections_per_ip": 1}))
         mark = d.mark()
         d.send_signal(signal.SIGHUP)
-        d.wait_log(r"keeping the running configuration", 5.0, mark, what="reload failure")
+        d.wait_log(r"keeping the running configuration", 10.0, mark, what="reload failure")
         check(d.alive(), "daemon exited after the failed reload")
         a = ctx.connect(port)
         b = ctx.connect(port)  # per-IP limit 1 must not have been applied
@@ -1105,7 +1148,8 @@ def sighup_on_smallest_stack(ctx):
         ctx.write_config(text)
         mark = d.mark()
         d.send_signal(signal.SIGHUP)
-        d.wait_log(r"reloaded|keeping the running configuration", 5.0, mark, what="reload result")
+        d.wait_log(r"reloaded|keeping the running configuration", 10.0, mark,
+                   what="reload result")
         check(d.alive(), "daemon died reloading %r" % text)
     echo_ok(ctx.connect(port), what="echo after the reloads")
 
@@ -1125,12 +1169,13 @@ def descriptor_exhaustion_pauses_accepting(ctx):
     d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config(), nofile=64)
     port = d.port()
     d.wait_log(r"does not fit the descriptor limit", 3.0, what="RLIMIT_NOFILE warning")
+    t_connect = time.monotonic()  # no pause can be logged before this
     first = [ctx.connect(port) for _ in range(70)]
     served = [s for s in first[:40]]
     for s in served:
         echo_ok(s, what="client below the descriptor limit")
     waiting = first[60:]
-    d.wait_log(r"accept: Too many open files; pausing accepts", 3.0, what="EMFILE pause")
+    d.wait_log(r"accept: Too many open files; pausing accepts", 10.0, what="EMFILE pause")
     cpu0, t0 = cpu_seconds(d.pid), time.monotonic()
     time.sleep(2.0)
     cpu = cpu_seconds(d.pid) - cpu0
@@ -1140,7 +1185,10 @@ def descriptor_exhaustion_pauses_accepting(ctx):
           % (cpu, elapsed))
     with d.cond:
         pauses = [l for l in d.lines if "pausing accepts" in l]
-    check(len(pauses) <= 4, "logged %d pauses in about 2 s" % len(pauses))
+    # At most one a second within the time pauses could have been logged
+    # (4 for the usual 2.1 s; more only if the machine stalled us).
+    window = time.monotonic() - t_connect
+    check(len(pauses) <= int(window) + 2, "logged %d pauses in %.1f s" % (len(pauses), window))
     for s in served:
         s.close()
     for s in waiting:
@@ -1376,12 +1424,17 @@ def daemon_mode(ctx):
     writes the pid file, echoes, refuses a second start on a live pid file,
     removes the pid file on SIGTERM."""
     pidfile = os.path.join(ctx.dir, "coechod.pid")
-    port = free_port()
-    cfg = ctx.write_config(yaml_config([("127.0.0.1", port)],
+    # Port 0: the listener opens (and is logged on the starting command's
+    # stderr) before the daemon detaches.
+    cfg = ctx.write_config(yaml_config([("127.0.0.1", 0)],
                                        extra="pid_file: %s" % pidfile))
-    r = run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir)
+    r = run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0)
     check(r.rc == 0, "coechod --daemon: %s" % r.summary())
-    deadline = time.monotonic() + 5.0
+    ports = [int(m.group(2)) for m in LISTEN_RE.finditer(r.stderr)]
+    check(len(ports) == 1, "coechod --daemon: expected one 'listening on' line before it "
+          "detached, stderr says %r" % r.stderr.strip().splitlines()[:5])
+    port = ports[0]
+    deadline = time.monotonic() + 10.0
     pid = None
     while pid is None:
         try:
@@ -1393,7 +1446,7 @@ def daemon_mode(ctx):
         except FileNotFoundError:
             pass
         if pid is None:
-            check(time.monotonic() < deadline, "no pid file %s within 5 s" % pidfile)
+            check(time.monotonic() < deadline, "no pid file %s within 10 s" % pidfile)
             time.sleep(0.05)
     check(not process_gone(pid), "pid file names pid %d, which is not running" % pid)
     with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -1406,12 +1459,12 @@ def daemon_mode(ctx):
         target = os.readlink("/proc/%d/fd/%d" % (pid, fd))
         check(target == "/dev/null", "daemon's fd %d is %s, not /dev/null" % (fd, target))
 
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 10.0
     while True:
         c = None
         try:
-            c = ctx.connect(port, timeout=1.0)
-            echo_ok(c, b"daemonized\n", timeout=1.0)
+            c = ctx.connect(port, timeout=3.0)
+            echo_ok(c, b"daemonized\n", timeout=3.0)
             break
         except TestFailure:
             if time.monotonic() > deadline:
@@ -1421,22 +1474,23 @@ def daemon_mode(ctx):
             if c is not None:
                 c.close()  # an open client would hold the stop below for the grace
 
-    port2 = free_port()
-    cfg2 = ctx.write_config(yaml_config([("127.0.0.1", port2)],
+    cfg2 = ctx.write_config(yaml_config([("127.0.0.1", 0)],
                                         extra="pid_file: %s" % pidfile), "second.yaml")
-    r2 = run_coechod(["--daemon", "-c", cfg2], cwd=ctx.dir)
+    r2 = run_coechod(["--daemon", "-c", cfg2], cwd=ctx.dir, timeout=20.0)
     check(r2.rc != 0, "second --daemon with a live pid file exited 0")
-    time.sleep(0.3)
-    check(connect_refused(port2), "second daemon serves on port %d" % port2)
+    # Nothing started with second.yaml may be left running (serving or not):
+    # the starting command has returned, so a detached one would be there.
+    left = pids_with_arg(cfg2)
+    check(not left, "second --daemon left pid(s) %r running" % left)
     with open(pidfile) as f:
         check(f.read().strip() == str(pid), "second daemon rewrote the pid file")
     check(not process_gone(pid), "first daemon died when a second one was started")
 
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 10.0
     while os.path.exists(pidfile) or not process_gone(pid):
         check(time.monotonic() < deadline,
-              "5 s after SIGTERM: pid file %s, process %s" % (
+              "10 s after SIGTERM: pid file %s, process %s" % (
                   "still there" if os.path.exists(pidfile) else "removed",
                   "gone" if process_gone(pid) else "still running"))
         time.sleep(0.05)

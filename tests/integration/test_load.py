@@ -27,6 +27,7 @@ tests run only when it is the main program.
 import json
 import os
 import re
+import select
 import shlex
 import signal
 import socket
@@ -246,6 +247,27 @@ def check_rate_consistent(obj):
     want = m / d
     check(abs(mps - want) <= 0.05 * want + 1,
           "msgs_per_sec %r is not messages/duration_s = %d/%r = %.1f" % (mps, m, d, want))
+
+
+def refusing_port(ctx):
+    """A port of 127.0.0.1 that refuses connections for the rest of the
+    test: held by a bound socket that never listens, so that no other
+    process can start listening there meanwhile."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with ctx.lock:
+        ctx.socks.append(s)
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def check_prompt(r, obj, limit, what):
+    """The run ended well before the default --timeout (5 s) would have let
+    it: duration_s, the client's own clock (from after its start-up to its
+    exit), under limit; the wall time seen from here (which adds starting
+    the program and a busy machine's delays) under twice that."""
+    check(obj["duration_s"] < limit and r.elapsed < 2 * limit,
+          "%s: duration_s %.2f s (expected < %.1f s), %.2f s wall time (expected < %.1f s)"
+          % (what, obj["duration_s"], limit, r.elapsed, 2 * limit))
 
 
 def error_counts(obj):
@@ -567,7 +589,9 @@ def daemon_200_connections(ctx):
     check(obj["targets"] == [target], "targets %r, expected [%r]" % (obj["targets"], target))
     check(obj["connections"] == 200, "connections %r, expected 200" % obj["connections"])
     check(obj["messages"] > 0, "messages %r, expected > 0" % obj["messages"])
-    check(1.8 <= obj["duration_s"] <= 4.0, "duration_s %r for -d 2s" % obj["duration_s"])
+    # duration_s runs until every connection has seen EOF: the upper bound
+    # only catches a run far too long (the default -d is 10 s).
+    check(1.8 <= obj["duration_s"] <= 8.0, "duration_s %r for -d 2s" % obj["duration_s"])
     check(obj["mib_per_sec"] > 0, "mib_per_sec %r" % obj["mib_per_sec"])
     check_latency_order(obj)
     check_rate_consistent(obj)
@@ -667,6 +691,11 @@ def open_loop_rate(ctx):
                        "127.0.0.1:%d" % found[0][1]])
     obj = parse_json(r)
     expect_clean(r, obj)
+    ctx.note("%d messages in %.3f s: %.1f/s" % (obj["messages"], obj["duration_s"],
+                                               obj["msgs_per_sec"]))
+    # Load only lowers these figures: a late writer catches up on its
+    # schedule, claims nothing after -d, and duration_s (>= 2 s) grows by the
+    # final drain. Above +20% the client sends faster than asked.
     check(1600 <= obj["msgs_per_sec"] <= 2400,
           "msgs_per_sec %r, expected 2000 +- 20%%" % obj["msgs_per_sec"])
     check(3200 <= obj["messages"] <= 4800,
@@ -766,7 +795,10 @@ def connect_rate(ctx):
     check(len(times) == 10, "server accepted %d connections" % len(times))
     span = times[-1] - times[0]
     ctx.note("accepts spread over %.3f s" % span)
-    check(0.3 <= span <= 1.2, "10 connections at 20/s opened within %.3f s, expected ~0.45 s"
+    # The accept times come from a Python thread that competes for the GIL
+    # with the echo threads: late accepts stretch the span, hence the wide
+    # upper bound; the lower bound is the contract (not all at once).
+    check(0.3 <= span <= 2.4, "10 connections at 20/s opened within %.3f s, expected ~0.45 s"
           % span)
 
 
@@ -838,7 +870,7 @@ def fault_never_echoes(ctx):
           "errors.message_timeout %r, expected >= 1; errors %s"
           % (obj["errors"]["message_timeout"], error_counts(obj)))
     check(obj["messages"] == 0, "messages %r from a server that never echoes" % obj["messages"])
-    check(r.elapsed < 4.5, "took %.2f s with -d 1s --timeout 300ms" % r.elapsed)
+    check_prompt(r, obj, 4.5, "-d 1s --timeout 300ms")
 
 
 @test
@@ -862,7 +894,7 @@ def fault_no_eof(ctx):
           "expected exit 1 with an error: exit %s, errors %s; %s"
           % (r.rc, error_counts(obj), r.summary()))
     check(obj["messages"] == 100, "messages %r: all 100 echoes were correct" % obj["messages"])
-    check(r.elapsed < 4.0, "took %.2f s with --timeout 300ms" % r.elapsed)
+    check_prompt(r, obj, 4.0, "--timeout 300ms")
 
 
 @test
@@ -872,7 +904,7 @@ def fault_close_at_once(ctx):
     r, obj, _ = run_faulty(ctx, closing_handler, "close at once")
     check(sum(obj["errors"].values()) >= 1 and obj["messages"] == 0,
           "errors %s, messages %r" % (error_counts(obj), obj["messages"]))
-    check(r.elapsed < 4.0, "took %.2f s" % r.elapsed)
+    check_prompt(r, obj, 4.0, "a server closing at once")
 
 
 @test
@@ -887,6 +919,7 @@ def connect_timeout(ctx):
     lsock.listen(0)
     port = lsock.getsockname()[1]
     # fill the accept queue ourselves
+    fillers = []
     for _ in range(3):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         with ctx.lock:
@@ -896,7 +929,12 @@ def connect_timeout(ctx):
             s.connect(("127.0.0.1", port))
         except BlockingIOError:
             pass
-    time.sleep(0.2)
+        fillers.append(s)
+    # Full once one of them is connected (the queue holds one; the others'
+    # SYNs are dropped).
+    _, ready, _ = select.select([], fillers, [], 5.0)
+    check(any(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for s in ready),
+          "no connection to fill the accept queue within 5 s")
     r = run_load(ctx, ["-c", "3", "-d", "1s", "--timeout", "500ms", "-q", "--json",
                        "127.0.0.1:%d" % port], 12)
     obj = parse_json(r)
@@ -904,15 +942,14 @@ def connect_timeout(ctx):
     check(obj["errors"]["connect_timeout"] >= 1 and obj["connections_failed"] >= 1,
           "errors.connect_timeout %r, connections_failed %r; errors %s"
           % (obj["errors"]["connect_timeout"], obj["connections_failed"], error_counts(obj)))
-    check(r.elapsed < 5.0, "took %.2f s with --timeout 500ms" % r.elapsed)
+    check_prompt(r, obj, 4.5, "--timeout 500ms")
 
 
 @test
 def connect_refused(ctx):
     """Nothing listening: exit 1, connect_refused, in --json and in the text
     summary's errors line."""
-    port = free_port()
-    target = "127.0.0.1:%d" % port
+    target = "127.0.0.1:%d" % refusing_port(ctx)
     r = run_load(ctx, ["-c", "3", "-d", "1s", "-q", "--json", target], 12)
     obj = parse_json(r)
     check(r.rc == 1, "expected exit 1: %s" % r.summary())
@@ -936,7 +973,7 @@ def connect_refused(ctx):
 def usage_errors(ctx):
     """Bad command lines: exit 2, a one-line reason then the usage on
     stderr, nothing on stdout."""
-    port = free_port()  # a buggy client that runs anyway fails fast here
+    port = refusing_port(ctx)  # a buggy client that runs anyway fails fast here
     t = "127.0.0.1:%d" % port
     cases = [
         ([], r"target|host|argument|usage"),
