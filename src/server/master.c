@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/config_io.h"
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -331,28 +332,53 @@ static void begin_shutdown(int signo, const char *why) {
 /* Before the first READY=1, systemd hears nothing of reloads. */
 static void reload_ready(void) { status_to_systemd(m.announced_ready ? "READY=1" : ""); }
 
+/* Workers with a different listen set cannot change theirs: the sockets
+ * are ours, bound at start. */
+static void warn_start_only_changes(const config *next) {
+    if (next->workers != srv.cfg.workers || next->reuse_port != srv.cfg.reuse_port)
+        log_warn("workers and reuse_port changes take effect at the next start");
+    if (!srv.listeners_owner && !srv.cli_listeners &&
+        (next->nlisten != srv.cfg.nlisten ||
+         memcmp(next->listen, srv.cfg.listen, next->nlisten * sizeof next->listen[0]) != 0))
+        log_warn("with workers, listen changes take effect at the next start");
+}
+
+/* Reads the file (in a child process: a FIFO or a slow parse stalls
+ * nobody) and makes it the configuration in force: sent to every running
+ * worker before its HUP, inherited by every worker started later. */
+static int load_next_config(void) {
+    config *next = malloc(sizeof *next);
+    config_errors *errs = malloc(sizeof *errs);
+    int r = -1;
+    if (!next || !errs)
+        log_error("reload: out of memory; keeping the running configuration");
+    else if (config_load_in_child(srv.config_path, next, errs, CONFIG_READ_TIMEOUT_MS) != 0)
+        log_reload_errors(errs);
+    else
+        r = 0;
+    if (r == 0) {
+        warn_start_only_changes(next);
+        server_keep_fixed_settings(next);
+        log_set_level(next->log_level);
+        srv.cfg = *next; /* shutdown_grace, the SIGKILL backstop, follows */
+        for (int i = 0; i < m.n; i++) {
+            int e = m.w[i].pid ? config_send(m.w[i].notify_fd, &srv.cfg) : 0;
+            if (e)
+                log_warn("worker %d: cannot send it the configuration: %s", i + 1, strerror(-e));
+        }
+    }
+    free(next);
+    free(errs);
+    return r;
+}
+
 static void reload(void) {
     if (m.announced_ready)
         notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
                     (unsigned long long)notify_monotonic_usec());
-    if (srv.config_path) {
-        /* Checked here too, so that the log says once, not per worker. */
-        static config next;
-        static config_errors errs;
-        if (config_load(srv.config_path, &next, &errs) != 0) {
-            log_reload_errors(&errs);
-            reload_ready();
-            return;
-        }
-        if (next.workers != srv.cfg.workers || next.reuse_port != srv.cfg.reuse_port)
-            log_warn("workers and reuse_port changes take effect at the next start");
-        if (!srv.listeners_owner && !srv.cli_listeners &&
-            (next.nlisten != srv.cfg.nlisten ||
-             memcmp(next.listen, srv.cfg.listen, next.nlisten * sizeof next.listen[0]) != 0))
-            log_warn("with workers, listen changes take effect at the next start");
-        if (!srv.cli_log_level)
-            log_set_level(next.log_level);
-        srv.cfg.shutdown_grace_ms = next.shutdown_grace_ms; /* the SIGKILL backstop follows */
+    if (srv.config_path && load_next_config() != 0) {
+        reload_ready();
+        return;
     }
     log_info("SIGHUP: reloading %d worker(s)", running_workers());
     for (int i = 0; i < m.n; i++)

@@ -95,6 +95,8 @@ int server_run(void);                 /* the runtime with the supervisor; exit s
 void server_block_signals(void);      /* before the listeners open; the supervisor unblocks */
 void server_log_stats(void);
 void log_reload_errors(config_errors *errs); /* of srv.config_path; consumes errs */
+/* What a reload does not change: -l listeners, --log-level, pid_file, user. */
+void server_keep_fixed_settings(config *next);
 
 /* master.c: workers > 1. fds: nworkers sets of nfds listening sockets, or
  * one set all share (shared); closed at shutdown. Returns the exit status. */

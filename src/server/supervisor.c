@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/config_io.h"
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -191,14 +193,81 @@ void log_reload_errors(config_errors *errs) {
         log_error("%s", line);
 }
 
-static void reload_config(void);
+/* Reloads run in their own task: reading the file may take a while, and
+ * the signal task must stay free to take a TERM meanwhile. A HUP during a
+ * reload asks for one more once it is done. */
+static co_tid reload_tid;
+static bool reload_again;
 
-/* systemd wants RELOADING=1 (with the time) before and READY=1 after, also
- * when the reload fails and the running configuration stays. */
-static void reload(void) {
-    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
-    reload_config();
-    tell_systemd("READY=1");
+/* The file, parsed in a child process while this task waits, so that a
+ * slow or hostile file never stalls the echoing tasks. 0 or -1 (logged). */
+static int parse_in_child(config *next, config_errors *errs) {
+    config_job job;
+    int r = config_job_start(&job, srv.config_path);
+    if (r < 0) {
+        log_error("reload of %s: cannot start reading it: %s", srv.config_path, strerror(-r));
+        return -1;
+    }
+    int64_t deadline = co_now() + CONFIG_READ_TIMEOUT_MS;
+    while ((r = config_job_collect(&job, next, errs)) == 1) {
+        int w = co_wait_fd(job.fd, CO_READ, deadline);
+        if (w == -ETIMEDOUT)
+            log_error("reload of %s: reading it took over %d ms; keeping the running "
+                      "configuration",
+                      srv.config_path, CONFIG_READ_TIMEOUT_MS);
+        if (w < 0)
+            break;
+    }
+    co_close(job.fd); /* disarms the watcher before the descriptor goes */
+    job.fd = -1;
+    config_job_end(&job);
+    if (r < 0)
+        log_reload_errors(errs);
+    return r == 0 ? 0 : -1;
+}
+
+/* The next configuration: in a worker, the one the main process sent
+ * before its HUP; otherwise the file's. 0, or -1 (logged). */
+static int read_next_config(config *next, config_errors *errs) {
+    if (!srv.worker_id)
+        return parse_in_child(next, errs);
+    int r = config_recv_latest(notify_fd(), next);
+    if (r == 1)
+        return 0;
+    if (r == 0)
+        log_warn("SIGHUP: no configuration from the main process; keeping the running one");
+    else
+        log_error("SIGHUP: receiving the configuration: %s", strerror(-r));
+    return -1;
+}
+
+void server_keep_fixed_settings(config *next) {
+    if (srv.cli_listeners) { /* -l keeps replacing the file's listeners */
+        memcpy(next->listen, srv.cli_listen, sizeof srv.cli_listen);
+        next->nlisten = srv.ncli_listen;
+    }
+    if (srv.cli_log_level)
+        next->log_level = srv.cfg.log_level;
+    memcpy(next->pid_file, srv.cfg.pid_file, sizeof next->pid_file); /* fixed at start */
+    memcpy(next->user, srv.cfg.user, sizeof next->user);
+}
+
+static void apply_config(config *next) {
+    server_keep_fixed_settings(next);
+    if (next->stack_size != srv.cfg.stack_size)
+        log_warn("stack_size changes take effect at the next start");
+    if (next->workers != srv.cfg.workers)
+        log_warn("workers changes take effect at the next start");
+    if (srv.listeners_owner) /* not ours to change */
+        log_info("listen: kept the sockets passed by %s", srv.listeners_owner);
+    else if (apply_listeners(next) != 0) {
+        log_error("reload of %s failed; keeping the running configuration", srv.config_path);
+        return;
+    }
+    log_set_level(next->log_level);
+    srv.cfg = *next;
+    accept_gate_open(); /* max_connections may have grown */
+    log_info("reloaded %s", srv.worker_id ? "the main process's configuration" : srv.config_path);
 }
 
 static void reload_config(void) {
@@ -206,35 +275,45 @@ static void reload_config(void) {
         log_warn("SIGHUP: no configuration file (-c) to reload");
         return;
     }
-    /* Both are large (about 17 and 8 KiB): kept off the task's stack. */
-    static config next;
-    static config_errors errs;
-    if (config_load(srv.config_path, &next, &errs) != 0) {
-        log_reload_errors(&errs);
+    /* On the heap: about 17 and 8 KiB. */
+    config *next = malloc(sizeof *next);
+    config_errors *errs = malloc(sizeof *errs);
+    if (!next || !errs)
+        log_error("reload: out of memory; keeping the running configuration");
+    else if (read_next_config(next, errs) == 0 && !srv.shutting_down)
+        apply_config(next);
+    free(next);
+    free(errs);
+}
+
+/* systemd wants RELOADING=1 (with the time) before and READY=1 after, also
+ * when the reload fails and the running configuration stays. */
+static void reload(void) {
+    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
+    reload_config();
+    if (!srv.shutting_down)
+        tell_systemd("READY=1");
+}
+
+static int reload_task(void *arg) {
+    (void)arg;
+    do {
+        reload_again = false;
+        reload();
+    } while (reload_again && !srv.shutting_down);
+    reload_tid = 0;
+    return 0;
+}
+
+static void request_reload(void) {
+    if (reload_tid) {
+        reload_again = true;
         return;
     }
-    if (srv.cli_listeners) { /* -l keeps replacing the file's listeners */
-        memcpy(next.listen, srv.cli_listen, sizeof srv.cli_listen);
-        next.nlisten = srv.ncli_listen;
-    }
-    if (next.stack_size != srv.cfg.stack_size)
-        log_warn("stack_size changes take effect at the next start");
-    if (next.workers != srv.cfg.workers)
-        log_warn("workers changes take effect at the next start");
-    if (srv.listeners_owner) /* not ours to change */
-        log_info("listen: kept the sockets passed by %s", srv.listeners_owner);
-    else if (apply_listeners(&next) != 0) {
-        log_error("reload of %s failed; keeping the running configuration", srv.config_path);
-        return;
-    }
-    if (srv.cli_log_level)
-        next.log_level = srv.cfg.log_level;
-    log_set_level(next.log_level);
-    memcpy(next.pid_file, srv.cfg.pid_file, sizeof next.pid_file); /* fixed at start */
-    memcpy(next.user, srv.cfg.user, sizeof next.user);
-    srv.cfg = next;
-    accept_gate_open(); /* max_connections may have grown */
-    log_info("reloaded %s", srv.config_path);
+    co_spawn_attr attr = {.name = "reload", .parent = srv.supervisor};
+    reload_tid = co_spawn_with(reload_task, NULL, &attr);
+    if (!reload_tid)
+        log_error("SIGHUP: cannot start the reload: %s", strerror(errno));
 }
 
 static void begin_shutdown(int signo) {
@@ -246,6 +325,8 @@ static void begin_shutdown(int signo) {
         return;
     }
     srv.shutting_down = true;
+    if (reload_tid)
+        co_kill(reload_tid);
     notify_send("STOPPING=1");
     srv.shutdown_deadline = co_now() + srv.cfg.shutdown_grace_ms;
     log_info("%s: stopping; listeners closed, waiting up to %lld ms for %zu connection(s)",
@@ -296,7 +377,7 @@ static int signal_task(void *arg) {
             if (srv.shutting_down)
                 log_info("SIGHUP ignored: stopping");
             else
-                reload();
+                request_reload();
             break;
         case SIGUSR1:
             server_log_stats();
@@ -394,6 +475,8 @@ static bool accept_tasks_left(void) {
 
 static void release_everything(void) {
     co_kill(signal_tid);
+    if (reload_tid)
+        co_kill(reload_tid);
     if (notify_tid)
         co_kill(notify_tid);
     while (co_wait_child(NULL, NULL, CO_NEVER) == 0)
