@@ -37,7 +37,10 @@ enum {
     CRASH_LIMIT = 5,          /* deaths within CRASH_WINDOW_MS end the service */
     CRASH_WINDOW_MS = 60000,
     HEARTBEAT_MS = 1000,      /* worker -> main, WATCHDOG=1 */
-    STUCK_MS = 10000,         /* no heartbeat for this long (or WatchdogSec): kill */
+    /* Three heartbeats missed: stalled, killed and replaced. Connections
+     * queued on a stalled worker's SO_REUSEPORT socket wait that long; a
+     * worker whose loop is busier than that is taken for stalled. */
+    STUCK_MS = 3 * HEARTBEAT_MS,
     STATUS_EVERY_MS = 2000,
     RELOAD_WAIT_MS = 10000,   /* for the workers' READY=1 after a HUP */
     KILL_AFTER_GRACE_MS = 5000,
@@ -72,7 +75,6 @@ static struct {
     int64_t crashes[CRASH_LIMIT];
     int ncrashes;
     bool failed;           /* exit 1 */
-    int64_t stuck_ms;
 } m;
 
 static int64_t now_ms(void) {
@@ -260,6 +262,11 @@ static void on_worker_exit(worker *w, int status) {
         begin_shutdown(SIGTERM, "a worker failed to start");
         return;
     }
+    if (clean) { /* a TERM sent to it alone: not a crash */
+        w->restart_at = now;
+        log_info("worker %d stopped (%s); starting it again", i + 1, how);
+        return;
+    }
     if (crash_loop(now)) {
         log_error("worker %d died (%s): %d worker deaths within %d s, giving up", i + 1, how,
                   CRASH_LIMIT, CRASH_WINDOW_MS / 1000);
@@ -297,7 +304,7 @@ static void restart_due(int64_t now) {
 static void kill_stuck(int64_t now) {
     for (int i = 0; i < m.n; i++) {
         worker *w = &m.w[i];
-        if (w->pid && now - w->last_heard > m.stuck_ms) {
+        if (w->pid && now - w->last_heard > STUCK_MS) {
             log_error("worker %d (pid %ld) sent no heartbeat for %lld ms: killing it", i + 1,
                       (long)w->pid, (long long)(now - w->last_heard));
             kill(w->pid, SIGKILL);
@@ -448,8 +455,8 @@ static int64_t next_deadline(int64_t now, int64_t next_status, int64_t next_watc
     for (int i = 0; i < m.n; i++) {
         if (!m.w[i].pid && !m.shutting_down && m.w[i].restart_at < at)
             at = m.w[i].restart_at;
-        if (m.w[i].pid && !m.shutting_down && m.w[i].last_heard + m.stuck_ms + 1 < at)
-            at = m.w[i].last_heard + m.stuck_ms + 1;
+        if (m.w[i].pid && !m.shutting_down && m.w[i].last_heard + STUCK_MS + 1 < at)
+            at = m.w[i].last_heard + STUCK_MS + 1;
     }
     if (m.reloading && m.reload_deadline < at)
         at = m.reload_deadline;
@@ -501,9 +508,6 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
     m.shared = shared;
     m.w = calloc((size_t)nworkers, sizeof *m.w);
     int64_t wd = notify_watchdog_interval_ms();
-    m.stuck_ms = wd ? 2 * wd : STUCK_MS; /* WatchdogSec when systemd has one */
-    if (m.stuck_ms < 4 * HEARTBEAT_MS)
-        m.stuck_ms = 4 * HEARTBEAT_MS;
     if (!m.w || open_signalfd() != 0) {
         log_error("cannot start the main process: %s", strerror(errno));
         return 1;
