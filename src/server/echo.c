@@ -4,46 +4,83 @@
 #include <config.h>
 #endif
 #include <errno.h>
+#include <limits.h>
+#include <linux/sockios.h>
+#include <malloc.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "server/log.h"
 #include "server/server.h"
 
-enum { BUFFERS_CACHED = 256 };
+enum {
+    /* Buffers kept for reuse, in bytes: 256 of the default 16 KiB. Larger
+     * buffers fit fewer times; one over the bound is never kept. */
+    BUFFER_CACHE_BYTES = 4 * 1024 * 1024,
+    DRAIN_FIRST_PAUSE_MS = 1, /* the first look at a draining send queue */
+    DRAIN_MAX_PAUSE_MS = 250
+};
 
 /* Buffers of the current buffer_size, kept for reuse; a buffer of another
- * size (from before a reload) is freed on return. */
+ * size (from before a reload) is freed on return. low is the fewest the
+ * cache held since the last trim: that many sat unused all along. */
 static struct {
-    void *free[BUFFERS_CACHED];
-    size_t count;
+    void **free;
+    size_t count, capacity, low;
     size_t size;
 } buffers;
 
 static void *buffer_get(size_t size) {
-    if (buffers.size == size && buffers.count)
-        return buffers.free[--buffers.count];
-    return malloc(size);
+    if (buffers.size != size || !buffers.count)
+        return malloc(size);
+    void *buf = buffers.free[--buffers.count];
+    if (buffers.count < buffers.low)
+        buffers.low = buffers.count;
+    return buf;
 }
 
 static void buffers_drain(void) {
     while (buffers.count)
         free(buffers.free[--buffers.count]);
+    free(buffers.free);
+    buffers.free = NULL;
+    buffers.capacity = buffers.low = 0;
+}
+
+/* A cache sized for size: capacity 0 when one buffer is over the bound. */
+static void buffers_resize(size_t size) {
+    buffers_drain();
+    buffers.size = size;
+    size_t capacity = BUFFER_CACHE_BYTES / size;
+    if (capacity && (buffers.free = malloc(capacity * sizeof *buffers.free)))
+        buffers.capacity = capacity;
 }
 
 static void buffer_put(void *buf, size_t size) {
-    if (buffers.size != srv.cfg.buffer_size) { /* a reload changed the size */
-        buffers_drain();
-        buffers.size = srv.cfg.buffer_size;
-    }
-    if (size == buffers.size && buffers.count < BUFFERS_CACHED)
+    if (buffers.size != srv.cfg.buffer_size) /* a reload changed the size */
+        buffers_resize(srv.cfg.buffer_size);
+    if (size == buffers.size && buffers.count < buffers.capacity)
         buffers.free[buffers.count++] = buf;
     else
         free(buf);
 }
 
 void echo_release_buffers(void) { buffers_drain(); }
+
+void echo_trim_buffers(void) {
+    bool freed = buffers.low > 0;
+    while (buffers.low) {
+        buffers.low--;
+        free(buffers.free[--buffers.count]);
+    }
+    buffers.low = buffers.count;
+    if (freed)
+        malloc_trim(0); /* glibc keeps freed heap pages otherwise */
+}
 
 static int64_t deadline_after(int64_t ms) { return ms ? co_now() + ms : CO_NEVER; }
 
@@ -92,6 +129,49 @@ static int serve(connection *c, int64_t idle_ms, size_t size) {
     }
 }
 
+/* The count of bytes in fd's send queue not yet acknowledged, or -errno. */
+static int unacknowledged(int fd) {
+    int queued;
+    return ioctl(fd, SIOCOUTQ, &queued) == 0 ? queued : -errno;
+}
+
+/* After the client's EOF everything read has been written, but it may still
+ * sit in the send queue: a close() now would hand the kernel an orphan that
+ * holds it outside every limit. Instead shut our side down and keep the
+ * connection, slot and all, until the client has taken it all, or has taken
+ * nothing of it for idle_ms. 0 when drained, -ETIMEDOUT, -ECANCELED. */
+static int drain_after_eof(connection *c, int64_t idle_ms) {
+    int queued = unacknowledged(c->fd);
+    if (queued <= 0) /* the common case: nothing left to wait for */
+        return queued < 0 && queued != -ENOTCONN ? queued : 0;
+    if (shutdown(c->fd, SHUT_WR) != 0)
+        return errno == ENOTCONN ? 0 : -errno; /* reset meanwhile: nothing to keep */
+    int64_t deadline = deadline_after(idle_ms);
+    int64_t pause = DRAIN_FIRST_PAUSE_MS;
+    /* No event says "send queue empty": look again with a growing pause. */
+    for (int last = INT_MAX; (queued = unacknowledged(c->fd)) > 0; last = queued) {
+        if (queued < last) /* the client reads: its idle time starts over */
+            deadline = deadline_after(idle_ms);
+        int64_t wake = co_now() + pause;
+        if (deadline != CO_NEVER && wake >= deadline)
+            wake = deadline;
+        if (co_sleep(wake) == -ECANCELED)
+            return -ECANCELED;
+        if (deadline != CO_NEVER && co_now() >= deadline)
+            return -ETIMEDOUT;
+        pause = pause * 2 < DRAIN_MAX_PAUSE_MS ? pause * 2 : DRAIN_MAX_PAUSE_MS;
+    }
+    return queued < 0 && queued != -ENOTCONN ? queued : 0;
+}
+
+/* Data still queued: a reset frees it now (close would leave an orphan). */
+static void close_connection(connection *c, bool reset) {
+    struct linger abort_on_close = {.l_onoff = 1, .l_linger = 0};
+    if (reset)
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    co_close(c->fd);
+}
+
 int echo_handle_client(void *arg) {
     connection_start start = *(connection_start *)arg;
     free(arg);
@@ -100,9 +180,11 @@ int echo_handle_client(void *arg) {
 
     /* Spawned, but first run only after every connection was killed. */
     int r = srv.connections_killed ? -ECANCELED : serve(&c, start.idle_timeout_ms, start.buffer_size);
+    if (r == 0)
+        r = drain_after_eof(&c, start.idle_timeout_ms);
     int status = 0;
     switch (r) {
-    case 0:           /* the client closed its side; everything was echoed */
+    case 0:           /* the client closed its side and took every byte back */
     case -ECONNRESET: /* resets and broken pipes are how clients leave */
     case -EPIPE:
     case -ECANCELED:  /* shutdown_grace ran out */
@@ -114,7 +196,7 @@ int echo_handle_client(void *arg) {
         log_warn("connection %llu: %s", (unsigned long long)c.tid, strerror(-r));
         status = -r;
     }
-    co_close(c.fd);
+    close_connection(&c, r != 0 && unacknowledged(c.fd) > 0);
     list_remove(&c.link);
     ipcount_remove(&srv.per_ip, &c.peer);
     srv.active--;

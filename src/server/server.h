@@ -88,6 +88,8 @@ typedef struct connection_start {
 } connection_start;
 void echo_kill_all(void);
 void echo_release_buffers(void);
+/* Frees the cached buffers that went unused since the last call. */
+void echo_trim_buffers(void);
 
 /* supervisor.c */
 int supervisor_run(void *arg);        /* the root task */

@@ -525,6 +525,7 @@ int supervisor_run(void *arg) {
         now = co_now();
         if (now >= next_tick) {
             check_liveness();
+            echo_trim_buffers();
             next_tick = now + TICK_MS;
         }
         if (!srv.shutting_down) {
