@@ -8,10 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ip_key_from_sockaddr(ip_key *key, const struct sockaddr *sa) {
+/* Clears the bits of key past its first prefix bits. */
+static void keep_prefix(ip_key *key, unsigned prefix) {
+    for (unsigned i = 0; i < 16; i++) {
+        unsigned keep = prefix > i * 8 ? prefix - i * 8 : 0; /* bits of byte i */
+        if (keep < 8)
+            key->bytes[i] &= (uint8_t)(0xff00u >> keep);
+    }
+}
+
+void ip_key_from_sockaddr(ip_key *key, const struct sockaddr *sa, unsigned ipv6_prefix) {
     memset(key, 0, sizeof *key);
     if (sa->sa_family == AF_INET6) {
-        memcpy(key->bytes, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        memcpy(key->bytes, a, 16);
+        if (!IN6_IS_ADDR_V4MAPPED(a)) /* an IPv4 client stays one address */
+            keep_prefix(key, ipv6_prefix);
     } else if (sa->sa_family == AF_INET) {
         key->bytes[10] = key->bytes[11] = 0xff;
         memcpy(key->bytes + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);

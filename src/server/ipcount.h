@@ -1,5 +1,6 @@
 /* Connections per client address: an open-addressing map from a 16-byte
- * address (IPv4 as ::ffff:a.b.c.d) to a count; entries leave at count 0. */
+ * address (IPv4 as ::ffff:a.b.c.d, IPv6 as its prefix) to a count; entries
+ * leave at count 0. */
 #ifndef COECHO_IPCOUNT_H
 #define COECHO_IPCOUNT_H
 
@@ -22,7 +23,9 @@ typedef struct ipcount {
     size_t used;
 } ipcount;
 
-void ip_key_from_sockaddr(ip_key *key, const struct sockaddr *sa);
+/* The key of a client address: IPv4 as ::ffff:a.b.c.d, IPv6 cut to its
+ * first ipv6_prefix bits (one user commonly holds a whole /64). */
+void ip_key_from_sockaddr(ip_key *key, const struct sockaddr *sa, unsigned ipv6_prefix);
 void ipcount_init(ipcount *m);
 void ipcount_destroy(ipcount *m);
 uint32_t ipcount_get(const ipcount *m, const ip_key *key);

@@ -76,6 +76,11 @@ int listener_open(listener *l, const listen_addr *addr, int backlog, enum listen
     step = "SO_REUSEADDR";
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
         goto fail;
+    /* Accepted sockets inherit it: urgent (MSG_OOB) bytes stay in the
+     * stream and are echoed like any other, not dropped. */
+    step = "SO_OOBINLINE";
+    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0)
+        goto fail;
     step = "SO_REUSEPORT";
     if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         goto fail;
@@ -103,6 +108,7 @@ fail:;
 }
 
 void listener_adopt(listener *l, int fd) {
+    int one = 1;
     memset(l, 0, sizeof *l);
     l->used = true;
     l->fd = fd;
@@ -111,6 +117,9 @@ void listener_adopt(listener *l, int fd) {
     if (getsockname(fd, (struct sockaddr *)&l->addr.addr, &len) == 0)
         l->addr.addrlen = len;
     snprintf(l->addr.text, sizeof l->addr.text, "%s", l->bound);
+    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0)
+        log_warn("%s: SO_OOBINLINE: %s; urgent data will not be echoed", l->bound,
+                 strerror(errno));
 }
 
 /* Descriptors ran out: pause, and say so at most once a second. */
@@ -162,7 +171,7 @@ static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
         return;
     }
     start->fd = fd;
-    ip_key_from_sockaddr(&start->peer, peer);
+    ip_key_from_sockaddr(&start->peer, peer, 64);
     start->idle_timeout_ms = srv.cfg.idle_timeout_ms;
     start->buffer_size = srv.cfg.buffer_size;
     if (srv.cfg.max_connections_per_ip &&
