@@ -71,6 +71,8 @@ static void buffer_put(void *buf, size_t size) {
 
 void echo_release_buffers(void) { buffers_drain(); }
 
+size_t echo_cached_buffer_bytes(void) { return buffers.count * buffers.size; }
+
 void echo_trim_buffers(void) {
     bool freed = buffers.low > 0;
     while (buffers.low) {

@@ -90,6 +90,7 @@ void echo_kill_all(void);
 void echo_release_buffers(void);
 /* Frees the cached buffers that went unused since the last call. */
 void echo_trim_buffers(void);
+size_t echo_cached_buffer_bytes(void);
 
 /* supervisor.c */
 int supervisor_run(void *arg);        /* the root task */

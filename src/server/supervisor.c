@@ -42,13 +42,13 @@ void server_log_stats(void) {
     co_get_stats(&rt);
     log_info("stats: connections=%zu accepted=%llu closed=%llu rejected_per_ip=%llu "
              "timed_out=%llu accept_errors=%llu bytes_in=%llu bytes_out=%llu listeners=%zu "
-             "accepts_paused=%zu tasks=%zu",
+             "accepts_paused=%zu tasks=%zu buffers_cached=%zu",
              srv.active, (unsigned long long)srv.stats.accepted,
              (unsigned long long)srv.stats.closed, (unsigned long long)srv.stats.rejected_per_ip,
              (unsigned long long)srv.stats.timed_out,
              (unsigned long long)srv.stats.accept_errors,
              (unsigned long long)srv.stats.bytes_in, (unsigned long long)srv.stats.bytes_out,
-             live_listeners(), srv.accepts_paused, rt.tasks);
+             live_listeners(), srv.accepts_paused, rt.tasks, echo_cached_buffer_bytes());
 }
 
 /* ---- systemd notify ------------------------------------------------------ */
