@@ -25,6 +25,8 @@ Python 3 standard library only. Helpers come from tests/integration
 summary of coecho-load).
 """
 
+import errno
+import json
 import os
 import re
 import resource
@@ -861,6 +863,251 @@ def connections_19000(ctx):
         return
     check(per <= rss_bound, "VmRSS grew by %.2f KiB per connection (%d -> %d KiB for %d), "
           "allowed %.0f KiB" % (per, base_rss, peak, n, rss_bound))
+
+
+# ---------------------------------------------------------------------------
+# 8. findings of an attack on coechod (issue 10)
+
+def stats_until(d, probe, timeout, what):
+    """SIGUSR1 statistics, polled until probe(stats) holds; returns them."""
+    last = {}
+
+    def attempt():
+        last.clear()
+        last.update(stats(d))
+        return dict(last) if probe(last) else None
+    try:
+        return wait_for(attempt, timeout, what, 0.2)
+    except TestFailure:
+        raise TestFailure("%s: last statistics %r" % (what, last))
+
+
+def recv_error(s, timeout, what):
+    """Reads s until it ends; returns the errno that ended it (0 for EOF)."""
+    s.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not s.recv(256 * KiB):
+                return 0
+        except socket.timeout:
+            break
+        except OSError as e:
+            return e.errno
+    raise TestFailure("%s: still open after %.1f s" % (what, timeout))
+
+
+@test
+def halfclose_nonreader_keeps_its_slot(ctx):
+    """A client that sends 40 KB, shuts down its write side and never
+    reads (its 4 KiB receive buffer holds little of the echo) keeps its
+    connection slot until idle_timeout, then is reset: the daemon never
+    leaves the kernel an orphan holding its echo outside max_connections.
+    (40 KB: the daemon's send queue takes it all, so the daemon reaches the
+    client's EOF.)"""
+    n, size, idle_s = 3, 40 * KiB, 3
+    d, (port,) = start_daemon(ctx, limits={"max_connections": n,
+                                           "idle_timeout": "%ds" % idle_s})
+    settled_baseline(d, port)
+    clients = []
+    for i in range(n):
+        s = slow_reader(ctx, port, "half-closing client %d" % i)
+        s.sendall(bytes(pattern_byte(i, k) for k in range(size)))
+        s.shutdown(socket.SHUT_WR)
+        clients.append(s)
+    # The whole stream read and written back (into the send queue) per client.
+    got = stats_until(d, lambda st: st["bytes_in"] >= n * size and
+                      st["bytes_out"] >= n * size, 20.0 * CPU_SLACK,
+                      "every half-closing client's stream echoed")
+    eof_at = time.monotonic()
+    check(got["connections"] == n, "after the clients' EOF, with their echo unread, the daemon "
+          "counts %d connections, expected %d (closed: orphans outside the limit)"
+          % (got["connections"], n))
+    extra = ctx.connect(port, timeout=5.0)
+    extra.sendall(b"over the limit\n")
+    tc.expect_silence(extra, 1.0, "a client over max_connections while the non-readers "
+                      "hold every slot")
+    # Not a byte read meanwhile: reading would drain the echo.
+    st = stats_until(d, lambda st: st["timed_out"] >= n, idle_s + 15.0 * CPU_SLACK,
+                     "the non-readers timed out")
+    waited = time.monotonic() - eof_at
+    check(waited >= idle_s - 0.5, "non-readers closed %.1f s after their EOF, before "
+          "idle_timeout %d s" % (waited, idle_s))
+    for i, s in enumerate(clients):
+        err = recv_error(s, 10.0, "non-reading client %d" % i)
+        check(err == errno.ECONNRESET, "non-reading client %d: the connection ended with %s, "
+              "expected a reset (its echo still queued)"
+              % (i, "EOF" if err == 0 else os.strerror(err)))
+    tc.recv_exact(extra, len(b"over the limit\n"), timeout=10.0, what="echo once a slot freed")
+    ctx.note("non-readers reset %.1f s after EOF; %r" % (waited, st))
+
+
+@test
+def halfclose_reader_gets_every_byte(ctx):
+    """The common half-close: a client that shuts down its write side and
+    reads its echo gets every byte and a clean EOF (no reset), even with a
+    small receive buffer that keeps the echo queued in the daemon."""
+    size = 300 * KiB
+    d, (port,) = start_daemon(ctx, limits={"idle_timeout": "10s"})
+    s = slow_reader(ctx, port, "half-closing reader")
+    payload = bytes(pattern_byte(7, k) for k in range(size))
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    got = tc.recv_until_eof(s, timeout=20.0 * CPU_SLACK, what="echo after half-close")
+    check(got == payload, "echo after half-close: %d of %d bytes, first difference at %s"
+          % (len(got), size, tc.first_difference(got, payload)))
+    wait_idle_stats(d, 10.0, "half-closed reader's connection released")
+
+
+@test
+def urgent_data_is_echoed(ctx):
+    """A byte sent as TCP urgent data (MSG_OOB) is echoed in place, like
+    any other."""
+    d, (port,) = start_daemon(ctx)
+    s = ctx.connect(port, timeout=5.0)
+    s.sendall(b"ab")
+    s.send(b"U", socket.MSG_OOB)
+    s.sendall(b"cd")
+    got = tc.recv_exact(s, 5, timeout=5.0, what="echo with urgent data")
+    check(got == b"abUcd", "echo with an urgent byte: %r, expected b'abUcd'" % got)
+
+
+@test
+def reload_from_fifo_never_stalls(ctx):
+    """The configuration path replaced by a FIFO: a HUP neither blocks the
+    echoes (nobody ever writes the FIFO) nor changes the configuration,
+    and the daemon says why."""
+    d, (port,) = start_daemon(ctx)
+    s = ctx.connect(port, timeout=5.0)
+    echo_ok(s, b"before\n", timeout=5.0)
+    path = os.path.join(ctx.dir, "coechod.yaml")
+    os.unlink(path)
+    os.mkfifo(path)
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)
+    for i in range(5):
+        echo_ok(s, b"during the reload %d\n" % i, timeout=2.0 * CPU_SLACK,
+                what="echo while the configuration is a FIFO")
+    m = d.wait_log(r"reload of .*(failed|took over)|not a regular file", 15.0, mark,
+                   what="the failed reload of a FIFO")
+    echo_ok(s, b"after\n", timeout=5.0)
+    ctx.note("reload: %s" % m.string)
+
+
+@test
+def reload_of_nested_yaml_never_stalls(ctx):
+    """A 60 KB file of nested flow sequences (quadratic for libyaml) as a
+    reload: echoes go on meanwhile, and the file is refused."""
+    d, (port,) = start_daemon(ctx)
+    s = ctx.connect(port, timeout=5.0)
+    echo_ok(s, b"before\n", timeout=5.0)
+    ctx.write_config("limits: " + "[" * 30000 + "]" * 30000 + "\n")
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)
+    started = time.monotonic()
+    for i in range(5):
+        echo_ok(s, b"during the reload %d\n" % i, timeout=1.0 * CPU_SLACK,
+                what="echo while a nested file is read")
+    d.wait_log(r"reload of .* failed|keeping the running configuration", 30.0, mark,
+               what="the refused nested file")
+    ctx.note("5 echoes during the reload in %.2f s" % (time.monotonic() - started))
+
+
+def heap_kib(pid):
+    """Private resident memory of pid, in KiB (Rss of its anonymous maps)."""
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
+    raise TestFailure("no Anonymous: line in /proc/%d/smaps_rollup" % pid)
+
+
+# Runs in a network namespace of its own (unshare -n): two /64s on its
+# loopback, coechod on the first, clients from 20 addresses of each.
+# Prints a JSON object: {"net0": echoed, "net1": echoed}.
+NETNS_IPV6_SCRIPT = r"""
+import json, os, re, socket, subprocess, sys, time
+coechod, cfg = sys.argv[1], sys.argv[2]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+batch = "".join("address add fd00:c0ec:0:%d::%x/64 dev lo nodad\n" % (net, host)
+                for net in (0, 1) for host in range(1, 22))
+subprocess.run(["ip", "-6", "-batch", "-"], input=batch.encode(), check=True)
+d = subprocess.Popen([coechod, "-c", cfg], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+try:
+    port = None
+    deadline = time.monotonic() + 10
+    while port is None and time.monotonic() < deadline:
+        m = re.search(rb"listening on \[[0-9a-f:]+\]:(\d+)", d.stderr.readline())
+        port = int(m.group(1)) if m else None
+    if port is None:
+        sys.exit("coechod did not listen")
+    socks, echoed = [], {}
+    for net in (0, 1):
+        echoed["net%d" % net] = 0
+        for host in range(2, 22):
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            socks.append(s)
+            s.settimeout(5)
+            s.bind(("fd00:c0ec:0:%d::%x" % (net, host), 0))
+            s.connect(("fd00:c0ec::1", port))
+            s.sendall(b"x")
+            try:
+                echoed["net%d" % net] += s.recv(1) == b"x"
+            except OSError:
+                pass
+    print(json.dumps(echoed))
+finally:
+    d.kill()
+    d.wait()
+"""
+
+
+def echoes_per_ipv6_net(ctx, limits):
+    """Runs NETNS_IPV6_SCRIPT with coechod on these limits; its counts."""
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        raise TestSkip("cannot make a network namespace (unshare -n; needs root)")
+    cfg = ctx.write_config(yaml_config([("fd00:c0ec::1", 0)], limits))
+    r = subprocess.run(["unshare", "-n", sys.executable, "-c", NETNS_IPV6_SCRIPT, COECHOD, cfg],
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "network-namespace client exited %d: %s" % (
+        r.returncode, r.stderr.decode("utf-8", "replace")[-800:]))
+    return json.loads(r.stdout)
+
+
+@test
+def per_ip_limit_counts_an_ipv6_64_as_one(ctx):
+    """max_connections_per_ip counts IPv6 clients per /64 (the default
+    prefix): 20 addresses of one /64 get 3 connections, not 60. On test
+    addresses in a network namespace of the test's own."""
+    got = echoes_per_ipv6_net(ctx, {"max_connections_per_ip": 3})
+    check(got == {"net0": 3, "net1": 3}, "echoed connections from 20 addresses of each of two "
+          "/64s at max_connections_per_ip 3: %r, expected 3 each" % got)
+
+
+def cached_buffers(d):
+    return stats(d)["buffers_cached"]
+
+
+@test
+def echo_buffers_bounded_and_trimmed(ctx):
+    """Echo buffers kept for reuse are bounded in bytes (a 16MiB buffer is
+    never kept) and given back once unused for a while."""
+    n = 40
+    d, (port,) = start_daemon(ctx, limits={"buffer_size": "16MiB"})
+    tc.pump([tc.Stream(ctx.connect(port, timeout=5.0), os.urandom(256 * KiB), "big %d" % i)
+             for i in range(n)], 60.0 * CPU_SLACK)
+    st = wait_idle_stats(d, 10.0, "every 16MiB-buffer client gone")
+    check(st["buffers_cached"] == 0, "%d bytes of 16MiB buffers kept after the clients left"
+          % st["buffers_cached"])
+
+    d2, (port2,) = start_daemon(ctx)  # buffer_size 16KiB
+    tc.pump([tc.Stream(ctx.connect(port2, timeout=5.0), os.urandom(256 * KiB), "small %d" % i)
+             for i in range(n)], 60.0 * CPU_SLACK)
+    st = wait_idle_stats(d2, 10.0, "every 16KiB-buffer client gone")
+    check(0 < st["buffers_cached"] <= 4 * 1024 * KiB, "%d bytes of 16KiB buffers kept right "
+          "after %d clients, expected some, at most 4 MiB" % (st["buffers_cached"], n))
+    wait_for(lambda: cached_buffers(d2) == 0, 15.0, "the unused buffers given back", 0.5)
+    ctx.note("16KiB buffers kept right after the clients: %d bytes" % st["buffers_cached"])
 
 
 # ---------------------------------------------------------------------------
