@@ -1,9 +1,11 @@
 /* coechod configuration: the YAML file to a validated struct (libyaml's
  * document API).
  *
- * The file is read into memory first, which bounds its size and lets us find
- * tabs in indentation ourselves: libyaml's own error for them ("found
- * character that cannot start any token") does not say what is wrong. The
+ * The file, which must be a regular one (never a FIFO or device that could
+ * block the caller), is read into memory first, which bounds its size and
+ * lets us find tabs in indentation ourselves: libyaml's own error for them
+ * ("found character that cannot start any token") does not say what is
+ * wrong. The
  * document is then walked by schema: one table per mapping lists its keys and
  * how each value is checked, so unknown keys (with a did-you-mean), duplicates
  * and type errors are handled in one place. Errors are collected rather than
@@ -18,11 +20,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 enum {
@@ -1064,48 +1069,104 @@ static void parse_text(parse_ctx *ctx) {
     yaml_parser_delete(&parser);
 }
 
-/* The whole file, NUL-terminated, or NULL (reported). */
-static char *read_file(parse_ctx *ctx, size_t *len) {
-    FILE *f = fopen(ctx->path, "rb");
-    if (f == NULL) {
+/* What a file that is not a regular one is, for the message. */
+static const char *file_type_name(mode_t mode) {
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "of an unknown type";
+}
+
+/* Opens the file for reading, or returns -1 (reported). Only a regular file
+ * is accepted: a FIFO would block the opener (fopen waits for a writer, a
+ * read for data), freezing the event loop on a reload and "coechod -t" in
+ * ExecStartPre; a device such as /dev/zero never ends. O_NONBLOCK makes the
+ * open itself return at once on a FIFO; it changes nothing for a regular
+ * file. */
+static int open_regular(parse_ctx *ctx) {
+    int fd = open(ctx->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         report_file(ctx, "cannot open: %s", strerror(errno));
-        return NULL;
+        return -1;
     }
-    size_t cap = 4096, n = 0;
-    char *text = malloc(cap);
-    int read_errno = 0;
-    while (text != NULL && n <= MAX_FILE_SIZE) {
-        if (cap - n < 2) {
-            char *bigger = realloc(text, cap * 2);
-            if (bigger == NULL) {
-                free(text);
-                text = NULL;
-                break;
-            }
-            text = bigger;
-            cap *= 2;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        report_file(ctx, "cannot stat: %s", strerror(errno));
+        (void)close(fd); /* read-only: a failed close loses nothing */
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        report_file(ctx, "not a regular file (%s)", file_type_name(st.st_mode));
+        (void)close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Makes room for at least two more bytes (one read byte and the NUL);
+ * false when out of memory (text is then freed). */
+static bool grow_buffer(char **text, size_t *cap, size_t n) {
+    if (*text != NULL && *cap - n >= 2)
+        return true;
+    size_t bigger = *text == NULL ? 4096 : *cap * 2;
+    char *p = realloc(*text, bigger);
+    if (p == NULL) {
+        free(*text);
+        *text = NULL;
+        return false;
+    }
+    *text = p;
+    *cap = bigger;
+    return true;
+}
+
+/* Reads fd to its end: the text, NUL-terminated, or NULL (reported). The
+ * size is checked as the bytes come, not from fstat, which a file being
+ * written (or one in /proc) does not report truthfully. */
+static char *read_all(parse_ctx *ctx, int fd, size_t *len) {
+    char *text = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (!grow_buffer(&text, &cap, n)) {
+            report_file(ctx, "out of memory");
+            return NULL;
         }
-        size_t got = fread(text + n, 1, cap - n - 1, f);
-        n += got;
+        ssize_t got = read(fd, text + n, cap - n - 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            report_file(ctx, "cannot read: %s", strerror(errno));
+            break;
+        }
         if (got == 0) {
-            read_errno = ferror(f) ? errno : 0;
+            text[n] = '\0';
+            *len = n;
+            return text;
+        }
+        n += (size_t)got;
+        if (n > MAX_FILE_SIZE) {
+            report_file(ctx, "too large (over %d bytes)", MAX_FILE_SIZE);
             break;
         }
     }
-    fclose(f);
-    if (text == NULL) {
-        report_file(ctx, "out of memory");
-    } else if (read_errno != 0 || n > MAX_FILE_SIZE) {
-        if (read_errno != 0)
-            report_file(ctx, "cannot read: %s", strerror(read_errno));
-        else
-            report_file(ctx, "too large (over %d bytes)", MAX_FILE_SIZE);
-        free(text);
-        text = NULL;
-    } else {
-        text[n] = '\0';
-        *len = n;
-    }
+    free(text);
+    return NULL;
+}
+
+/* The whole file, NUL-terminated, or NULL (reported). */
+static char *read_file(parse_ctx *ctx, size_t *len) {
+    int fd = open_regular(ctx);
+    if (fd < 0)
+        return NULL;
+    char *text = read_all(ctx, fd, len);
+    (void)close(fd); /* read-only: a failed close loses nothing */
     return text;
 }
 

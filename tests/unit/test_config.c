@@ -581,13 +581,43 @@ static void test_cannot_open_or_read(void **state) {
     assert_string_equal(errs.text, expected);
     assert_int_equal(errs.len, strlen(errs.text));
 
-    assert_int_equal(config_load(TOP_SRCDIR "/tests", &cfg, &errs), -1);
-    snprintf(expected, sizeof expected, "%s: cannot read: %s\n", TOP_SRCDIR "/tests",
-             strerror(EISDIR));
-    assert_string_equal(errs.text, expected);
-
     /* Without somewhere to put the messages, the result still says it failed. */
     assert_int_equal(config_load("/nonexistent/coechod.yaml", &cfg, NULL), -1);
+}
+
+/* config_load on path must fail at once with "PATH: not a regular file (what)".
+ * An alarm turns a blocking open or read into a failed test, not a hung one. */
+static void expect_not_regular(const char *path, const char *what) {
+    config cfg;
+    config_errors errs;
+    char expected[1024];
+    alarm(10);
+    int rc = config_load(path, &cfg, &errs);
+    alarm(0);
+    assert_int_equal(rc, -1);
+    assert_int_equal(errs.count, 1);
+    snprintf(expected, sizeof expected, "%s: not a regular file (%s)\n", path, what);
+    assert_string_equal(errs.text, expected);
+}
+
+/* A FIFO with no writer would block fopen (and a reload with it) forever; a
+ * device never ends. Both are refused before any byte is read. */
+static void test_not_a_regular_file(void **state) {
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    char dir[512], fifo[600];
+    snprintf(dir, sizeof dir, "%s/coechod-test-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/coechod.yaml", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_not_regular(fifo, "a FIFO");
+    assert_int_equal(unlink(fifo), 0);
+    expect_not_regular(dir, "a directory");
+    assert_int_equal(rmdir(dir), 0);
+    expect_not_regular(TOP_SRCDIR "/tests", "a directory");
+    expect_not_regular("/dev/zero", "a character device");
+    expect_not_regular("/dev/null", "a character device");
 }
 
 static void test_failed_load_leaves_cfg_alone(void **state) {
@@ -862,6 +892,7 @@ int main(void) {
         cmocka_unit_test(test_dump_units),
         cmocka_unit_test(test_dump_round_trip),
         cmocka_unit_test(test_cannot_open_or_read),
+        cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_failed_load_leaves_cfg_alone),
         cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_errors_are_capped),
