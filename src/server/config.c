@@ -11,7 +11,9 @@
  * and type errors are handled in one place. Errors are collected rather than
  * fatal, up to MAX_ERRORS; only a syntax error stops early, as there is then
  * no tree to walk. The walk follows the schema, never the document's shape,
- * so aliases that make the node graph cyclic cannot make it loop. */
+ * so aliases that make the node graph cyclic cannot make it loop. Before the
+ * document is built, a pass over libyaml's tokens bounds nesting, anchors
+ * and aliases, on which libyaml spends more than linear time. */
 #ifdef HAVE_CONFIG_H
 #include <config.h> /* autoconf's: "config.h" would find server/config.h, next to this file */
 #endif
@@ -39,7 +41,18 @@ enum {
     SHOWN_KEY_MAX = 64,   /* bytes of a key shown in a key path */
     QUOTED_SIZE = 4 * SHOWN_VALUE_MAX + 16,
     PATH_SIZE = 256,
-    SUGGEST_MAX_LEN = 32 /* keys longer than this get no did-you-mean */
+    SUGGEST_MAX_LEN = 32, /* keys longer than this get no did-you-mean */
+    /* libyaml's work is not linear in the text: its scanner walks its stack
+     * of possible simple keys, one per flow level, for every token, and its
+     * loader compares each anchor with every earlier one and looks each
+     * alias up among them. 40,000 nested [ took 10 s, 40,000 anchors 4 s,
+     * and a reload runs in the event loop. These bounds keep the worst case
+     * to milliseconds (64 levels a token; at most 1000 x 1000 anchor name
+     * comparisons) while a real configuration needs 3 levels (top mapping,
+     * listen list, entry) and seldom an anchor at all. */
+    MAX_DEPTH = 64,     /* nested collections, block and flow together */
+    MAX_ANCHORS = 1000, /* &name */
+    MAX_ALIASES = 1000  /* *name */
 };
 
 /* ---- quantities: durations and sizes (src/common/units) ----------------- */
@@ -1045,6 +1058,73 @@ static void check_single_document(parse_ctx *ctx, yaml_parser_t *parser) {
     yaml_document_delete(&doc);
 }
 
+/* What check_limits has seen so far. */
+typedef struct limit_counts {
+    int depth;
+    int anchors;
+    int aliases;
+} limit_counts;
+
+/* Counts one token; false (reported at the token) if it goes over a limit. */
+static bool count_token(parse_ctx *ctx, const yaml_token_t *token, limit_counts *n) {
+    switch (token->type) {
+    case YAML_BLOCK_SEQUENCE_START_TOKEN:
+    case YAML_BLOCK_MAPPING_START_TOKEN:
+    case YAML_FLOW_SEQUENCE_START_TOKEN:
+    case YAML_FLOW_MAPPING_START_TOKEN:
+        if (++n->depth <= MAX_DEPTH)
+            return true;
+        report(ctx, token->start_mark, NULL, "nesting deeper than %d levels", MAX_DEPTH);
+        return false;
+    case YAML_BLOCK_END_TOKEN:
+    case YAML_FLOW_SEQUENCE_END_TOKEN:
+    case YAML_FLOW_MAPPING_END_TOKEN:
+        n->depth--;
+        return true;
+    case YAML_ANCHOR_TOKEN:
+        if (++n->anchors <= MAX_ANCHORS)
+            return true;
+        report(ctx, token->start_mark, NULL, "more than %d anchors (&name)", MAX_ANCHORS);
+        return false;
+    case YAML_ALIAS_TOKEN:
+        if (++n->aliases <= MAX_ALIASES)
+            return true;
+        report(ctx, token->start_mark, NULL, "more than %d aliases (*name)", MAX_ALIASES);
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* Holds the text to MAX_DEPTH, MAX_ANCHORS and MAX_ALIASES before libyaml
+ * builds a document from it; false if over one (reported). The pass reads
+ * libyaml's own tokens rather than guessing at YAML's lexical rules (block
+ * scalars, quotes, comments), so it counts exactly what the loader would
+ * see, with exact positions. It stops at the first token over a limit, and
+ * the scanner's lookahead is short (a possible simple key: one line, at most
+ * 1024 characters), so it never walks a deep stack for long. A syntax error
+ * ends the pass quietly: the load reports it. */
+static bool check_limits(parse_ctx *ctx) {
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        report_file(ctx, "out of memory");
+        return false;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)ctx->text, ctx->textlen);
+    limit_counts counts = {0, 0, 0};
+    bool ok = true, end = false;
+    while (ok && !end) {
+        yaml_token_t token;
+        if (!yaml_parser_scan(&parser, &token))
+            break;
+        end = token.type == YAML_STREAM_END_TOKEN || token.type == YAML_NO_TOKEN;
+        ok = count_token(ctx, &token, &counts);
+        yaml_token_delete(&token);
+    }
+    yaml_parser_delete(&parser);
+    return ok;
+}
+
 static void parse_text(parse_ctx *ctx) {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
@@ -1182,7 +1262,7 @@ int config_load(const char *path, config *cfg, config_errors *errs) {
     if (ctx.cfg != NULL) {
         ctx.text = text;
         config_defaults(ctx.cfg);
-        if (!report_tabs(&ctx))
+        if (!report_tabs(&ctx) && check_limits(&ctx))
             parse_text(&ctx);
     }
     bool ok = ctx.errs->count == 0;

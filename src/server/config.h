@@ -60,9 +60,10 @@ void config_defaults(config *cfg);
 
 /* Loads path over the defaults. Returns 0, or -1 with every error found in
  * errs (the file unreadable or not a regular file, YAML syntax, tabs,
- * unknown keys with a did-you-mean, duplicate keys, wrong types,
- * out-of-range values). Never blocks on a FIFO or device. cfg is only
- * written on success. */
+ * nesting over 64 levels or over 1000 anchors or aliases, unknown keys with
+ * a did-you-mean, duplicate keys, wrong types, out-of-range values). Never
+ * blocks on a FIFO or device, and takes time linear in the file (at most
+ * 1 MiB). cfg is only written on success. */
 int config_load(const char *path, config *cfg, config_errors *errs);
 
 /* Parses "ADDR:PORT" ("127.0.0.1:7007", "[::1]:7007") as given to -l.

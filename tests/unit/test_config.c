@@ -717,6 +717,135 @@ static void test_tabs_and_encoding(void **state) {
                  "limits, shutdown_grace, workers, reuse_port, log, pid_file, user");
 }
 
+/* ---- limits on libyaml's work -------------------------------------------------------- */
+
+/* A growing string for generated YAML (freed by the caller). */
+typedef struct text {
+    char *s;
+    size_t len, cap;
+} text;
+
+__attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0);
+    if (t->len + (size_t)n + 1 > t->cap) {
+        t->cap = (t->len + (size_t)n + 1) * 2;
+        t->s = realloc(t->s, t->cap);
+        assert_non_null(t->s);
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+static void add_repeated(text *t, const char *piece, int count) {
+    for (int i = 0; i < count; i++)
+        add(t, "%s", piece);
+}
+
+/* "user: " and levels nested flow lists: with the top mapping, levels + 1
+ * collections deep. */
+static char *nested_flow(int levels) {
+    text t = {NULL, 0, 0};
+    add(&t, "user: ");
+    add_repeated(&t, "[", levels);
+    add_repeated(&t, "]", levels);
+    add(&t, "\n");
+    return t.s;
+}
+
+static void test_nesting_limit(void **state) {
+    (void)state;
+    /* 64 levels pass the limit (and then fail the schema); 65 do not, and the
+     * error points at the '[' that opens the 65th. */
+    char *yaml = nested_flow(63);
+    expect_error(yaml, ":1:7: user: expected a string (\"\" for none), got a list");
+    free(yaml);
+    yaml = nested_flow(64);
+    expect_error(yaml, ":1:70: nesting deeper than 64 levels");
+    free(yaml);
+    /* Far deeper, as libyaml once took seconds over: still at the 65th. */
+    yaml = nested_flow(40000);
+    expect_error(yaml, ":1:70: nesting deeper than 64 levels");
+    free(yaml);
+
+    /* Flow mappings, and block collections ("- - -" nests without the text
+     * growing quadratically) count the same. */
+    text t = {NULL, 0, 0};
+    add(&t, "user:\n  ");
+    add_repeated(&t, "{a: ", 63);
+    add(&t, "b");
+    add_repeated(&t, "}", 63);
+    add(&t, "\n");
+    expect_error(t.s, ":2:3: user: expected a string (\"\" for none), got a mapping");
+    t.len = 0;
+    add(&t, "user:\n  ");
+    add_repeated(&t, "{a: ", 64);
+    expect_error(t.s, ":2:255: nesting deeper than 64 levels");
+    t.len = 0;
+    add(&t, "user:\n  ");
+    add_repeated(&t, "- ", 63);
+    add(&t, "x\n");
+    expect_error(t.s, ":2:3: user: expected a string (\"\" for none), got a list");
+    t.len = 0;
+    add(&t, "user:\n  ");
+    add_repeated(&t, "? ", 64);
+    add(&t, "x\n");
+    expect_error(t.s, ":2:129: nesting deeper than 64 levels");
+    /* Brackets in comments and quoted or block scalars are not nesting. */
+    t.len = 0;
+    add(&t, "# ");
+    add_repeated(&t, "[", 100);
+    add(&t, "\npid_file: \"");
+    add_repeated(&t, "{", 100);
+    add(&t, "\"\nuser: |\n  ");
+    add_repeated(&t, "[", 100);
+    add(&t, "\n");
+    config cfg;
+    expect_load(t.s, &cfg);
+    assert_int_equal(strlen(cfg.pid_file), 100);
+    free(t.s);
+}
+
+/* "user: " and a flow list of anchors &a0 ... and aliases *a0 ... */
+static char *anchors_and_aliases(int anchors, int aliases) {
+    text t = {NULL, 0, 0};
+    add(&t, "user: [");
+    for (int i = 0; i < anchors; i++)
+        add(&t, "&a%d x, ", i);
+    for (int i = 0; i < aliases; i++)
+        add(&t, "*a%d, ", anchors - 1 - i % anchors);
+    add(&t, "x]\n");
+    return t.s;
+}
+
+static void test_anchor_and_alias_limits(void **state) {
+    (void)state;
+    char *yaml = anchors_and_aliases(1000, 1000);
+    expect_error(yaml, ":1:7: user: expected a string (\"\" for none), got a list");
+    free(yaml);
+    /* "user: [" is 7 bytes, "&aN x, " 6 + digits, "*a0, " 5. */
+    yaml = anchors_and_aliases(1001, 0);
+    expect_error(yaml, ":1:8898: more than 1000 anchors (&name)");
+    free(yaml);
+    yaml = anchors_and_aliases(1, 1001);
+    expect_error(yaml, ":1:5015: more than 1000 aliases (*name)");
+    free(yaml);
+    /* Anchors and aliases that are not tokens do not count. */
+    text t = {NULL, 0, 0};
+    add(&t, "pid_file: \"");
+    add_repeated(&t, "&a *a ", 600);
+    add(&t, "\"\nuser: a&b*c\n");
+    add_repeated(&t, "# &x *x\n", 1001);
+    config cfg;
+    expect_load(t.s, &cfg);
+    free(t.s);
+}
+
 /* ---- the corpora ------------------------------------------------------------------------- */
 
 static int compare_names(const void *a, const void *b) {
@@ -897,6 +1026,8 @@ int main(void) {
         cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_errors_are_capped),
         cmocka_unit_test(test_tabs_and_encoding),
+        cmocka_unit_test(test_nesting_limit),
+        cmocka_unit_test(test_anchor_and_alias_limits),
         cmocka_unit_test(test_bad_corpus),
         cmocka_unit_test(test_good_corpus),
         cmocka_unit_test(test_good_examples),
