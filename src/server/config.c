@@ -230,6 +230,7 @@ void config_defaults(config *cfg) {
     cfg->nlisten = 2;
     cfg->max_connections = 10000;
     cfg->max_connections_per_ip = 0;
+    cfg->per_ip_ipv6_prefix = 64; /* one customer's network, usually */
     cfg->idle_timeout_ms = 300 * MS_PER_S;
     cfg->buffer_size = 16 * KIB;
     cfg->stack_size = 64 * KIB;
@@ -446,6 +447,7 @@ typedef struct section {
 static const field limits_fields[] = {
     FIELD("max_connections", VALUE_UINT32, max_connections, 1, 10000000),
     FIELD("max_connections_per_ip", VALUE_UINT32, max_connections_per_ip, 0, 10000000),
+    FIELD("per_ip_ipv6_prefix", VALUE_UINT32, per_ip_ipv6_prefix, 1, 128),
     FIELD("idle_timeout", VALUE_DURATION, idle_timeout_ms, 0, 24 * MS_PER_H),
     FIELD("buffer_size", VALUE_SIZE, buffer_size, 512, 16 * MIB),
     FIELD("stack_size", VALUE_SIZE, stack_size, 16 * KIB, 8 * MIB),
@@ -1314,6 +1316,7 @@ void config_dump(const config *cfg, FILE *out) {
     fputs("limits:\n", out);
     fprintf(out, "  max_connections: %" PRIu32 "\n", cfg->max_connections);
     fprintf(out, "  max_connections_per_ip: %" PRIu32 "\n", cfg->max_connections_per_ip);
+    fprintf(out, "  per_ip_ipv6_prefix: %" PRIu32 "\n", cfg->per_ip_ipv6_prefix);
     units_format_duration(a, sizeof a, cfg->idle_timeout_ms);
     fprintf(out, "  idle_timeout: %s\n", a);
     units_format_size(a, sizeof a, cfg->buffer_size);

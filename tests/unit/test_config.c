@@ -102,6 +102,7 @@ static void assert_config_equal(const config *a, const config *b) {
         assert_listen_equal(&a->listen[i], &b->listen[i]);
     assert_int_equal(a->max_connections, b->max_connections);
     assert_int_equal(a->max_connections_per_ip, b->max_connections_per_ip);
+    assert_int_equal(a->per_ip_ipv6_prefix, b->per_ip_ipv6_prefix);
     assert_int_equal(a->idle_timeout_ms, b->idle_timeout_ms);
     assert_int_equal(a->buffer_size, b->buffer_size);
     assert_int_equal(a->stack_size, b->stack_size);
@@ -141,6 +142,7 @@ static void test_defaults(void **state) {
     assert_int_equal(listen_port(&cfg.listen[1]), 7007);
     assert_int_equal(cfg.max_connections, 10000);
     assert_int_equal(cfg.max_connections_per_ip, 0);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 64);
     assert_int_equal(cfg.idle_timeout_ms, 300000);
     assert_int_equal(cfg.buffer_size, 16384);
     assert_int_equal(cfg.stack_size, 65536);
@@ -301,6 +303,34 @@ static void test_integer_forms(void **state) {
     expect_error("limits:\n  backlog: ~\n", ":2:12: limits.backlog: expected an integer, got null");
 }
 
+static void test_per_ip_ipv6_prefix(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("limits:\n  max_connections_per_ip: 4\n", &cfg);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 64);
+    expect_load("limits:\n  per_ip_ipv6_prefix: 1\n", &cfg);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 1);
+    expect_load("limits: { per_ip_ipv6_prefix: 128 }\n", &cfg);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 128);
+    expect_load("limits:\n  per_ip_ipv6_prefix: 48\n", &cfg);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 48);
+    expect_error("limits:\n  per_ip_ipv6_prefix: 0\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer from 1 to 128, got 0");
+    expect_error("limits:\n  per_ip_ipv6_prefix: 129\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer from 1 to 128, got 129");
+    expect_error("limits:\n  per_ip_ipv6_prefix: -64\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer from 1 to 128, got -64");
+    expect_error("limits:\n  per_ip_ipv6_prefix: /64\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer, got \"/64\"");
+    expect_error("limits:\n  per_ip_ipv6_prefix: '64'\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer, got string \"64\"");
+    expect_error("per_ip_ipv6_prefix: 64\n", ":1:1: per_ip_ipv6_prefix: unknown key; "
+                                             "per_ip_ipv6_prefix belongs under limits");
+    expect_error("limits:\n  per_ip_ipv6_prefx: 64\n",
+                 ":2:3: limits.per_ip_ipv6_prefx: unknown key; did you mean "
+                 "\"per_ip_ipv6_prefix\"?");
+}
+
 static void test_workers(void **state) {
     (void)state;
     config cfg;
@@ -378,6 +408,10 @@ static void test_unknown_key_messages(void **state) {
     expect_error("level: info\n", ":1:1: level: unknown key; level belongs under log");
     expect_error("port: 7007\n", ":1:1: port: unknown key; port belongs in listen entries");
     expect_error("log: { colour: yes }\n", ":1:8: log.colour: unknown key; expected one of level");
+    expect_error("limits: { rate: 1 }\n",
+                 ":1:11: limits.rate: unknown key; expected one of max_connections, "
+                 "max_connections_per_ip, per_ip_ipv6_prefix, idle_timeout, buffer_size, "
+                 "stack_size, backlog");
     /* Control characters in a key do not break the one-line format. */
     expect_error("\"a\\nb\": 1\n", ":1:1: a?b: unknown key; expected one of listen, limits, "
                                    "shutdown_grace, workers, reuse_port, log, pid_file, user");
@@ -499,6 +533,7 @@ static void test_dump_units(void **state) {
     char *text = dump_to_string(&cfg);
     assert_non_null(strstr(text, "\n  - { address: \"127.0.0.1\", port: 7007 }\n"));
     assert_non_null(strstr(text, "\n  - { address: \"::1\", port: 7007 }\n"));
+    assert_non_null(strstr(text, "\n  per_ip_ipv6_prefix: 64\n"));
     assert_non_null(strstr(text, "\n  idle_timeout: 5m\n"));
     assert_non_null(strstr(text, "\n  buffer_size: 16KiB\n"));
     assert_non_null(strstr(text, "\n  stack_size: 64KiB\n"));
@@ -550,6 +585,7 @@ static void test_dump_round_trip(void **state) {
         assert_int_equal(config_parse_listen(listeners[i], &cfg.listen[cfg.nlisten++], NULL, 0), 0);
     cfg.max_connections = 1;
     cfg.max_connections_per_ip = 10000000;
+    cfg.per_ip_ipv6_prefix = 128;
     cfg.idle_timeout_ms = 90000; /* 90s, not 1.5m */
     cfg.buffer_size = 513;
     cfg.stack_size = 8 * 1024 * 1024;
@@ -991,6 +1027,7 @@ static void test_good_examples(void **state) {
     assert_string_equal(cfg.listen[2].text, "[::ffff:192.0.2.11]:65535");
     assert_int_equal(cfg.max_connections, 10000000);
     assert_int_equal(cfg.max_connections_per_ip, 16);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 56);
     assert_int_equal(cfg.idle_timeout_ms, 0);
     assert_int_equal(cfg.buffer_size, 512);
     assert_int_equal(cfg.stack_size, 8 * 1024 * 1024);
@@ -1011,6 +1048,7 @@ int main(void) {
         cmocka_unit_test(test_size_forms),
         cmocka_unit_test(test_duration_and_size_values_in_a_file),
         cmocka_unit_test(test_integer_forms),
+        cmocka_unit_test(test_per_ip_ipv6_prefix),
         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_log_levels),
