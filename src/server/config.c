@@ -1,15 +1,19 @@
 /* coechod configuration: the YAML file to a validated struct (libyaml's
  * document API).
  *
- * The file is read into memory first, which bounds its size and lets us find
- * tabs in indentation ourselves: libyaml's own error for them ("found
- * character that cannot start any token") does not say what is wrong. The
+ * The file, which must be a regular one (never a FIFO or device that could
+ * block the caller), is read into memory first, which bounds its size and
+ * lets us find tabs in indentation ourselves: libyaml's own error for them
+ * ("found character that cannot start any token") does not say what is
+ * wrong. The
  * document is then walked by schema: one table per mapping lists its keys and
  * how each value is checked, so unknown keys (with a did-you-mean), duplicates
  * and type errors are handled in one place. Errors are collected rather than
  * fatal, up to MAX_ERRORS; only a syntax error stops early, as there is then
  * no tree to walk. The walk follows the schema, never the document's shape,
- * so aliases that make the node graph cyclic cannot make it loop. */
+ * so aliases that make the node graph cyclic cannot make it loop. Before the
+ * document is built, a pass over libyaml's tokens bounds nesting, anchors
+ * and aliases, on which libyaml spends more than linear time. */
 #ifdef HAVE_CONFIG_H
 #include <config.h> /* autoconf's: "config.h" would find server/config.h, next to this file */
 #endif
@@ -18,11 +22,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 enum {
@@ -34,7 +41,18 @@ enum {
     SHOWN_KEY_MAX = 64,   /* bytes of a key shown in a key path */
     QUOTED_SIZE = 4 * SHOWN_VALUE_MAX + 16,
     PATH_SIZE = 256,
-    SUGGEST_MAX_LEN = 32 /* keys longer than this get no did-you-mean */
+    SUGGEST_MAX_LEN = 32, /* keys longer than this get no did-you-mean */
+    /* libyaml's work is not linear in the text: its scanner walks its stack
+     * of possible simple keys, one per flow level, for every token, and its
+     * loader compares each anchor with every earlier one and looks each
+     * alias up among them. 40,000 nested [ took 10 s, 40,000 anchors 4 s,
+     * and a reload runs in the event loop. These bounds keep the worst case
+     * to milliseconds (64 levels a token; at most 1000 x 1000 anchor name
+     * comparisons) while a real configuration needs 3 levels (top mapping,
+     * listen list, entry) and seldom an anchor at all. */
+    MAX_DEPTH = 64,     /* nested collections, block and flow together */
+    MAX_ANCHORS = 1000, /* &name */
+    MAX_ALIASES = 1000  /* *name */
 };
 
 /* ---- quantities: durations and sizes (src/common/units) ----------------- */
@@ -212,6 +230,7 @@ void config_defaults(config *cfg) {
     cfg->nlisten = 2;
     cfg->max_connections = 10000;
     cfg->max_connections_per_ip = 0;
+    cfg->per_ip_ipv6_prefix = 64; /* one customer's network, usually */
     cfg->idle_timeout_ms = 300 * MS_PER_S;
     cfg->buffer_size = 16 * KIB;
     cfg->stack_size = 64 * KIB;
@@ -428,6 +447,7 @@ typedef struct section {
 static const field limits_fields[] = {
     FIELD("max_connections", VALUE_UINT32, max_connections, 1, 10000000),
     FIELD("max_connections_per_ip", VALUE_UINT32, max_connections_per_ip, 0, 10000000),
+    FIELD("per_ip_ipv6_prefix", VALUE_UINT32, per_ip_ipv6_prefix, 1, 128),
     FIELD("idle_timeout", VALUE_DURATION, idle_timeout_ms, 0, 24 * MS_PER_H),
     FIELD("buffer_size", VALUE_SIZE, buffer_size, 512, 16 * MIB),
     FIELD("stack_size", VALUE_SIZE, stack_size, 16 * KIB, 8 * MIB),
@@ -1040,6 +1060,73 @@ static void check_single_document(parse_ctx *ctx, yaml_parser_t *parser) {
     yaml_document_delete(&doc);
 }
 
+/* What check_limits has seen so far. */
+typedef struct limit_counts {
+    int depth;
+    int anchors;
+    int aliases;
+} limit_counts;
+
+/* Counts one token; false (reported at the token) if it goes over a limit. */
+static bool count_token(parse_ctx *ctx, const yaml_token_t *token, limit_counts *n) {
+    switch (token->type) {
+    case YAML_BLOCK_SEQUENCE_START_TOKEN:
+    case YAML_BLOCK_MAPPING_START_TOKEN:
+    case YAML_FLOW_SEQUENCE_START_TOKEN:
+    case YAML_FLOW_MAPPING_START_TOKEN:
+        if (++n->depth <= MAX_DEPTH)
+            return true;
+        report(ctx, token->start_mark, NULL, "nesting deeper than %d levels", MAX_DEPTH);
+        return false;
+    case YAML_BLOCK_END_TOKEN:
+    case YAML_FLOW_SEQUENCE_END_TOKEN:
+    case YAML_FLOW_MAPPING_END_TOKEN:
+        n->depth--;
+        return true;
+    case YAML_ANCHOR_TOKEN:
+        if (++n->anchors <= MAX_ANCHORS)
+            return true;
+        report(ctx, token->start_mark, NULL, "more than %d anchors (&name)", MAX_ANCHORS);
+        return false;
+    case YAML_ALIAS_TOKEN:
+        if (++n->aliases <= MAX_ALIASES)
+            return true;
+        report(ctx, token->start_mark, NULL, "more than %d aliases (*name)", MAX_ALIASES);
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* Holds the text to MAX_DEPTH, MAX_ANCHORS and MAX_ALIASES before libyaml
+ * builds a document from it; false if over one (reported). The pass reads
+ * libyaml's own tokens rather than guessing at YAML's lexical rules (block
+ * scalars, quotes, comments), so it counts exactly what the loader would
+ * see, with exact positions. It stops at the first token over a limit, and
+ * the scanner's lookahead is short (a possible simple key: one line, at most
+ * 1024 characters), so it never walks a deep stack for long. A syntax error
+ * ends the pass quietly: the load reports it. */
+static bool check_limits(parse_ctx *ctx) {
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        report_file(ctx, "out of memory");
+        return false;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)ctx->text, ctx->textlen);
+    limit_counts counts = {0, 0, 0};
+    bool ok = true, end = false;
+    while (ok && !end) {
+        yaml_token_t token;
+        if (!yaml_parser_scan(&parser, &token))
+            break;
+        end = token.type == YAML_STREAM_END_TOKEN || token.type == YAML_NO_TOKEN;
+        ok = count_token(ctx, &token, &counts);
+        yaml_token_delete(&token);
+    }
+    yaml_parser_delete(&parser);
+    return ok;
+}
+
 static void parse_text(parse_ctx *ctx) {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
@@ -1064,48 +1151,104 @@ static void parse_text(parse_ctx *ctx) {
     yaml_parser_delete(&parser);
 }
 
-/* The whole file, NUL-terminated, or NULL (reported). */
-static char *read_file(parse_ctx *ctx, size_t *len) {
-    FILE *f = fopen(ctx->path, "rb");
-    if (f == NULL) {
+/* What a file that is not a regular one is, for the message. */
+static const char *file_type_name(mode_t mode) {
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "of an unknown type";
+}
+
+/* Opens the file for reading, or returns -1 (reported). Only a regular file
+ * is accepted: a FIFO would block the opener (fopen waits for a writer, a
+ * read for data), freezing the event loop on a reload and "coechod -t" in
+ * ExecStartPre; a device such as /dev/zero never ends. O_NONBLOCK makes the
+ * open itself return at once on a FIFO; it changes nothing for a regular
+ * file. */
+static int open_regular(parse_ctx *ctx) {
+    int fd = open(ctx->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         report_file(ctx, "cannot open: %s", strerror(errno));
-        return NULL;
+        return -1;
     }
-    size_t cap = 4096, n = 0;
-    char *text = malloc(cap);
-    int read_errno = 0;
-    while (text != NULL && n <= MAX_FILE_SIZE) {
-        if (cap - n < 2) {
-            char *bigger = realloc(text, cap * 2);
-            if (bigger == NULL) {
-                free(text);
-                text = NULL;
-                break;
-            }
-            text = bigger;
-            cap *= 2;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        report_file(ctx, "cannot stat: %s", strerror(errno));
+        (void)close(fd); /* read-only: a failed close loses nothing */
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        report_file(ctx, "not a regular file (%s)", file_type_name(st.st_mode));
+        (void)close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Makes room for at least two more bytes (one read byte and the NUL);
+ * false when out of memory (text is then freed). */
+static bool grow_buffer(char **text, size_t *cap, size_t n) {
+    if (*text != NULL && *cap - n >= 2)
+        return true;
+    size_t bigger = *text == NULL ? 4096 : *cap * 2;
+    char *p = realloc(*text, bigger);
+    if (p == NULL) {
+        free(*text);
+        *text = NULL;
+        return false;
+    }
+    *text = p;
+    *cap = bigger;
+    return true;
+}
+
+/* Reads fd to its end: the text, NUL-terminated, or NULL (reported). The
+ * size is checked as the bytes come, not from fstat, which a file being
+ * written (or one in /proc) does not report truthfully. */
+static char *read_all(parse_ctx *ctx, int fd, size_t *len) {
+    char *text = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (!grow_buffer(&text, &cap, n)) {
+            report_file(ctx, "out of memory");
+            return NULL;
         }
-        size_t got = fread(text + n, 1, cap - n - 1, f);
-        n += got;
+        ssize_t got = read(fd, text + n, cap - n - 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            report_file(ctx, "cannot read: %s", strerror(errno));
+            break;
+        }
         if (got == 0) {
-            read_errno = ferror(f) ? errno : 0;
+            text[n] = '\0';
+            *len = n;
+            return text;
+        }
+        n += (size_t)got;
+        if (n > MAX_FILE_SIZE) {
+            report_file(ctx, "too large (over %d bytes)", MAX_FILE_SIZE);
             break;
         }
     }
-    fclose(f);
-    if (text == NULL) {
-        report_file(ctx, "out of memory");
-    } else if (read_errno != 0 || n > MAX_FILE_SIZE) {
-        if (read_errno != 0)
-            report_file(ctx, "cannot read: %s", strerror(read_errno));
-        else
-            report_file(ctx, "too large (over %d bytes)", MAX_FILE_SIZE);
-        free(text);
-        text = NULL;
-    } else {
-        text[n] = '\0';
-        *len = n;
-    }
+    free(text);
+    return NULL;
+}
+
+/* The whole file, NUL-terminated, or NULL (reported). */
+static char *read_file(parse_ctx *ctx, size_t *len) {
+    int fd = open_regular(ctx);
+    if (fd < 0)
+        return NULL;
+    char *text = read_all(ctx, fd, len);
+    (void)close(fd); /* read-only: a failed close loses nothing */
     return text;
 }
 
@@ -1121,7 +1264,7 @@ int config_load(const char *path, config *cfg, config_errors *errs) {
     if (ctx.cfg != NULL) {
         ctx.text = text;
         config_defaults(ctx.cfg);
-        if (!report_tabs(&ctx))
+        if (!report_tabs(&ctx) && check_limits(&ctx))
             parse_text(&ctx);
     }
     bool ok = ctx.errs->count == 0;
@@ -1173,6 +1316,7 @@ void config_dump(const config *cfg, FILE *out) {
     fputs("limits:\n", out);
     fprintf(out, "  max_connections: %" PRIu32 "\n", cfg->max_connections);
     fprintf(out, "  max_connections_per_ip: %" PRIu32 "\n", cfg->max_connections_per_ip);
+    fprintf(out, "  per_ip_ipv6_prefix: %" PRIu32 "\n", cfg->per_ip_ipv6_prefix);
     units_format_duration(a, sizeof a, cfg->idle_timeout_ms);
     fprintf(out, "  idle_timeout: %s\n", a);
     units_format_size(a, sizeof a, cfg->buffer_size);

@@ -2,8 +2,8 @@
  *
  * Schema (every key optional; absent keys keep the built-in defaults):
  *   listen: list of { address: IP literal, port: 0-65535 }   (0 = ephemeral)
- *   limits: { max_connections, max_connections_per_ip, idle_timeout,
- *             buffer_size, stack_size, backlog }
+ *   limits: { max_connections, max_connections_per_ip, per_ip_ipv6_prefix,
+ *             idle_timeout, buffer_size, stack_size, backlog }
  *   shutdown_grace: duration
  *   workers: integer >= 1 or "auto"
  *   log: { level: error|warn|info|debug }
@@ -35,6 +35,7 @@ typedef struct config {
     size_t nlisten;
     uint32_t max_connections;        /* 1 - 10,000,000; default 10000 */
     uint32_t max_connections_per_ip; /* 0 = no limit; default 0 */
+    uint32_t per_ip_ipv6_prefix;     /* the per-IP limit counts IPv6 per /N; 1-128; default 64 */
     int64_t idle_timeout_ms;         /* 0 = never; default 300 s; at most 24 h */
     size_t buffer_size;              /* 512 B - 16 MiB; default 16 KiB */
     size_t stack_size;               /* 16 KiB - 8 MiB; default 64 KiB */
@@ -59,9 +60,11 @@ typedef struct config_errors {
 void config_defaults(config *cfg);
 
 /* Loads path over the defaults. Returns 0, or -1 with every error found in
- * errs (the file unreadable, YAML syntax, tabs, unknown keys with a
- * did-you-mean, duplicate keys, wrong types, out-of-range values). cfg is
- * only written on success. */
+ * errs (the file unreadable or not a regular file, YAML syntax, tabs,
+ * nesting over 64 levels or over 1000 anchors or aliases, unknown keys with
+ * a did-you-mean, duplicate keys, wrong types, out-of-range values). Never
+ * blocks on a FIFO or device, and takes time linear in the file (at most
+ * 1 MiB). cfg is only written on success. */
 int config_load(const char *path, config *cfg, config_errors *errs);
 
 /* Parses "ADDR:PORT" ("127.0.0.1:7007", "[::1]:7007") as given to -l.

@@ -1342,6 +1342,22 @@ def check_config_roundtrip(ctx):
 
 
 @test
+def check_config_fifo(ctx):
+    """-t on a FIFO with no writer exits 1 at once with "not a regular file"
+    (opening it for reading used to wait for a writer forever)."""
+    fifo = os.path.join(ctx.dir, "coechod.yaml")
+    os.mkfifo(fifo, 0o600)
+    start = time.monotonic()
+    r = run_coechod(["-t", "-c", fifo], timeout=5.0)
+    elapsed = time.monotonic() - start
+    check(r.rc == 1, "-t on a FIFO: %s, expected exit 1" % r.summary())
+    check("%s: not a regular file (a FIFO)" % fifo in r.stderr,
+          "stderr lacks '%s: not a regular file (a FIFO)': %r"
+          % (fifo, r.stderr.strip().splitlines()[:3]))
+    check(elapsed < 4.0, "-t on a FIFO took %.1f s" % elapsed)
+
+
+@test
 def check_config_default_file(ctx):
     """-t on the shipped conf/coechod.yaml exits 0 and prints YAML."""
     conf = os.path.join(SRCDIR, "conf", "coechod.yaml")

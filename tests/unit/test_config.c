@@ -102,6 +102,7 @@ static void assert_config_equal(const config *a, const config *b) {
         assert_listen_equal(&a->listen[i], &b->listen[i]);
     assert_int_equal(a->max_connections, b->max_connections);
     assert_int_equal(a->max_connections_per_ip, b->max_connections_per_ip);
+    assert_int_equal(a->per_ip_ipv6_prefix, b->per_ip_ipv6_prefix);
     assert_int_equal(a->idle_timeout_ms, b->idle_timeout_ms);
     assert_int_equal(a->buffer_size, b->buffer_size);
     assert_int_equal(a->stack_size, b->stack_size);
@@ -141,6 +142,7 @@ static void test_defaults(void **state) {
     assert_int_equal(listen_port(&cfg.listen[1]), 7007);
     assert_int_equal(cfg.max_connections, 10000);
     assert_int_equal(cfg.max_connections_per_ip, 0);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 64);
     assert_int_equal(cfg.idle_timeout_ms, 300000);
     assert_int_equal(cfg.buffer_size, 16384);
     assert_int_equal(cfg.stack_size, 65536);
@@ -301,6 +303,34 @@ static void test_integer_forms(void **state) {
     expect_error("limits:\n  backlog: ~\n", ":2:12: limits.backlog: expected an integer, got null");
 }
 
+static void test_per_ip_ipv6_prefix(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("limits:\n  max_connections_per_ip: 4\n", &cfg);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 64);
+    expect_load("limits:\n  per_ip_ipv6_prefix: 1\n", &cfg);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 1);
+    expect_load("limits: { per_ip_ipv6_prefix: 128 }\n", &cfg);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 128);
+    expect_load("limits:\n  per_ip_ipv6_prefix: 48\n", &cfg);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 48);
+    expect_error("limits:\n  per_ip_ipv6_prefix: 0\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer from 1 to 128, got 0");
+    expect_error("limits:\n  per_ip_ipv6_prefix: 129\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer from 1 to 128, got 129");
+    expect_error("limits:\n  per_ip_ipv6_prefix: -64\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer from 1 to 128, got -64");
+    expect_error("limits:\n  per_ip_ipv6_prefix: /64\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer, got \"/64\"");
+    expect_error("limits:\n  per_ip_ipv6_prefix: '64'\n",
+                 ":2:23: limits.per_ip_ipv6_prefix: expected an integer, got string \"64\"");
+    expect_error("per_ip_ipv6_prefix: 64\n", ":1:1: per_ip_ipv6_prefix: unknown key; "
+                                             "per_ip_ipv6_prefix belongs under limits");
+    expect_error("limits:\n  per_ip_ipv6_prefx: 64\n",
+                 ":2:3: limits.per_ip_ipv6_prefx: unknown key; did you mean "
+                 "\"per_ip_ipv6_prefix\"?");
+}
+
 static void test_workers(void **state) {
     (void)state;
     config cfg;
@@ -378,6 +408,10 @@ static void test_unknown_key_messages(void **state) {
     expect_error("level: info\n", ":1:1: level: unknown key; level belongs under log");
     expect_error("port: 7007\n", ":1:1: port: unknown key; port belongs in listen entries");
     expect_error("log: { colour: yes }\n", ":1:8: log.colour: unknown key; expected one of level");
+    expect_error("limits: { rate: 1 }\n",
+                 ":1:11: limits.rate: unknown key; expected one of max_connections, "
+                 "max_connections_per_ip, per_ip_ipv6_prefix, idle_timeout, buffer_size, "
+                 "stack_size, backlog");
     /* Control characters in a key do not break the one-line format. */
     expect_error("\"a\\nb\": 1\n", ":1:1: a?b: unknown key; expected one of listen, limits, "
                                    "shutdown_grace, workers, reuse_port, log, pid_file, user");
@@ -499,6 +533,7 @@ static void test_dump_units(void **state) {
     char *text = dump_to_string(&cfg);
     assert_non_null(strstr(text, "\n  - { address: \"127.0.0.1\", port: 7007 }\n"));
     assert_non_null(strstr(text, "\n  - { address: \"::1\", port: 7007 }\n"));
+    assert_non_null(strstr(text, "\n  per_ip_ipv6_prefix: 64\n"));
     assert_non_null(strstr(text, "\n  idle_timeout: 5m\n"));
     assert_non_null(strstr(text, "\n  buffer_size: 16KiB\n"));
     assert_non_null(strstr(text, "\n  stack_size: 64KiB\n"));
@@ -550,6 +585,7 @@ static void test_dump_round_trip(void **state) {
         assert_int_equal(config_parse_listen(listeners[i], &cfg.listen[cfg.nlisten++], NULL, 0), 0);
     cfg.max_connections = 1;
     cfg.max_connections_per_ip = 10000000;
+    cfg.per_ip_ipv6_prefix = 128;
     cfg.idle_timeout_ms = 90000; /* 90s, not 1.5m */
     cfg.buffer_size = 513;
     cfg.stack_size = 8 * 1024 * 1024;
@@ -581,13 +617,43 @@ static void test_cannot_open_or_read(void **state) {
     assert_string_equal(errs.text, expected);
     assert_int_equal(errs.len, strlen(errs.text));
 
-    assert_int_equal(config_load(TOP_SRCDIR "/tests", &cfg, &errs), -1);
-    snprintf(expected, sizeof expected, "%s: cannot read: %s\n", TOP_SRCDIR "/tests",
-             strerror(EISDIR));
-    assert_string_equal(errs.text, expected);
-
     /* Without somewhere to put the messages, the result still says it failed. */
     assert_int_equal(config_load("/nonexistent/coechod.yaml", &cfg, NULL), -1);
+}
+
+/* config_load on path must fail at once with "PATH: not a regular file (what)".
+ * An alarm turns a blocking open or read into a failed test, not a hung one. */
+static void expect_not_regular(const char *path, const char *what) {
+    config cfg;
+    config_errors errs;
+    char expected[1024];
+    alarm(10);
+    int rc = config_load(path, &cfg, &errs);
+    alarm(0);
+    assert_int_equal(rc, -1);
+    assert_int_equal(errs.count, 1);
+    snprintf(expected, sizeof expected, "%s: not a regular file (%s)\n", path, what);
+    assert_string_equal(errs.text, expected);
+}
+
+/* A FIFO with no writer would block fopen (and a reload with it) forever; a
+ * device never ends. Both are refused before any byte is read. */
+static void test_not_a_regular_file(void **state) {
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    char dir[512], fifo[600];
+    snprintf(dir, sizeof dir, "%s/coechod-test-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/coechod.yaml", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_not_regular(fifo, "a FIFO");
+    assert_int_equal(unlink(fifo), 0);
+    expect_not_regular(dir, "a directory");
+    assert_int_equal(rmdir(dir), 0);
+    expect_not_regular(TOP_SRCDIR "/tests", "a directory");
+    expect_not_regular("/dev/zero", "a character device");
+    expect_not_regular("/dev/null", "a character device");
 }
 
 static void test_failed_load_leaves_cfg_alone(void **state) {
@@ -685,6 +751,135 @@ static void test_tabs_and_encoding(void **state) {
     expect_error("a: &x [*x]\nlimits: *x\n",
                  ":1:1: a: unknown key; expected one of listen, "
                  "limits, shutdown_grace, workers, reuse_port, log, pid_file, user");
+}
+
+/* ---- limits on libyaml's work -------------------------------------------------------- */
+
+/* A growing string for generated YAML (freed by the caller). */
+typedef struct text {
+    char *s;
+    size_t len, cap;
+} text;
+
+__attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0);
+    if (t->len + (size_t)n + 1 > t->cap) {
+        t->cap = (t->len + (size_t)n + 1) * 2;
+        t->s = realloc(t->s, t->cap);
+        assert_non_null(t->s);
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+static void add_repeated(text *t, const char *piece, int count) {
+    for (int i = 0; i < count; i++)
+        add(t, "%s", piece);
+}
+
+/* "user: " and levels nested flow lists: with the top mapping, levels + 1
+ * collections deep. */
+static char *nested_flow(int levels) {
+    text t = {NULL, 0, 0};
+    add(&t, "user: ");
+    add_repeated(&t, "[", levels);
+    add_repeated(&t, "]", levels);
+    add(&t, "\n");
+    return t.s;
+}
+
+static void test_nesting_limit(void **state) {
+    (void)state;
+    /* 64 levels pass the limit (and then fail the schema); 65 do not, and the
+     * error points at the '[' that opens the 65th. */
+    char *yaml = nested_flow(63);
+    expect_error(yaml, ":1:7: user: expected a string (\"\" for none), got a list");
+    free(yaml);
+    yaml = nested_flow(64);
+    expect_error(yaml, ":1:70: nesting deeper than 64 levels");
+    free(yaml);
+    /* Far deeper, as libyaml once took seconds over: still at the 65th. */
+    yaml = nested_flow(40000);
+    expect_error(yaml, ":1:70: nesting deeper than 64 levels");
+    free(yaml);
+
+    /* Flow mappings, and block collections ("- - -" nests without the text
+     * growing quadratically) count the same. */
+    text t = {NULL, 0, 0};
+    add(&t, "user:\n  ");
+    add_repeated(&t, "{a: ", 63);
+    add(&t, "b");
+    add_repeated(&t, "}", 63);
+    add(&t, "\n");
+    expect_error(t.s, ":2:3: user: expected a string (\"\" for none), got a mapping");
+    t.len = 0;
+    add(&t, "user:\n  ");
+    add_repeated(&t, "{a: ", 64);
+    expect_error(t.s, ":2:255: nesting deeper than 64 levels");
+    t.len = 0;
+    add(&t, "user:\n  ");
+    add_repeated(&t, "- ", 63);
+    add(&t, "x\n");
+    expect_error(t.s, ":2:3: user: expected a string (\"\" for none), got a list");
+    t.len = 0;
+    add(&t, "user:\n  ");
+    add_repeated(&t, "? ", 64);
+    add(&t, "x\n");
+    expect_error(t.s, ":2:129: nesting deeper than 64 levels");
+    /* Brackets in comments and quoted or block scalars are not nesting. */
+    t.len = 0;
+    add(&t, "# ");
+    add_repeated(&t, "[", 100);
+    add(&t, "\npid_file: \"");
+    add_repeated(&t, "{", 100);
+    add(&t, "\"\nuser: |\n  ");
+    add_repeated(&t, "[", 100);
+    add(&t, "\n");
+    config cfg;
+    expect_load(t.s, &cfg);
+    assert_int_equal(strlen(cfg.pid_file), 100);
+    free(t.s);
+}
+
+/* "user: " and a flow list of anchors &a0 ... and aliases *a0 ... */
+static char *anchors_and_aliases(int anchors, int aliases) {
+    text t = {NULL, 0, 0};
+    add(&t, "user: [");
+    for (int i = 0; i < anchors; i++)
+        add(&t, "&a%d x, ", i);
+    for (int i = 0; i < aliases; i++)
+        add(&t, "*a%d, ", anchors - 1 - i % anchors);
+    add(&t, "x]\n");
+    return t.s;
+}
+
+static void test_anchor_and_alias_limits(void **state) {
+    (void)state;
+    char *yaml = anchors_and_aliases(1000, 1000);
+    expect_error(yaml, ":1:7: user: expected a string (\"\" for none), got a list");
+    free(yaml);
+    /* "user: [" is 7 bytes, "&aN x, " 6 + digits, "*a0, " 5. */
+    yaml = anchors_and_aliases(1001, 0);
+    expect_error(yaml, ":1:8898: more than 1000 anchors (&name)");
+    free(yaml);
+    yaml = anchors_and_aliases(1, 1001);
+    expect_error(yaml, ":1:5015: more than 1000 aliases (*name)");
+    free(yaml);
+    /* Anchors and aliases that are not tokens do not count. */
+    text t = {NULL, 0, 0};
+    add(&t, "pid_file: \"");
+    add_repeated(&t, "&a *a ", 600);
+    add(&t, "\"\nuser: a&b*c\n");
+    add_repeated(&t, "# &x *x\n", 1001);
+    config cfg;
+    expect_load(t.s, &cfg);
+    free(t.s);
 }
 
 /* ---- the corpora ------------------------------------------------------------------------- */
@@ -832,6 +1027,7 @@ static void test_good_examples(void **state) {
     assert_string_equal(cfg.listen[2].text, "[::ffff:192.0.2.11]:65535");
     assert_int_equal(cfg.max_connections, 10000000);
     assert_int_equal(cfg.max_connections_per_ip, 16);
+    assert_int_equal(cfg.per_ip_ipv6_prefix, 56);
     assert_int_equal(cfg.idle_timeout_ms, 0);
     assert_int_equal(cfg.buffer_size, 512);
     assert_int_equal(cfg.stack_size, 8 * 1024 * 1024);
@@ -852,6 +1048,7 @@ int main(void) {
         cmocka_unit_test(test_size_forms),
         cmocka_unit_test(test_duration_and_size_values_in_a_file),
         cmocka_unit_test(test_integer_forms),
+        cmocka_unit_test(test_per_ip_ipv6_prefix),
         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_log_levels),
@@ -862,10 +1059,13 @@ int main(void) {
         cmocka_unit_test(test_dump_units),
         cmocka_unit_test(test_dump_round_trip),
         cmocka_unit_test(test_cannot_open_or_read),
+        cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_failed_load_leaves_cfg_alone),
         cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_errors_are_capped),
         cmocka_unit_test(test_tabs_and_encoding),
+        cmocka_unit_test(test_nesting_limit),
+        cmocka_unit_test(test_anchor_and_alias_limits),
         cmocka_unit_test(test_bad_corpus),
         cmocka_unit_test(test_good_corpus),
         cmocka_unit_test(test_good_examples),
