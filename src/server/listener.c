@@ -171,7 +171,7 @@ static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
         return;
     }
     start->fd = fd;
-    ip_key_from_sockaddr(&start->peer, peer, 64);
+    ip_key_from_sockaddr(&start->peer, peer, srv.cfg.per_ip_ipv6_prefix);
     start->idle_timeout_ms = srv.cfg.idle_timeout_ms;
     start->buffer_size = srv.cfg.buffer_size;
     if (srv.cfg.max_connections_per_ip &&

@@ -1077,11 +1077,18 @@ def echoes_per_ipv6_net(ctx, limits):
 @test
 def per_ip_limit_counts_an_ipv6_64_as_one(ctx):
     """max_connections_per_ip counts IPv6 clients per /64 (the default
-    prefix): 20 addresses of one /64 get 3 connections, not 60. On test
+    per_ip_ipv6_prefix): 20 addresses of one /64 get 3 connections, not 60;
+    a /48 prefix joins both /64s, 128 counts each address. On test
     addresses in a network namespace of the test's own."""
     got = echoes_per_ipv6_net(ctx, {"max_connections_per_ip": 3})
     check(got == {"net0": 3, "net1": 3}, "echoed connections from 20 addresses of each of two "
           "/64s at max_connections_per_ip 3: %r, expected 3 each" % got)
+    got = echoes_per_ipv6_net(ctx, {"max_connections_per_ip": 3, "per_ip_ipv6_prefix": 48})
+    check(got == {"net0": 3, "net1": 0}, "the same at per_ip_ipv6_prefix 48 (both /64s in one "
+          "/48): %r, expected 3 and 0" % got)
+    got = echoes_per_ipv6_net(ctx, {"max_connections_per_ip": 3, "per_ip_ipv6_prefix": 128})
+    check(got == {"net0": 20, "net1": 20}, "the same at per_ip_ipv6_prefix 128 (per address): "
+          "%r, expected 20 each" % got)
 
 
 def cached_buffers(d):
