@@ -2,6 +2,7 @@
 #include <config.h>
 #endif
 #include "server/daemon.h"
+#include "server/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -79,61 +81,284 @@ void daemon_ready_forget(void) {
     ready_fd = -1;
 }
 
-static bool names_live_process(const char *path) {
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (!f)
-        return false;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    if (pid <= 0 || pid > INT_MAX || pid == (long)getpid())
-        return false;
-    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+/* The pid file stays open and locked (flock) for the life of the daemon: the
+ * lock, not the pid in the file, says whether a coechod runs, so a stale
+ * file naming a reused pid never blocks a start. It is opened by walking
+ * directories with O_NOFOLLOW, each checked like sshd checks its files,
+ * and the file itself with O_NOFOLLOW: no symlink planted by another user
+ * is ever followed. */
+static int pid_fd = -1;
+static char pid_path[PATH_MAX]; /* resolved, for the removal at exit */
+
+enum dir_role { DIR_ANCESTOR, DIR_PARENT };
+
+/* An ancestor may be shared if sticky (/tmp); the file's own directory may
+ * not, as anyone there could pre-create or replace the file. */
+static int check_dir(int dfd, const char *shown, enum dir_role role, const char *path, char *err,
+                     size_t errlen) {
+    struct stat st;
+    if (fstat(dfd, &st) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: directory %s: %s", path, shown, strerror(e));
+        return -e;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "%s: directory %s is owned by uid %ld; refusing (make it 0755, owned by root)",
+                 path, shown, (long)st.st_uid);
+        return -EPERM;
+    }
+    bool shared = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+    if (shared && (role == DIR_PARENT || !(st.st_mode & S_ISVTX))) {
+        snprintf(err, errlen,
+                 "%s: directory %s is writable by group or others; refusing (make it 0755, "
+                 "owned by root)",
+                 path, shown);
+        return -EPERM;
+    }
+    return 0;
 }
 
-int pidfile_check(const char *path, char *err, size_t errlen) {
-    if (!names_live_process(path))
-        return 0;
-    snprintf(err, errlen, "%s: names a running process; is coechod already running?", path);
-    return -EEXIST;
+/* Opens the resolved directory dir one component at a time from /, never
+ * following a symlink, and checks each: the descriptor, or -errno. */
+static int open_dir_checked(const char *dir, const char *path, char *err, size_t errlen) {
+    int dfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: directory /: %s", path, strerror(e));
+        return -e;
+    }
+    char shown[PATH_MAX] = "/";
+    size_t len = 1;
+    for (const char *p = dir;;) {
+        while (*p == '/')
+            p++;
+        size_t n = strcspn(p, "/");
+        int r = check_dir(dfd, shown, n == 0 ? DIR_PARENT : DIR_ANCESTOR, path, err, errlen);
+        if (r || n == 0) {
+            if (r)
+                close(dfd);
+            return r ? r : dfd;
+        }
+        if (n > NAME_MAX || len + 1 + n >= sizeof shown) {
+            close(dfd);
+            snprintf(err, errlen, "%s: path too long", path);
+            return -ENAMETOOLONG;
+        }
+        len += (size_t)snprintf(shown + len, sizeof shown - len, "%s%.*s", len > 1 ? "/" : "",
+                                (int)n, p);
+        int next = openat(dfd, shown + len - n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        close(dfd);
+        if (next < 0) {
+            snprintf(err, errlen, "%s: directory %s: %s", path, shown, strerror(e));
+            return -e;
+        }
+        dfd = next;
+        p += n;
+    }
 }
 
-int pidfile_write(const char *path, char *err, size_t errlen) {
-    int r = pidfile_check(path, err, errlen);
+/* Splits path into its resolved directory (symlinks there resolved once by
+ * realpath(3), then walked without following any) and its last name. */
+static int split_path(const char *path, char *dir, const char **base, char *err, size_t errlen) {
+    const char *slash = strrchr(path, '/');
+    *base = slash ? slash + 1 : path;
+    if (!**base || strcmp(*base, ".") == 0 || strcmp(*base, "..") == 0) {
+        snprintf(err, errlen, "%s: not a file name", path);
+        return -EINVAL;
+    }
+    char given[PATH_MAX];
+    if (!slash)
+        snprintf(given, sizeof given, ".");
+    else /* "/x" keeps its slash: the directory is / */
+        snprintf(given, sizeof given, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (!realpath(given, dir)) {
+        int e = errno;
+        snprintf(err, errlen, "%s: directory %s: %s", path, given, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+/* Opens the checked directory of path; resolved receives the path of the
+ * file in it, base points at its name in path. The descriptor or -errno. */
+static int open_parent(const char *path, char *resolved, const char **base, char *err,
+                       size_t errlen) {
+    char dir[PATH_MAX];
+    int r = split_path(path, dir, base, err, errlen);
     if (r)
         return r;
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof tmp) {
+    if (snprintf(resolved, PATH_MAX, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", *base) >=
+        PATH_MAX) {
         snprintf(err, errlen, "%s: path too long", path);
         return -ENAMETOOLONG;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    return open_dir_checked(dir, path, err, errlen);
+}
+
+/* Opens base in dfd (flags plus O_NOFOLLOW); a symlink, a hard link or
+ * anything but a regular file is refused. The descriptor or -errno. */
+static int open_in(int dfd, const char *base, int flags, const char *path, char *err,
+                   size_t errlen) {
+    int fd = openat(dfd, base, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
     if (fd < 0) {
         int e = errno;
-        snprintf(err, errlen, "%s: %s", tmp, strerror(e));
+        if (e == ELOOP)
+            snprintf(err, errlen, "%s: is a symbolic link; refusing", path);
+        else
+            snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        close(fd);
+        snprintf(err, errlen, "%s: not a regular file with a single link; refusing", path);
+        return -EPERM;
+    }
+    return fd;
+}
+
+/* The pid written in the file of a running coechod, for the error. */
+static long pid_in_file(int fd) {
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    return pid > 0 && pid <= INT_MAX ? pid : 0;
+}
+
+/* -EEXIST with the message when another process holds the lock. */
+static int lock_pidfile(int fd, int how, const char *path, char *err, size_t errlen) {
+    if (flock(fd, how | LOCK_NB) == 0)
+        return 0;
+    int e = errno;
+    if (e != EWOULDBLOCK) {
+        snprintf(err, errlen, "%s: flock: %s", path, strerror(e));
+        return -e;
+    }
+    long pid = pid_in_file(fd);
+    if (pid)
+        snprintf(err, errlen,
+                 "%s: locked by a running coechod (pid %ld); refusing to start "
+                 "a second one",
+                 path, pid);
+    else
+        snprintf(err, errlen, "%s: locked by a running coechod; refusing to start a second one",
+                 path);
+    return -EEXIST;
+}
+
+/* Whether name still names the file open on fd: a coechod exiting unlinks
+ * its file after we opened but before we locked it. */
+static bool same_file(int fd, int dfd, const char *name) {
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && fstatat(dfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+int pidfile_check(const char *path, char *err, size_t errlen) {
+    char resolved[PATH_MAX];
+    const char *base;
+    int dfd = open_parent(path, resolved, &base, err, errlen);
+    if (dfd < 0)
+        return dfd;
+    int fd = open_in(dfd, base, O_RDONLY, path, err, errlen);
+    close(dfd);
+    if (fd == -ENOENT)
+        return 0; /* no file, no daemon */
+    if (fd < 0)
+        return fd;
+    int r = lock_pidfile(fd, LOCK_SH, path, err, errlen);
+    close(fd); /* releases our shared lock */
+    return r;
+}
+
+static int write_pid(int fd, const char *path, char *err, size_t errlen) {
     char line[32];
     int len = snprintf(line, sizeof line, "%d\n", (int)getpid());
-    int e = 0;
-    if (write(fd, line, (size_t)len) != len)
-        e = errno ? errno : EIO;
-    if (close(fd) != 0 && !e)
-        e = errno;
-    if (!e && rename(tmp, path) != 0)
-        e = errno;
-    if (e) {
-        unlink(tmp);
+    if (ftruncate(fd, 0) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: ftruncate: %s", path, strerror(e));
+        return -e;
+    }
+    ssize_t n = pwrite(fd, line, (size_t)len, 0);
+    if (n != len) {
+        int e = n < 0 ? errno : EIO;
         snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     return 0;
 }
 
-void pidfile_remove(const char *path) {
-    if (path && *path)
-        unlink(path);
+/* The pid file, opened and locked exclusively: the descriptor, -ESTALE when
+ * it was unlinked before we got the lock (try again), or -errno. */
+static int open_locked(const char *path, char *err, size_t errlen) {
+    const char *base;
+    int dfd = open_parent(path, pid_path, &base, err, errlen);
+    if (dfd < 0)
+        return dfd;
+    int fd = open_in(dfd, base, O_RDWR | O_CREAT, path, err, errlen);
+    int r = fd < 0 ? fd : lock_pidfile(fd, LOCK_EX, path, err, errlen);
+    if (!r && !same_file(fd, dfd, base))
+        r = -ESTALE;
+    if (r && fd >= 0)
+        close(fd);
+    close(dfd);
+    return r ? r : fd;
+}
+
+int pidfile_write(const char *path, char *err, size_t errlen) {
+    for (int tries = 0; tries < 10; tries++) {
+        int fd = open_locked(path, err, errlen);
+        if (fd == -ESTALE)
+            continue;
+        if (fd < 0)
+            return fd;
+        int r = write_pid(fd, path, err, errlen);
+        if (r) {
+            close(fd);
+            return r;
+        }
+        pid_fd = fd; /* kept, locked, until exit; workers inherit the lock */
+        return 0;
+    }
+    snprintf(err, errlen, "%s: keeps being replaced while we lock it", path);
+    return -ESTALE;
+}
+
+/* Unlinks our file; 0 or the errno that prevented it. */
+static int unlink_ours(void) {
+    errno = 0;
+    if (!same_file(pid_fd, AT_FDCWD, pid_path))
+        return errno ? errno : ESTALE; /* replaced by someone: not ours to remove */
+    return unlink(pid_path) == 0 ? 0 : errno;
+}
+
+/* Unlinks the file; failing that (a user: without write access to the
+ * directory), empties it, so that it names nobody. */
+void pidfile_remove(void) {
+    if (pid_fd < 0)
+        return;
+    int e = unlink_ours();
+    if (!e)
+        log_debug("pid_file %s: removed", pid_path);
+    else if (ftruncate(pid_fd, 0) == 0)
+        log_debug("pid_file %s: cannot remove it (%s); emptied it instead", pid_path,
+                  e == ESTALE ? "no longer names the file we locked" : strerror(e));
+    else
+        log_warn("pid_file %s: can neither remove (%s) nor empty it (%s)", pid_path,
+                 e == ESTALE ? "no longer names the file we locked" : strerror(e), strerror(errno));
+    close(pid_fd);
+    pid_fd = -1;
 }
 
 int drop_privileges(const char *user, char *err, size_t errlen) {
