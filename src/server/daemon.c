@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -361,15 +362,33 @@ void pidfile_remove(void) {
     pid_fd = -1;
 }
 
-int drop_privileges(const char *user, char *err, size_t errlen) {
-    errno = 0;
-    struct passwd *pw = getpwnam(user);
-    if (!pw) {
-        snprintf(err, errlen, "user \"%s\": %s", user, errno ? strerror(errno) : "no such user");
-        return -1;
+/* Empties the capability bounding set, so that nothing this process or a
+ * child ever executes can regain a capability. Needs CAP_SETPCAP, hence
+ * before setuid; a process not started as root has nothing to drop. */
+static int drop_bounding_set(char *err, size_t errlen) {
+    if (geteuid() != 0)
+        return 0;
+    for (unsigned long cap = 0;; cap++) {
+        int in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (in < 0 && errno == EINVAL)
+            return 0; /* past the last capability this kernel knows */
+        if (in < 0 || (in > 0 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)) {
+            snprintf(err, errlen, "cannot drop capability %lu from the bounding set: %s", cap,
+                     strerror(errno));
+            return -1;
+        }
     }
-    if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
-        return 0; /* already that user */
+}
+
+/* Neither setuid binaries nor file capabilities can raise us again. */
+static int set_no_new_privs(char *err, size_t errlen) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
+        return 0;
+    snprintf(err, errlen, "cannot set no_new_privs: %s", strerror(errno));
+    return -1;
+}
+
+static int switch_user(const struct passwd *pw, const char *user, char *err, size_t errlen) {
     if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
         snprintf(err, errlen, "cannot switch to user \"%s\": %s", user, strerror(errno));
         return -1;
@@ -379,6 +398,20 @@ int drop_privileges(const char *user, char *err, size_t errlen) {
         return -1;
     }
     return 0;
+}
+
+int drop_privileges(const char *user, char *err, size_t errlen) {
+    errno = 0;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        snprintf(err, errlen, "user \"%s\": %s", user, errno ? strerror(errno) : "no such user");
+        return -1;
+    }
+    bool already = getuid() == pw->pw_uid && geteuid() == pw->pw_uid;
+    if (!already &&
+        (drop_bounding_set(err, errlen) != 0 || switch_user(pw, user, err, errlen) != 0))
+        return -1;
+    return set_no_new_privs(err, errlen);
 }
 
 long raise_fd_limit(void) {

@@ -26,7 +26,8 @@ int pidfile_check(const char *path, char *err, size_t errlen);
 /* At exit: unlinks the file written, or empties it when we may not. */
 void pidfile_remove(void);
 
-/* setgroups/setgid/setuid to user. 0, or -1 with err. */
+/* Empties the capability bounding set (as root), then setgroups/setgid/
+ * setuid to user, then sets no_new_privs. 0, or -1 with err. */
 int drop_privileges(const char *user, char *err, size_t errlen);
 
 /* Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft

@@ -1251,6 +1251,11 @@ def user_drops_privileges(ctx):
     check(all(int(u) == nobody.pw_uid for u in uids), "Uid is %s, want %d" % (uids, nobody.pw_uid))
     check(all(int(g) == nobody.pw_gid for g in gids), "Gid is %s, want %d" % (gids, nobody.pw_gid))
     check(groups in ([], [str(nobody.pw_gid)]), "supplementary groups %s" % groups)
+    # Nothing it might execute could regain a capability or privileges.
+    check(status.get("NoNewPrivs", "").strip() == "1",
+          "NoNewPrivs is %r, want 1" % status.get("NoNewPrivs"))
+    check(status.get("CapBnd", "").strip() == "0000000000000000",
+          "CapBnd is %r, want an empty bounding set" % status.get("CapBnd"))
 
 
 # ---------------------------------------------------------------------------
