@@ -84,10 +84,10 @@ void daemon_ready_forget(void) {
 
 /* The pid file stays open and locked (flock) for the life of the daemon: the
  * lock, not the pid in the file, says whether a coechod runs, so a stale
- * file naming a reused pid never blocks a start. It is opened by walking
- * directories with O_NOFOLLOW, each checked like sshd checks its files,
- * and the file itself with O_NOFOLLOW: no symlink planted by another user
- * is ever followed. */
+ * file naming a reused pid never blocks a start. It is reached by a walk
+ * from / that checks each directory like sshd checks its files and follows
+ * only symlinks owned by root or us, and opened with O_NOFOLLOW: no
+ * symlink planted by another user is ever followed. */
 static int pid_fd = -1;
 static char pid_path[PATH_MAX]; /* resolved, for the removal at exit */
 
@@ -120,48 +120,123 @@ static int check_dir(int dfd, const char *shown, enum dir_role role, const char 
     return 0;
 }
 
-/* Opens the resolved directory dir one component at a time from /, never
- * following a symlink, and checks each: the descriptor, or -errno. */
-static int open_dir_checked(const char *dir, const char *path, char *err, size_t errlen) {
-    int dfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        int e = errno;
-        snprintf(err, errlen, "%s: directory /: %s", path, strerror(e));
-        return -e;
-    }
-    char shown[PATH_MAX] = "/";
-    size_t len = 1;
-    for (const char *p = dir;;) {
-        while (*p == '/')
-            p++;
-        size_t n = strcspn(p, "/");
-        int r = check_dir(dfd, shown, n == 0 ? DIR_PARENT : DIR_ANCESTOR, path, err, errlen);
-        if (r || n == 0) {
-            if (r)
-                close(dfd);
-            return r ? r : dfd;
-        }
-        if (n > NAME_MAX || len + 1 + n >= sizeof shown) {
-            close(dfd);
-            snprintf(err, errlen, "%s: path too long", path);
-            return -ENAMETOOLONG;
-        }
-        len += (size_t)snprintf(shown + len, sizeof shown - len, "%s%.*s", len > 1 ? "/" : "",
-                                (int)n, p);
-        int next = openat(dfd, shown + len - n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        int e = errno;
-        close(dfd);
-        if (next < 0) {
-            snprintf(err, errlen, "%s: directory %s: %s", path, shown, strerror(e));
-            return -e;
-        }
-        dfd = next;
-        p += n;
-    }
+/* A walk from / to the pid file's directory: dfd is the directory reached
+ * (checked), shown its path, p the components still to go (in rest). */
+typedef struct walk {
+    int dfd;
+    char shown[PATH_MAX];
+    char rest[PATH_MAX];
+    char *p;
+    int links;
+    const char *path; /* as configured, for the messages */
+    char *err;
+    size_t errlen;
+} walk;
+
+static int walk_fail(walk *w, int e, const char *what) {
+    snprintf(w->err, w->errlen, "%s: %s%s%s", w->path, w->shown, what, e ? strerror(e) : "");
+    return -e;
 }
 
-/* Splits path into its resolved directory (symlinks there resolved once by
- * realpath(3), then walked without following any) and its last name. */
+/* Continues the walk at a symlink's target. Only a link owned by root or
+ * us is followed: the directory holding it passed the checks, so nobody
+ * else can replace it, and so nobody else chooses where the path leads. */
+static int walk_link(walk *w, const char *name, const char *after, const struct stat *st) {
+    if (st->st_uid != 0 && st->st_uid != geteuid()) {
+        snprintf(w->err, w->errlen, "%s: %s%s%s is a symbolic link owned by uid %ld; refusing",
+                 w->path, w->shown, strcmp(w->shown, "/") ? "/" : "", name, (long)st->st_uid);
+        return -EPERM;
+    }
+    char target[PATH_MAX];
+    ssize_t len = readlinkat(w->dfd, name, target, sizeof target - 1);
+    if (len < 0)
+        return walk_fail(w, errno, ": readlink: ");
+    target[len] = '\0';
+    if (++w->links > 40)
+        return walk_fail(w, ELOOP, ": ");
+    char next[PATH_MAX];
+    if (snprintf(next, sizeof next, "%s/%s", target, after) >= (int)sizeof next)
+        return walk_fail(w, ENAMETOOLONG, ": ");
+    memcpy(w->rest, next, sizeof next);
+    w->p = w->rest;
+    if (target[0] != '/')
+        return 0;
+    int root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return walk_fail(w, errno, ": open /: ");
+    close(w->dfd);
+    w->dfd = root;
+    snprintf(w->shown, sizeof w->shown, "/");
+    return check_dir(root, "/", DIR_ANCESTOR, w->path, w->err, w->errlen);
+}
+
+/* Takes one step along the n-byte component name: into a directory,
+ * back up for "..", or through a trusted symlink. */
+static int walk_step(walk *w, char *name, size_t n) {
+    char c = name[n];
+    name[n] = '\0'; /* name lies in rest, which we own */
+    struct stat st;
+    int r = 0;
+    if (fstatat(w->dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        r = -errno;
+    } else if (S_ISLNK(st.st_mode)) {
+        return walk_link(w, name, c ? name + n + 1 : name + n, &st);
+    } else {
+        int next = openat(w->dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        r = next < 0 ? -errno : 0;
+        if (next >= 0) {
+            close(w->dfd);
+            w->dfd = next;
+        }
+    }
+    char *slash = strrchr(w->shown, '/');
+    if (strcmp(name, "..") == 0)
+        slash[slash == w->shown] = '\0'; /* "/a/b" to "/a", "/a" to "/" */
+    else if (snprintf(w->shown + strlen(w->shown), sizeof w->shown - strlen(w->shown), "%s%s",
+                      strcmp(w->shown, "/") ? "/" : "", name) >= (int)sizeof w->shown)
+        r = -ENAMETOOLONG;
+    name[n] = c;
+    w->p = name + n;
+    if (r)
+        return walk_fail(w, -r, ": ");
+    return check_dir(w->dfd, w->shown, DIR_ANCESTOR, w->path, w->err, w->errlen);
+}
+
+/* Opens the directory dir (absolute) from /, checking every directory on
+ * the way and never following a symlink others could have planted. The
+ * descriptor, or -errno; shown receives its path with the links resolved. */
+static int open_dir_checked(const char *dir, char *shown, const char *path, char *err,
+                            size_t errlen) {
+    walk w = {.dfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+              .shown = "/",
+              .path = path,
+              .err = err,
+              .errlen = errlen};
+    snprintf(w.rest, sizeof w.rest, "%s", dir);
+    w.p = w.rest;
+    int r = w.dfd < 0 ? walk_fail(&w, errno, ": ")
+                      : check_dir(w.dfd, "/", DIR_ANCESTOR, path, err, errlen);
+    while (!r) {
+        while (*w.p == '/')
+            w.p++;
+        size_t n = strcspn(w.p, "/");
+        if (n == 0)
+            break;
+        if (n == 1 && w.p[0] == '.')
+            w.p++;
+        else
+            r = walk_step(&w, w.p, n);
+    }
+    if (!r)
+        r = check_dir(w.dfd, w.shown, DIR_PARENT, path, err, errlen);
+    if (r && w.dfd >= 0)
+        close(w.dfd);
+    snprintf(shown, PATH_MAX, "%s", w.shown);
+    return r ? r : w.dfd;
+}
+
+/* Splits path into its directory, made absolute from the working directory
+ * (whose path the kernel gives with no symlink), and its last name. */
 static int split_path(const char *path, char *dir, const char **base, char *err, size_t errlen) {
     const char *slash = strrchr(path, '/');
     *base = slash ? slash + 1 : path;
@@ -169,15 +244,20 @@ static int split_path(const char *path, char *dir, const char **base, char *err,
         snprintf(err, errlen, "%s: not a file name", path);
         return -EINVAL;
     }
-    char given[PATH_MAX];
-    if (!slash)
-        snprintf(given, sizeof given, ".");
-    else /* "/x" keeps its slash: the directory is / */
-        snprintf(given, sizeof given, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    if (!realpath(given, dir)) {
+    int dlen = slash ? (int)(slash - path) + 1 : 0;
+    if (path[0] == '/') {
+        snprintf(dir, PATH_MAX, "%.*s", dlen, path);
+        return 0;
+    }
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) {
         int e = errno;
-        snprintf(err, errlen, "%s: directory %s: %s", path, given, strerror(e));
+        snprintf(err, errlen, "%s: getcwd: %s", path, strerror(e));
         return -e;
+    }
+    if (snprintf(dir, PATH_MAX, "%s/%.*s", cwd, dlen, path) >= PATH_MAX) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -ENAMETOOLONG;
     }
     return 0;
 }
@@ -186,16 +266,20 @@ static int split_path(const char *path, char *dir, const char **base, char *err,
  * file in it, base points at its name in path. The descriptor or -errno. */
 static int open_parent(const char *path, char *resolved, const char **base, char *err,
                        size_t errlen) {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], shown[PATH_MAX];
     int r = split_path(path, dir, base, err, errlen);
     if (r)
         return r;
-    if (snprintf(resolved, PATH_MAX, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", *base) >=
+    int dfd = open_dir_checked(dir, shown, path, err, errlen);
+    if (dfd < 0)
+        return dfd;
+    if (snprintf(resolved, PATH_MAX, "%s%s%s", shown, strcmp(shown, "/") ? "/" : "", *base) >=
         PATH_MAX) {
+        close(dfd);
         snprintf(err, errlen, "%s: path too long", path);
         return -ENAMETOOLONG;
     }
-    return open_dir_checked(dir, path, err, errlen);
+    return dfd;
 }
 
 /* Opens base in dfd (flags plus O_NOFOLLOW); a symlink, a hard link or

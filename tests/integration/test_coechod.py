@@ -1504,8 +1504,9 @@ def daemon_mode(ctx):
 
 
 def daemon_pid_dir(ctx, name="run", mode=0o755):
-    """A directory for a pid file in the test's private one, with mode."""
-    path = os.path.join(ctx.dir, name)
+    """A directory for a pid file in the test's private one, with mode
+    (its path without symlinks, as the daemon's messages name it)."""
+    path = os.path.join(os.path.realpath(ctx.dir), name)
     os.mkdir(path)
     os.chmod(path, mode)  # not subject to the umask
     return path
@@ -1586,6 +1587,35 @@ def pidfile_symlink_attack(ctx):
     check(os.path.islink(pidfile), "the symlink at the pid file was replaced")
     with open(victim) as f:
         check(f.read() == "precious\n", "the daemon wrote through the pid file's symlink")
+
+
+@test
+def pidfile_symlinked_directory(ctx):
+    """A symlink in the pid file's directory part is followed only if root
+    owns it (like /var/run -> /run): one that another user planted in a
+    sticky directory, to choose where the root daemon writes, is refused."""
+    if os.geteuid() != 0:
+        raise TestSkip("needs root (to chown a symlink)")
+    import pwd
+    nobody = pwd.getpwnam("nobody").pw_uid
+    piddir = daemon_pid_dir(ctx)
+    shared = daemon_pid_dir(ctx, "shared", 0o1777)
+    trusted = os.path.join(shared, "trusted")
+    os.symlink("../run", trusted)
+    r, cfg = start_daemon_mode(ctx, os.path.join(trusted, "coechod.pid"))
+    check(r.rc == 0, "pid file through a root-owned symlink: %s" % r.summary())
+    stop_daemon(pidfile_pid(os.path.join(piddir, "coechod.pid")))
+
+    planted = os.path.join(shared, "planted")
+    os.symlink(piddir, planted)
+    os.lchown(planted, nobody, -1)
+    pidfile = os.path.join(planted, "coechod.pid")
+    r, cfg = start_daemon_mode(ctx, pidfile, name="second.yaml")
+    check_refused(ctx, r, cfg, re.escape("pid_file %s: %s is a symbolic link owned by uid %d; "
+                                         "refusing" % (pidfile, planted, nobody)),
+                  "symlink owned by nobody")
+    check(not os.path.lexists(os.path.join(piddir, "coechod.pid")),
+          "a pid file was created through the planted symlink")
 
 
 @test
