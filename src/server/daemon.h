@@ -15,14 +15,19 @@ void daemon_ready(void);
 /* In a worker process: the main process, not this one, says when. */
 void daemon_ready_forget(void);
 
-/* Refuses (-EEXIST) when path names a live process; writes our pid through
- * a temporary file and rename(2). 0 or -errno; err says why. */
+/* Opens path without following a symlink, in a directory only root or we
+ * can write (each ancestor too, unless sticky), takes flock(LOCK_EX) and
+ * writes our pid; the file stays open and locked until pidfile_remove().
+ * -EEXIST when another process holds the lock. 0 or -errno; err says why. */
 int pidfile_write(const char *path, char *err, size_t errlen);
-/* The same refusal alone, to tell the terminal before detaching. */
+/* The same checks and refusal, modifying nothing, to tell the terminal
+ * before detaching. */
 int pidfile_check(const char *path, char *err, size_t errlen);
-void pidfile_remove(const char *path);
+/* At exit: unlinks the file written, or empties it when we may not. */
+void pidfile_remove(void);
 
-/* setgroups/setgid/setuid to user. 0, or -1 with err. */
+/* Empties the capability bounding set (as root), then setgroups/setgid/
+ * setuid to user, then sets no_new_privs. 0, or -1 with err. */
 int drop_privileges(const char *user, char *err, size_t errlen);
 
 /* Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft

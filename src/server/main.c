@@ -310,11 +310,11 @@ int main(int argc, char **argv) {
     }
     if (srv.cfg.user[0] && drop_privileges(srv.cfg.user, err, sizeof err) != 0) {
         log_error("%s", err);
-        pidfile_remove(pid_file);
+        pidfile_remove();
         return 1;
     }
     int status = nworkers > 1 ? master_run(nworkers, worker_fds, nfds, !own_sets) : server_run();
     free(worker_fds);
-    pidfile_remove(pid_file);
+    pidfile_remove();
     return status;
 }

@@ -1251,6 +1251,11 @@ def user_drops_privileges(ctx):
     check(all(int(u) == nobody.pw_uid for u in uids), "Uid is %s, want %d" % (uids, nobody.pw_uid))
     check(all(int(g) == nobody.pw_gid for g in gids), "Gid is %s, want %d" % (gids, nobody.pw_gid))
     check(groups in ([], [str(nobody.pw_gid)]), "supplementary groups %s" % groups)
+    # Nothing it might execute could regain a capability or privileges.
+    check(status.get("NoNewPrivs", "").strip() == "1",
+          "NoNewPrivs is %r, want 1" % status.get("NoNewPrivs"))
+    check(status.get("CapBnd", "").strip() == "0000000000000000",
+          "CapBnd is %r, want an empty bounding set" % status.get("CapBnd"))
 
 
 # ---------------------------------------------------------------------------
@@ -1494,6 +1499,8 @@ def daemon_mode(ctx):
                                         extra="pid_file: %s" % pidfile), "second.yaml")
     r2 = run_coechod(["--daemon", "-c", cfg2], cwd=ctx.dir, timeout=20.0)
     check(r2.rc != 0, "second --daemon with a live pid file exited 0")
+    check("locked by a running coechod (pid %d)" % pid in r2.stderr,
+          "second --daemon does not name the running one: %r" % r2.stderr.strip()[-300:])
     # Nothing started with second.yaml may be left running (serving or not):
     # the starting command has returned, so a detached one would be there.
     left = pids_with_arg(cfg2)
@@ -1510,6 +1517,167 @@ def daemon_mode(ctx):
                   "still there" if os.path.exists(pidfile) else "removed",
                   "gone" if process_gone(pid) else "still running"))
         time.sleep(0.05)
+
+
+def daemon_pid_dir(ctx, name="run", mode=0o755):
+    """A directory for a pid file in the test's private one, with mode
+    (its path without symlinks, as the daemon's messages name it)."""
+    path = os.path.join(os.path.realpath(ctx.dir), name)
+    os.mkdir(path)
+    os.chmod(path, mode)  # not subject to the umask
+    return path
+
+
+def start_daemon_mode(ctx, pidfile, extra="", name="coechod.yaml"):
+    """Runs `coechod --daemon` with pid_file; returns (Result, config)."""
+    cfg = ctx.write_config(yaml_config([("127.0.0.1", 0)],
+                                       extra="pid_file: %s\n%s" % (pidfile, extra)), name)
+    return run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0), cfg
+
+
+def pidfile_pid(pidfile):
+    """The pid in pidfile; `coechod -d` returns once it is written."""
+    check(not os.path.islink(pidfile), "pid file %s is a symlink" % pidfile)
+    with open(pidfile) as f:
+        text = f.read()
+    check(re.fullmatch(r"\d+\n", text), "pid file holds %r" % text)
+    return int(text)
+
+
+def stop_daemon(pid, timeout=10.0):
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while not process_gone(pid):
+        check(time.monotonic() < deadline, "pid %d still running %.0f s after SIGTERM"
+              % (pid, timeout))
+        time.sleep(0.05)
+
+
+def check_refused(ctx, r, cfg, pattern, what):
+    check(r.rc != 0, "%s: coechod --daemon exited 0" % what)
+    check(re.search(pattern, r.stderr), "%s: stderr %r lacks %r"
+          % (what, r.stderr.strip().splitlines()[-3:], pattern))
+    left = pids_with_arg(cfg)
+    check(not left, "%s: left pid(s) %r running" % (what, left))
+
+
+def upcoming_pids(count):
+    """The next count pids the kernel hands out (if nothing skips ahead)."""
+    with open("/proc/sys/kernel/ns_last_pid") as f:
+        last = int(f.read())
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    return [(last + i) % pid_max for i in range(1, count + 1)]
+
+
+@test
+def pidfile_symlink_attack(ctx):
+    """Symlinks planted where the daemon could write its pid (the temporary
+    names coechod.pid.PID.tmp of the next 3000 pids, and the pid file
+    itself) are never followed: the file they point to stays untouched and
+    a symlink at the pid file's own path is refused."""
+    victim = os.path.join(ctx.dir, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    piddir = daemon_pid_dir(ctx)
+    pidfile = os.path.join(piddir, "coechod.pid")
+    for pid in upcoming_pids(3000):
+        os.symlink(victim, "%s.%d.tmp" % (pidfile, pid))
+    r, cfg = start_daemon_mode(ctx, pidfile)
+    check(r.rc == 0, "coechod --daemon: %s" % r.summary())
+    with open(victim) as f:
+        text = f.read()
+    check(text == "precious\n", "the daemon wrote through a planted symlink: the file it "
+          "points to now holds %r" % text)
+    pid = pidfile_pid(pidfile)
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            check(cfg.encode() in f.read(), "pid file names %d, not our daemon" % pid)
+    finally:
+        stop_daemon(pid)
+
+    os.symlink(victim, pidfile)
+    r, cfg = start_daemon_mode(ctx, pidfile, name="second.yaml")
+    check_refused(ctx, r, cfg, re.escape("%s: is a symbolic link; refusing" % pidfile),
+                  "symlink at the pid file")
+    check(os.path.islink(pidfile), "the symlink at the pid file was replaced")
+    with open(victim) as f:
+        check(f.read() == "precious\n", "the daemon wrote through the pid file's symlink")
+
+
+@test
+def pidfile_symlinked_directory(ctx):
+    """A symlink in the pid file's directory part is followed only if root
+    owns it (like /var/run -> /run): one that another user planted in a
+    sticky directory, to choose where the root daemon writes, is refused."""
+    if os.geteuid() != 0:
+        raise TestSkip("needs root (to chown a symlink)")
+    import pwd
+    nobody = pwd.getpwnam("nobody").pw_uid
+    piddir = daemon_pid_dir(ctx)
+    shared = daemon_pid_dir(ctx, "shared", 0o1777)
+    trusted = os.path.join(shared, "trusted")
+    os.symlink("../run", trusted)
+    r, cfg = start_daemon_mode(ctx, os.path.join(trusted, "coechod.pid"))
+    check(r.rc == 0, "pid file through a root-owned symlink: %s" % r.summary())
+    stop_daemon(pidfile_pid(os.path.join(piddir, "coechod.pid")))
+
+    planted = os.path.join(shared, "planted")
+    os.symlink(piddir, planted)
+    os.lchown(planted, nobody, -1)
+    pidfile = os.path.join(planted, "coechod.pid")
+    r, cfg = start_daemon_mode(ctx, pidfile, name="second.yaml")
+    check_refused(ctx, r, cfg, re.escape("pid_file %s: %s is a symbolic link owned by uid %d; "
+                                         "refusing" % (pidfile, planted, nobody)),
+                  "symlink owned by nobody")
+    check(not os.path.lexists(os.path.join(piddir, "coechod.pid")),
+          "a pid file was created through the planted symlink")
+
+
+@test
+def pidfile_unsafe_directory(ctx):
+    """A pid file directory that group or others may write (even sticky),
+    or an ancestor they may write without the sticky bit, is refused with
+    the reason; nothing is created and nothing is left running."""
+    shared = daemon_pid_dir(ctx, "shared", 0o777)
+    deep = daemon_pid_dir(ctx, os.path.join("shared", "run"))
+    cases = [(shared, shared, 0o777), (shared, shared, 0o1777), (deep, shared, 0o777)]
+    for i, (piddir, culprit, mode) in enumerate(cases):
+        os.chmod(culprit, mode)
+        pidfile = os.path.join(piddir, "coechod.pid")
+        what = "%s with %s at mode %o" % (pidfile, culprit, mode)
+        r, cfg = start_daemon_mode(ctx, pidfile, name="c%d.yaml" % i)
+        check_refused(ctx, r, cfg, re.escape(
+            "pid_file %s: directory %s is writable by group or others; refusing "
+            "(make it 0755, owned by root)" % (pidfile, culprit)), what)
+        check(not os.path.lexists(pidfile), "%s: the pid file was created" % what)
+
+
+@test
+def pidfile_stale_after_user_switch(ctx):
+    """With `user: nobody` the daemon may not unlink its pid file in a
+    root-owned directory: at exit it empties the file instead, and a later
+    start is not refused because a stale pid file names a live process
+    (here the test itself) that is no coechod."""
+    if os.geteuid() != 0:
+        raise TestSkip("needs root")
+    os.chmod(ctx.dir, 0o755)  # like /run: nobody may look, not write
+    pidfile = os.path.join(daemon_pid_dir(ctx), "coechod.pid")
+    r, cfg = start_daemon_mode(ctx, pidfile, extra='user: "nobody"\n')
+    check(r.rc == 0, "coechod --daemon as nobody: %s" % r.summary())
+    stop_daemon(pidfile_pid(pidfile))
+    if os.path.exists(pidfile):
+        with open(pidfile) as f:
+            left = f.read()
+        check(left == "", "after SIGTERM the pid file still holds %r" % left)
+
+    with open(pidfile, "w") as f:
+        f.write("%d\n" % os.getpid())
+    r, cfg = start_daemon_mode(ctx, pidfile, extra='user: "nobody"\n', name="second.yaml")
+    check(r.rc == 0, "start over a stale pid file naming pid %d: %s" % (os.getpid(), r.summary()))
+    pid = pidfile_pid(pidfile)
+    check(pid != os.getpid(), "the pid file still names the test's pid")
+    stop_daemon(pid)
 
 
 # ---------------------------------------------------------------------------
