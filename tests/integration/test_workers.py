@@ -90,6 +90,77 @@ def open_conns(ctx, port, n, timeout=3.0):
     return conns
 
 
+def worker_slot_pid(d, slot, start=0):
+    """The pid of the latest "worker SLOT started (pid P)" line from start on."""
+    rx = re.compile(r"coechod\[%d\] \w+: worker %d started \(pid (\d+)\)" % (d.pid, slot))
+    with d.cond:
+        lines = list(d.lines[start:])
+    pids = [int(m.group(1)) for m in map(rx.search, lines) if m]
+    return pids[-1] if pids else None
+
+
+def wait_worker_running(d, pid, timeout=15.0):
+    """SIGUSR1 to worker pid alone; waits for its stats line, logged from
+    its own event loop (a signal that arrives before the worker watches
+    it stays pending): the worker is up and serving."""
+    mark = d.mark()
+    os.kill(pid, signal.SIGUSR1)
+    return d.wait_log(r"coechod\[%d\] \w+: worker \d+: stats: (.*)" % pid, timeout, mark,
+                      what="'stats:' from worker pid %d after SIGUSR1" % pid)
+
+
+def worker_stats(d, pid, timeout=15.0):
+    """The counters of worker pid's stats line, as a dict of ints."""
+    m = wait_worker_running(d, pid, timeout)
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+
+
+def wait_stopped(pid, timeout=10.0):
+    """Waits until pid is in state T (stopped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                stat = f.read()
+        except OSError:
+            break
+        if stat[stat.rfind(")") + 2:].split()[0] in ("T", "t"):
+            return
+        time.sleep(0.01)
+    raise TestFailure("worker %d did not stop after SIGSTOP" % pid)
+
+
+def echo_or_closed(s, payload, timeout=10.0, what="connection"):
+    """Sends payload: "echo" if it all comes back, "closed" if the daemon
+    closes the connection (EOF or reset) instead. Fails on a timeout."""
+    try:
+        s.settimeout(timeout)
+        s.sendall(payload)
+    except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+        return "closed"
+    except OSError as e:
+        raise TestFailure("%s: send failed: %s" % (what, e))
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < len(payload):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TestFailure("%s: neither echoed nor closed within %.1f s (%d of %d bytes)"
+                              % (what, timeout, len(buf), len(payload)))
+        s.settimeout(left)
+        try:
+            chunk = s.recv(len(payload) - len(buf))
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, ConnectionAbortedError):
+            return "closed"
+        if not chunk:
+            return "closed"
+        buf += chunk
+    check(buf == payload, "%s: wrong bytes back: %r for %r" % (what, buf, payload))
+    return "echo"
+
+
 def two_workers_with_clients(ctx, n, extra=""):
     """coechod with 2 workers and n echoing clients: (daemon, port, worker
     pids, client sockets, the worker pid serving each client)."""
@@ -224,20 +295,153 @@ def workers_crash_loop_gives_up(ctx):
 @test
 def workers_stuck_worker_killed(ctx):
     """A worker that sends no heartbeat (stopped: the stand-in for a stuck
-    loop) is killed and replaced."""
+    loop) is killed after 3 missed heartbeats (1 s each), not 10 s, and
+    replaced; connections made while it was stopped, queued on its socket,
+    are all echoed once the replacement runs."""
     d = ctx.daemon([], config=workers_config(2))
-    d.port()
+    port = d.port()
     pids = wait_workers(d, 2)
     mark = d.mark()
     os.kill(pids[0], signal.SIGSTOP)
-    m = d.wait_log(r"worker (\d+) \(pid (\d+)\) sent no heartbeat .* killing it", 25, mark)
+    wait_stopped(pids[0])
+    conns = []
+    for i in range(20):  # about half queue on the stopped worker's socket
+        s = ctx.connect(port)
+        s.sendall(b"while stopped %d\n" % i)
+        conns.append(s)
+    sent_at = time.monotonic()
+    m = d.wait_log(r"worker (\d+) \(pid (\d+)\) sent no heartbeat for (\d+) ms: killing it",
+                   25, mark)
     check(int(m.group(2)) == pids[0], "killed pid %s as stuck, but the stopped worker is %d"
           % (m.group(2), pids[0]))
+    silent = int(m.group(3))
+    ctx.note("stopped worker killed after %d ms without a heartbeat" % silent)
+    check(3000 <= silent < 9000, "stopped worker killed after %d ms without a heartbeat; "
+          "expected 3 missed 1 s heartbeats (3000 ms, well under 9000)" % silent)
     d.wait_log(r"worker %s started" % m.group(1), 10, mark,
                what="'worker %s started' (the replacement)" % m.group(1))
     new = sorted(tc.child_pids(d.pid))
     check(len(new) == 2 and pids[0] not in new and pids[1] in new,
           "expected the stuck worker replaced: before %r after %r" % (pids, new))
+    for i, s in enumerate(conns):
+        payload = b"while stopped %d\n" % i
+        got = tc.recv_exact(s, len(payload), max(0.1, sent_at + 20.0 - time.monotonic()),
+                            "echo of connection %d made while the worker was stopped" % i)
+        check(got == payload, "connection %d: wrong bytes back %r" % (i, got))
+    who = owners(conns, new)
+    replacement = [p for p in new if p != pids[1]][0]
+    ctx.note("connections per worker: %r" % {p: who.count(p) for p in new})
+    check(who.count(replacement) > 0, "no connection made while the worker was stopped "
+          "was served by its replacement %d: %r" % (replacement, who))
+
+
+@test
+def workers_restarted_worker_runs_reloaded_config(ctx):
+    """A worker restarted after a crash runs the configuration in force,
+    the last reload's, not the start-up one: max_connections_per_ip 1 and
+    idle_timeout 2s, reloaded before the crash, hold in the replacement."""
+    path = ctx.write_config(workers_config(
+        2, extra="limits: {max_connections_per_ip: 0, idle_timeout: 1h}\n"))
+    d = ctx.daemon(["-c", path])
+    port = d.port()  # the port-0 entry keeps this listener across reloads
+    pids = wait_workers(d, 2)
+    for s in open_conns(ctx, port, 6):  # no per-IP limit at start
+        s.close()
+    mark = d.mark()
+    ctx.write_config(workers_config(
+        2, extra="limits: {max_connections_per_ip: 1, idle_timeout: 2s}\n"))
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"worker 1: reloaded", 10, mark)
+    d.wait_log(r"worker 2: reloaded", 10, mark)
+    victim, survivor = pids
+    mark = d.mark()
+    os.kill(victim, signal.SIGKILL)
+    m = d.wait_log(r"worker (\d+) died \(killed by Killed\)", 10, mark)
+    slot = int(m.group(1))
+    d.wait_log(r"worker %d started \(pid \d+\)" % slot, 10, mark,
+               what="'worker %d started (pid P)' (the replacement)" % slot)
+    replacement = worker_slot_pid(d, slot, mark)
+    now = sorted(tc.child_pids(d.pid))
+    check(now == sorted([replacement, survivor]),
+          "expected workers %r after the restart, found %r" % ([replacement, survivor], now))
+    wait_worker_running(d, replacement)
+
+    # Per-IP limit 1 in each worker: of 10 simultaneous connections from
+    # 127.0.0.1 at most 2 (one per worker) are served, the others closed at
+    # once. Rounds until the replacement itself has turned one away.
+    rounds, rejected = 0, 0
+    while rejected == 0:
+        check(rounds < 10, "in %d rounds of 10 connections the replacement worker %d "
+              "turned none away: it does not run the reloaded max_connections_per_ip 1"
+              % (rounds, replacement))
+        batch = [ctx.connect(port) for _ in range(10)]  # all accepted (or not) at once
+        got = [echo_or_closed(s, b"round %d connection %d\n" % (rounds, i), 10.0,
+                              "round %d connection %d" % (rounds, i))
+               for i, s in enumerate(batch)]
+        ctx.note("round %d: %d of 10 echoed" % (rounds, got.count("echo")))
+        check(got.count("echo") <= 2, "round %d: %d of 10 connections from 127.0.0.1 served "
+              "by 2 workers under max_connections_per_ip 1" % (rounds, got.count("echo")))
+        for s in batch:
+            s.close()
+        rejected = worker_stats(d, replacement)["rejected_per_ip"]
+        rounds += 1
+
+    # idle_timeout 2s: an idle connection served by the replacement is
+    # closed no sooner than 2 s after its echo (its last activity).
+    deadline = time.monotonic() + 20.0
+    idle, i = None, 0
+    while idle is None:
+        check(time.monotonic() < deadline,
+              "no connection served by the replacement worker %d within 20 s" % replacement)
+        s = ctx.connect(port)
+        t0 = time.monotonic()
+        if echo_or_closed(s, b"then idle %d\n" % i, 10.0, "connection %d" % i) == "echo":
+            if owners([s], [replacement, survivor])[0] == replacement:
+                idle = s
+                break
+        else:  # a slot of an earlier connection, not released yet
+            time.sleep(0.05)
+        s.close()
+        i += 1
+    how = tc.wait_closed(idle, 15.0, "idle connection on the replacement worker "
+                         "(reloaded idle_timeout 2s; 1h at start)")
+    idle_for = time.monotonic() - t0
+    ctx.note("idle connection closed (%s) %.2f s after its echo" % (how, idle_for))
+    check(idle_for >= 1.9, "idle connection closed %.2f s after its echo, before the "
+          "reloaded idle_timeout 2s" % idle_for)
+
+
+@test
+def workers_sigterm_to_one_worker_is_no_crash(ctx):
+    """A worker that exits 0 after a SIGTERM sent to it alone is started
+    again and does not count as a crash: 7 in a row (over the crash-loop
+    limit of 5 in 60 s) leave the service running."""
+    d = ctx.daemon([], config=workers_config(2))
+    port = d.port()
+    wait_workers(d, 2)
+    for rnd in range(7):
+        slot = rnd % 2 + 1
+        pid = worker_slot_pid(d, slot)
+        check(pid in tc.child_pids(d.pid), "round %d: worker %d (pid %s) is not a child of "
+              "the main process: %r" % (rnd, slot, pid, tc.child_pids(d.pid)))
+        mark = d.mark()
+        os.kill(pid, signal.SIGTERM)
+        m = d.wait_log(r"worker %d started \(pid (\d+)\)|giving up" % slot, 15, mark,
+                       what="'worker %d started (pid P)' after SIGTERM #%d to pid %d"
+                       % (slot, rnd + 1, pid))
+        check("giving up" not in m.group(0), "SIGTERM #%d to one worker taken for a crash: %r"
+              % (rnd + 1, m.group(0)))
+        new = int(m.group(1))
+        check(new != pid and tc.process_gone(pid),
+              "round %d: worker %d pid %d still there (new pid %d)" % (rnd, slot, pid, new))
+        wait_worker_running(d, new)
+    check(d.alive(), "the main process exited")
+    check(len(tc.child_pids(d.pid)) == 2, "expected 2 workers, found %r" % tc.child_pids(d.pid))
+    for s in open_conns(ctx, port, 20, timeout=10.0):
+        echo_ok(s, b"after 7 SIGTERMs\n")
+    with d.cond:
+        bad = [l for l in d.lines if "giving up" in l or " died " in l]
+    check(not bad, "a worker's clean exit after SIGTERM was taken for a death: %r" % bad)
 
 
 @test
