@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/units.h"
 #include "load/load.h"
 
@@ -39,16 +39,7 @@ static const char usage_text[] =
     "Targets: IPv4 or IPv6 literals or names; IPv6 as [::1]:7007.\n"
     "Exit status: 0 clean, 1 any error or mismatch, 2 usage error.\n";
 
-__attribute__((format(printf, 1, 2))) static _Noreturn void usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("coecho-load: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\n", stderr);
-    fputs(usage_text, stderr);
-    exit(2);
-}
+#define usage_error(...) cli_usage_error("coecho-load", usage_text, __VA_ARGS__)
 
 static long parse_count(const char *flag, const char *s, long min, long max) {
     char *end;
@@ -196,19 +187,11 @@ static void parse_flags(int argc, char **argv, load_options *o) {
 }
 
 /* Each connection needs a descriptor: take all the hard limit allows. */
-static void raise_fd_limit(long connections) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)connections + 16 > rl.rlim_cur)
-        fprintf(stderr,
-                "coecho-load: warning: %ld connections do not fit the descriptor limit %llu\n",
-                connections, (unsigned long long)rl.rlim_cur);
+static void check_fd_limit(long connections) {
+    long limit = cli_raise_fd_limit();
+    if (limit >= 0 && connections + 16 > limit)
+        fprintf(stderr, "coecho-load: warning: %ld connections do not fit the descriptor limit %ld\n",
+                connections, limit);
 }
 
 int main(int argc, char **argv) {
@@ -221,7 +204,7 @@ int main(int argc, char **argv) {
     if (opt.quiet)
         opt.progress = false;
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit(opt.connections);
+    check_fd_limit(opt.connections);
     hist_init(&res.latency);
 
     int r = load_run(&opt, &res);

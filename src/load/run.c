@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "load/load.h"
 #include "rt/rt.h"
 
@@ -30,11 +30,7 @@ static load_results *res;
 static int64_t stop_ns;
 static uint64_t claimed;
 
-int64_t load_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+int64_t load_now_ns(void) { return clock_monotonic_ns(); }
 
 static int make_pattern(void) {
     pattern = malloc(PATTERN_LEN);

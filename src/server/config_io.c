@@ -2,6 +2,7 @@
 #include <config.h>
 #endif
 #include "server/config_io.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +15,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 /* What the child writes back: the same binary on both ends, so the struct
@@ -154,12 +154,6 @@ void config_job_end(config_job *job) {
     *job = (config_job){.fd = -1};
 }
 
-static int64_t monotonic_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int config_load_in_child(const char *path, config *cfg, config_errors *errs, int64_t timeout_ms) {
     config_job job;
     int r = config_job_start(&job, path);
@@ -167,9 +161,9 @@ int config_load_in_child(const char *path, config *cfg, config_errors *errs, int
         report(errs, path, "cannot start reading it: %s", strerror(-r));
         return -1;
     }
-    int64_t deadline = monotonic_ms() + timeout_ms;
+    int64_t deadline = clock_monotonic_ms() + timeout_ms;
     while ((r = config_job_collect(&job, cfg, errs)) == 1) {
-        int64_t left = deadline - monotonic_ms();
+        int64_t left = deadline - clock_monotonic_ms();
         struct pollfd pfd = {.fd = job.fd, .events = POLLIN};
         if (left <= 0) {
             report(errs, path, "reading it took over %lld ms; gave up", (long long)timeout_ms);

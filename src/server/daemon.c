@@ -497,16 +497,3 @@ int drop_privileges(const char *user, char *err, size_t errlen) {
         return -1;
     return set_no_new_privs(err, errlen);
 }
-
-long raise_fd_limit(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t want = rl.rlim_max;
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
-}

@@ -30,8 +30,4 @@ void pidfile_remove(void);
  * setuid to user, then sets no_new_privs. 0, or -1 with err. */
 int drop_privileges(const char *user, char *err, size_t errlen);
 
-/* Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft
- * limit now in force. */
-long raise_fd_limit(void);
-
 #endif

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -52,16 +53,7 @@ typedef struct options {
     size_t nlisten;
 } options;
 
-__attribute__((format(printf, 1, 2))) static _Noreturn void usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("coechod: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\n", stderr);
-    fputs(usage_text, stderr);
-    exit(2);
-}
+#define usage_error(...) cli_usage_error("coechod", usage_text, __VA_ARGS__)
 
 static void parse_flags(int argc, char **argv, options *o) {
     enum { OPT_LOG_LEVEL = 256 };
@@ -258,7 +250,7 @@ static int *worker_sockets(int nworkers, size_t nfds, bool own_sets) {
 }
 
 static void check_fd_limit(const config *cfg) {
-    long limit = raise_fd_limit();
+    long limit = cli_raise_fd_limit();
     long needed = (long)cfg->max_connections + (long)cfg->nlisten + 32;
     if (limit >= 0 && limit < needed)
         log_warn("max_connections %u does not fit the descriptor limit %ld (RLIMIT_NOFILE); "

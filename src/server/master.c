@@ -21,9 +21,9 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "server/config_io.h"
 #include "server/daemon.h"
 #include "server/log.h"
@@ -76,12 +76,6 @@ static struct {
     int ncrashes;
     bool failed;           /* exit 1 */
 } m;
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const int *worker_fds(int i) { return m.shared ? m.fds : m.fds + (size_t)i * m.nfds; }
 
@@ -145,7 +139,7 @@ static int spawn_worker(int i) {
     w->pid = pid;
     w->notify_fd = sv[0];
     w->ready = w->awaiting_reload = false;
-    w->started_at = w->last_heard = now_ms();
+    w->started_at = w->last_heard = clock_monotonic_ms();
     memset(&w->stats, 0, sizeof w->stats);
     log_info("worker %d started (pid %ld)", i + 1, (long)pid);
     return 0;
@@ -185,7 +179,7 @@ static void status_to_systemd(const char *what) {
 }
 
 static void on_message(worker *w, char *msg) {
-    w->last_heard = now_ms();
+    w->last_heard = clock_monotonic_ms();
     for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
         if (strcmp(line, "READY=1") == 0) {
             w->ready = true;
@@ -242,7 +236,7 @@ static void on_worker_exit(worker *w, int status) {
     int i = (int)(w - m.w);
     char how[64];
     describe_status(status, how, sizeof how);
-    int64_t now = now_ms();
+    int64_t now = clock_monotonic_ms();
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     close(w->notify_fd);
     w->notify_fd = -1;
@@ -329,7 +323,7 @@ static void begin_shutdown(int signo, const char *why) {
         return;
     }
     m.shutting_down = true;
-    m.shutdown_deadline = now_ms() + srv.cfg.shutdown_grace_ms + KILL_AFTER_GRACE_MS;
+    m.shutdown_deadline = clock_monotonic_ms() + srv.cfg.shutdown_grace_ms + KILL_AFTER_GRACE_MS;
     close_listeners(); /* else the kernel goes on queueing connections nobody accepts */
     notify_send("STOPPING=1");
     log_info("%s: stopping %d worker(s)", why, running_workers());
@@ -391,7 +385,7 @@ static void reload(void) {
     for (int i = 0; i < m.n; i++)
         m.w[i].awaiting_reload = m.w[i].pid != 0;
     m.reloading = true;
-    m.reload_deadline = now_ms() + RELOAD_WAIT_MS;
+    m.reload_deadline = clock_monotonic_ms() + RELOAD_WAIT_MS;
     signal_workers(SIGHUP);
 }
 
@@ -519,12 +513,12 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
             m.failed = true;
             begin_shutdown(SIGTERM, "cannot start the workers");
         }
-    int64_t now = now_ms(), started = now;
+    int64_t now = clock_monotonic_ms(), started = now;
     int64_t next_status = now + STATUS_EVERY_MS;
     int64_t next_watchdog = wd ? now : INT64_MAX;
     while (!m.shutting_down || running_workers() > 0) {
         poll_once(next_deadline(now, next_status, next_watchdog) - now);
-        now = now_ms();
+        now = clock_monotonic_ms();
         if (!m.announced_ready && !m.shutting_down && all_ready())
             announce_ready();
         if (!m.announced_ready && !m.shutting_down && now - started > START_TIMEOUT_MS) {

@@ -2,6 +2,7 @@
 #include <config.h>
 #endif
 #include "server/systemd.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +15,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 /* A whole decimal number in [0, max], nothing else. */
@@ -228,8 +228,4 @@ int notify_send(const char *fmt, ...) {
     return sent < 0 ? -errno : 0;
 }
 
-uint64_t notify_monotonic_usec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+uint64_t notify_monotonic_usec(void) { return clock_monotonic_us(); }
