@@ -1,5 +1,3 @@
-/* The connection handler: echoes every byte back, in order, with one buffer
- * that exists only while the connection has data in flight. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -14,8 +12,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/echo.h"
+
+#include "server/conn.h"
 #include "server/log.h"
-#include "server/server.h"
+#include "server/settings.h"
 
 enum {
     /* Buffers kept for reuse, in bytes: 256 of the default 16 KiB. Larger
@@ -61,8 +62,8 @@ static void buffers_resize(size_t size) {
 }
 
 static void buffer_put(void *buf, size_t size) {
-    if (buffers.size != srv.cfg.buffer_size) /* a reload changed the size */
-        buffers_resize(srv.cfg.buffer_size);
+    if (buffers.size != settings()->buffer_size) /* a reload changed the size */
+        buffers_resize(settings()->buffer_size);
     if (size == buffers.size && buffers.count < buffers.capacity)
         buffers.free[buffers.count++] = buf;
     else
@@ -99,7 +100,7 @@ static int echo_once(connection *c, char *buf, size_t size, int64_t deadline) {
         return 0;
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -errno;
-    srv.stats.bytes_in += (uint64_t)n;
+    conn_count_in((size_t)n);
     /* Reading stops while the write is pending, so a client that never
      * reads costs this one buffer plus the kernel's socket buffers. */
     for (ssize_t done = 0; done < n;) {
@@ -107,7 +108,7 @@ static int echo_once(connection *c, char *buf, size_t size, int64_t deadline) {
         ssize_t w = co_write(c->fd, buf + done, (size_t)(n - done), deadline);
         if (w < 0)
             return (int)w;
-        srv.stats.bytes_out += (uint64_t)w;
+        conn_count_out((size_t)w);
         done += w;
     }
     return 1;
@@ -178,10 +179,10 @@ int echo_handle_client(void *arg) {
     connection_start start = *(connection_start *)arg;
     free(arg);
     connection c = {.tid = co_self(), .fd = start.fd, .peer = start.peer};
-    list_push_back(&srv.connections, &c.link);
+    conn_register(&c);
 
     /* Spawned, but first run only after every connection was killed. */
-    int r = srv.connections_killed ? -ECANCELED : serve(&c, start.idle_timeout_ms, start.buffer_size);
+    int r = conn_all_killed() ? -ECANCELED : serve(&c, start.idle_timeout_ms, start.buffer_size);
     if (r == 0)
         r = drain_after_eof(&c, start.idle_timeout_ms);
     int status = 0;
@@ -192,22 +193,13 @@ int echo_handle_client(void *arg) {
     case -ECANCELED:  /* shutdown_grace ran out */
         break;
     case -ETIMEDOUT:
-        srv.stats.timed_out++;
+        conn_count_timeout();
         break;
     default:
         log_warn("connection %llu: %s", (unsigned long long)c.tid, strerror(-r));
         status = -r;
     }
     close_connection(&c, r != 0 && unacknowledged(c.fd) > 0);
-    list_remove(&c.link);
-    ipcount_remove(&srv.per_ip, &c.peer);
-    srv.active--;
-    srv.stats.closed++;
-    accept_gate_open();
+    conn_release(&c);
     return status;
-}
-
-void echo_kill_all(void) {
-    for (list_link *l = srv.connections.next; l != &srv.connections; l = l->next)
-        co_kill(container_of(l, connection, link)->tid);
 }

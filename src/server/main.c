@@ -17,7 +17,10 @@
 #include "common/cli.h"
 #include "server/daemon.h"
 #include "server/log.h"
-#include "server/server.h"
+#include "server/listeners.h"
+#include "server/master.h"
+#include "server/settings.h"
+#include "server/supervisor.h"
 #include "server/systemd.h"
 
 #ifndef COECHOD_DEFAULT_CONFIG
@@ -116,66 +119,35 @@ static void parse_flags(int argc, char **argv, options *o) {
         usage_error("%s", "-d and -f exclude each other");
 }
 
-/* Built-in defaults, the file over them, then the flags over the file. */
-static void load_config(const options *o, config *cfg) {
-    static config_errors errs;
+/* Built-in defaults, the file over them, then the flags over the file:
+ * the settings in force from now on. */
+static void load_settings(const options *o) {
     const char *path = o->config_path;
     if (!path && access(COECHOD_DEFAULT_CONFIG, F_OK) == 0)
         path = COECHOD_DEFAULT_CONFIG;
+    config *cfg = malloc(sizeof *cfg);
+    config_errors *errs = malloc(sizeof *errs);
+    if (!cfg || !errs) {
+        fputs("coechod: out of memory\n", stderr);
+        exit(1);
+    }
     config_defaults(cfg);
-    if (path && config_load(path, cfg, &errs) != 0) {
-        fputs(errs.text, stderr);
+    if (path && config_load(path, cfg, errs) != 0) {
+        fputs(errs->text, stderr);
         exit(1);
     }
-    srv.config_path = path;
-    if (o->nlisten) {
-        memcpy(cfg->listen, o->listen, sizeof o->listen);
-        cfg->nlisten = o->nlisten;
-        memcpy(srv.cli_listen, o->listen, sizeof o->listen);
-        srv.ncli_listen = o->nlisten;
-        srv.cli_listeners = true;
-    }
+    settings_init(cfg, path);
+    if (o->nlisten)
+        settings_override_listeners(o->listen, o->nlisten);
     if (o->have_level)
-        cfg->log_level = o->level;
-    srv.cli_log_level = o->have_level;
-}
-
-static bool default_listeners(const config *cfg) {
-    config defaults;
-    config_defaults(&defaults);
-    return cfg->nlisten == defaults.nlisten &&
-           memcmp(cfg->listen, defaults.listen, cfg->nlisten * sizeof cfg->listen[0]) == 0;
-}
-
-/* Every listener must open, except that the built-in [::1] default may be
- * missing on a machine without IPv6. */
-static void open_listeners(const config *cfg, bool reuse_port) {
-    char err[256];
-    bool defaults = default_listeners(cfg);
-    size_t opened = 0;
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        int r = listener_open(&srv.listeners[opened], &cfg->listen[i], cfg->backlog,
-                              reuse_port ? LISTEN_REUSEPORT_FIRST : LISTEN_ALONE, err, sizeof err);
-        if (r == 0) {
-            log_info("listening on %s", srv.listeners[opened++].bound);
-            continue;
-        }
-        if (defaults && (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT)) {
-            log_warn("%s; going on without it", err);
-            continue;
-        }
-        log_error("%s", err);
-        exit(1);
-    }
-    if (!opened) {
-        log_error("no listener could be opened");
-        exit(1);
-    }
+        settings_override_log_level(o->level);
+    free(cfg);
+    free(errs);
 }
 
 /* Sockets passed by systemd (socket activation) replace the configured
  * listeners. False when there are none. */
-static bool adopt_passed_sockets(const config *cfg) {
+static bool adopt_passed_sockets(void) {
     passed_socket passed[CONFIG_MAX_LISTEN];
     char err[256];
     int n = systemd_take_sockets(passed, CONFIG_MAX_LISTEN, err, sizeof err);
@@ -183,17 +155,15 @@ static bool adopt_passed_sockets(const config *cfg) {
         log_error("%s", err);
         exit(1);
     }
-    for (int i = 0; i < n; i++) {
-        listener_adopt(&srv.listeners[i], passed[i].fd);
-        log_info("listening on %s (socket passed by systemd%s%s)", srv.listeners[i].bound,
+    for (int i = 0; i < n; i++)
+        log_info("listening on %s (socket passed by systemd%s%s)", listeners_adopt(passed[i].fd),
                  passed[i].name[0] ? ", " : "", passed[i].name);
-    }
-    if (n > 0)
+    if (n > 0) {
         log_info("socket activation: %d socket(s) from systemd replace the %zu configured "
                  "listener(s)",
-                 n, cfg->nlisten);
-    if (n > 0)
-        srv.listeners_owner = "systemd";
+                 n, settings()->nlisten);
+        settings_set_listeners_owner("systemd");
+    }
     return n > 0;
 }
 
@@ -208,13 +178,6 @@ static int resolve_workers(int workers) {
     return n > 0 ? (int)(n < 1024 ? n : 1024) : 1;
 }
 
-static size_t open_listener_count(void) {
-    size_t n = 0;
-    while (n < CONFIG_MAX_LISTEN && srv.listeners[n].used)
-        n++;
-    return n;
-}
-
 /* The sockets of every worker: with SO_REUSEPORT, one more set per worker
  * bound to the addresses (and ports: port 0 resolved) of the first set;
  * otherwise all share the first. Returns the array, or exits. */
@@ -227,23 +190,14 @@ static int *worker_sockets(int nworkers, size_t nfds, bool own_sets) {
         exit(1);
     }
     for (size_t j = 0; j < nfds; j++)
-        fds[j] = srv.listeners[j].fd;
+        fds[j] = listeners_fd(j);
     for (size_t k = 1; k < sets; k++) {
         for (size_t j = 0; j < nfds; j++) {
-            listen_addr bound = {.addrlen = sizeof bound.addr};
-            listener extra;
-            if (getsockname(srv.listeners[j].fd, (struct sockaddr *)&bound.addr,
-                            &bound.addrlen) != 0) {
-                log_error("%s: getsockname: %s", srv.listeners[j].bound, strerror(errno));
-                exit(1);
-            }
-            snprintf(bound.text, sizeof bound.text, "%s", srv.listeners[j].bound);
-            if (listener_open(&extra, &bound, srv.cfg.backlog, LISTEN_REUSEPORT_JOIN, err,
-                              sizeof err) != 0) {
+            fds[k * nfds + j] = listeners_open_copy(j, settings()->backlog, err, sizeof err);
+            if (fds[k * nfds + j] < 0) {
                 log_error("worker %zu: %s", k + 1, err);
                 exit(1);
             }
-            fds[k * nfds + j] = extra.fd;
         }
     }
     return fds;
@@ -261,21 +215,22 @@ static void check_fd_limit(const config *cfg) {
 int main(int argc, char **argv) {
     options o = {.level = LOG_LEVEL_INFO};
     parse_flags(argc, argv, &o);
-    load_config(&o, &srv.cfg);
+    load_settings(&o);
+    const config *cfg = settings();
     if (o.check_only) {
-        config_dump(&srv.cfg, stdout);
+        config_dump(cfg, stdout);
         return fflush(stdout) == 0 ? 0 : 1;
     }
     log_open(LOG_TO_STDERR);
-    log_set_level(srv.cfg.log_level);
-    int nworkers = resolve_workers(srv.cfg.workers);
-    check_fd_limit(&srv.cfg);
+    log_set_level(cfg->log_level);
+    int nworkers = resolve_workers(cfg->workers);
+    check_fd_limit(cfg);
     server_block_signals();
-    bool passed = adopt_passed_sockets(&srv.cfg);
-    bool own_sets = nworkers > 1 && srv.cfg.reuse_port && !passed;
-    if (!passed)
-        open_listeners(&srv.cfg, own_sets);
-    size_t nfds = open_listener_count();
+    bool passed = adopt_passed_sockets();
+    bool own_sets = nworkers > 1 && cfg->reuse_port && !passed;
+    if (!passed && listeners_open(cfg, own_sets) != 0)
+        return 1;
+    size_t nfds = listeners_count();
     int *worker_fds = nworkers > 1 ? worker_sockets(nworkers, nfds, own_sets) : NULL;
 
     char err[512];
@@ -283,7 +238,7 @@ int main(int argc, char **argv) {
         log_error("%s", err);
         return 1;
     }
-    const char *pid_file = o.daemon && srv.cfg.pid_file[0] ? srv.cfg.pid_file : NULL;
+    const char *pid_file = o.daemon && cfg->pid_file[0] ? cfg->pid_file : NULL;
     if (pid_file && pidfile_check(pid_file, err, sizeof err) != 0) {
         log_error("pid_file %s", err);
         return 1;
@@ -300,7 +255,7 @@ int main(int argc, char **argv) {
         log_error("pid_file %s", err);
         return 1;
     }
-    if (srv.cfg.user[0] && drop_privileges(srv.cfg.user, err, sizeof err) != 0) {
+    if (cfg->user[0] && drop_privileges(cfg->user, err, sizeof err) != 0) {
         log_error("%s", err);
         pidfile_remove();
         return 1;

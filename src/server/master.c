@@ -23,11 +23,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "server/config_io.h"
 #include "server/daemon.h"
 #include "server/log.h"
-#include "server/server.h"
+#include "server/listeners.h"
+#include "server/master.h"
+#include "server/report.h"
+#include "server/settings.h"
+#include "server/signals.h"
+#include "server/supervisor.h"
 #include "server/systemd.h"
 
 enum {
@@ -47,17 +53,14 @@ enum {
     START_TIMEOUT_MS = 30000  /* for every worker's first READY=1 */
 };
 
-typedef struct worker_stats {
-    unsigned long long active, accepted, closed, timed_out, bytes;
-} worker_stats;
-
 typedef struct worker {
     pid_t pid;             /* 0: not running */
     int notify_fd;         /* our end of its notify socketpair */
     bool ready;            /* READY=1 since it started */
     bool awaiting_reload;  /* a HUP was forwarded; READY=1 not back yet */
-    int64_t started_at, last_heard, restart_at, backoff_ms;
-    worker_stats stats;
+    int64_t last_heard, restart_at;
+    backoff restarts;
+    worker_report stats;   /* its last report */
 } worker;
 
 static struct {
@@ -107,12 +110,13 @@ static _Noreturn void become_worker(int i, int notify_end, pid_t parent) {
     signal(SIGINT, SIG_IGN);
     daemon_ready_forget();
     log_set_worker(i + 1);
-    srv.worker_id = i + 1;
+    settings_set_worker(i + 1);
     notify_use_fd(notify_end, HEARTBEAT_MS);
     const int *fds = worker_fds(i);
+    listeners_forget();
     for (size_t j = 0; j < m.nfds; j++)
-        listener_adopt(&srv.listeners[j], fds[j]);
-    srv.listeners_owner = "the main process";
+        listeners_adopt(fds[j]);
+    settings_set_listeners_owner("the main process");
     _exit(server_run());
 }
 
@@ -139,7 +143,8 @@ static int spawn_worker(int i) {
     w->pid = pid;
     w->notify_fd = sv[0];
     w->ready = w->awaiting_reload = false;
-    w->started_at = w->last_heard = clock_monotonic_ms();
+    w->last_heard = clock_monotonic_ms();
+    backoff_started(&w->restarts, w->last_heard);
     memset(&w->stats, 0, sizeof w->stats);
     log_info("worker %d started (pid %ld)", i + 1, (long)pid);
     return 0;
@@ -162,7 +167,7 @@ static bool all_ready(void) {
 }
 
 static void status_to_systemd(const char *what) {
-    worker_stats sum = {0};
+    worker_report sum = {0};
     for (int i = 0; i < m.n; i++) {
         if (!m.w[i].pid)
             continue;
@@ -184,11 +189,8 @@ static void on_message(worker *w, char *msg) {
         if (strcmp(line, "READY=1") == 0) {
             w->ready = true;
             w->awaiting_reload = false;
-        } else if (strncmp(line, "X_COECHO_STATS=", 15) == 0) {
-            worker_stats st;
-            if (sscanf(line + 15, "%llu %llu %llu %llu %llu", &st.active, &st.accepted,
-                       &st.closed, &st.timed_out, &st.bytes) == 5)
-                w->stats = st;
+        } else {
+            worker_report_parse(line, &w->stats); /* if it is one */
         }
     }
 }
@@ -268,14 +270,9 @@ static void on_worker_exit(worker *w, int status) {
         begin_shutdown(SIGTERM, "crash loop");
         return;
     }
-    if (now - w->started_at >= HEALTHY_AFTER_MS)
-        w->backoff_ms = 0;
-    w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_FIRST_MS;
-    if (w->backoff_ms > BACKOFF_MAX_MS)
-        w->backoff_ms = BACKOFF_MAX_MS;
-    w->restart_at = now + w->backoff_ms;
+    w->restart_at = now + backoff_next(&w->restarts, now);
     log_warn("worker %d died (%s); restarting it in %lld ms", i + 1, how,
-             (long long)w->backoff_ms);
+             (long long)w->restarts.delay_ms);
 }
 
 static void reap(void) {
@@ -323,7 +320,7 @@ static void begin_shutdown(int signo, const char *why) {
         return;
     }
     m.shutting_down = true;
-    m.shutdown_deadline = clock_monotonic_ms() + srv.cfg.shutdown_grace_ms + KILL_AFTER_GRACE_MS;
+    m.shutdown_deadline = clock_monotonic_ms() + settings()->shutdown_grace_ms + KILL_AFTER_GRACE_MS;
     close_listeners(); /* else the kernel goes on queueing connections nobody accepts */
     notify_send("STOPPING=1");
     log_info("%s: stopping %d worker(s)", why, running_workers());
@@ -332,17 +329,6 @@ static void begin_shutdown(int signo, const char *why) {
 
 /* Before the first READY=1, systemd hears nothing of reloads. */
 static void reload_ready(void) { status_to_systemd(m.announced_ready ? "READY=1" : ""); }
-
-/* Workers with a different listen set cannot change theirs: the sockets
- * are ours, bound at start. */
-static void warn_start_only_changes(const config *next) {
-    if (next->workers != srv.cfg.workers || next->reuse_port != srv.cfg.reuse_port)
-        log_warn("workers and reuse_port changes take effect at the next start");
-    if (!srv.listeners_owner && !srv.cli_listeners &&
-        (next->nlisten != srv.cfg.nlisten ||
-         memcmp(next->listen, srv.cfg.listen, next->nlisten * sizeof next->listen[0]) != 0))
-        log_warn("with workers, listen changes take effect at the next start");
-}
 
 /* Reads the file (in a child process: a FIFO or a slow parse stalls
  * nobody) and makes it the configuration in force: sent to every running
@@ -353,17 +339,15 @@ static int load_next_config(void) {
     int r = -1;
     if (!next || !errs)
         log_error("reload: out of memory; keeping the running configuration");
-    else if (config_load_in_child(srv.config_path, next, errs, CONFIG_READ_TIMEOUT_MS) != 0)
+    else if (config_load_in_child(settings_path(), next, errs, CONFIG_READ_TIMEOUT_MS) != 0)
         log_reload_errors(errs);
     else
         r = 0;
     if (r == 0) {
-        warn_start_only_changes(next);
-        server_keep_fixed_settings(next);
-        log_set_level(next->log_level);
-        srv.cfg = *next; /* shutdown_grace, the SIGKILL backstop, follows */
+        settings_prepare_reload(next, true); /* our sockets are bound for good */
+        settings_replace(next); /* shutdown_grace, the SIGKILL backstop, follows */
         for (int i = 0; i < m.n; i++) {
-            int e = m.w[i].pid ? config_send(m.w[i].notify_fd, &srv.cfg) : 0;
+            int e = m.w[i].pid ? config_send(m.w[i].notify_fd, settings()) : 0;
             if (e)
                 log_warn("worker %d: cannot send it the configuration: %s", i + 1, strerror(-e));
         }
@@ -377,7 +361,7 @@ static void reload(void) {
     if (m.announced_ready)
         notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
                     (unsigned long long)notify_monotonic_usec());
-    if (srv.config_path && load_next_config() != 0) {
+    if (settings_path() && load_next_config() != 0) {
         reload_ready();
         return;
     }
@@ -406,23 +390,26 @@ static void finish_reload(int64_t now) {
 static void on_signal(void) {
     struct signalfd_siginfo si;
     while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-        switch (si.ssi_signo) {
-        case SIGCHLD:
+        int signo = (int)si.ssi_signo;
+        if (signo == SIGCHLD) {
             reap();
+            continue;
+        }
+        switch (signal_action_of(signo)) {
+        case SIGNAL_STOP:
+            begin_shutdown(signo, strsignal(signo));
             break;
-        case SIGTERM:
-        case SIGINT:
-            begin_shutdown((int)si.ssi_signo, strsignal((int)si.ssi_signo));
-            break;
-        case SIGHUP:
+        case SIGNAL_RELOAD:
             if (m.shutting_down)
                 log_info("SIGHUP ignored: stopping");
             else
                 reload();
             break;
-        case SIGUSR1:
+        case SIGNAL_STATS:
             signal_workers(SIGUSR1);
             log_info("stats: %d/%d workers running", running_workers(), m.n);
+            break;
+        case SIGNAL_NONE:
             break;
         }
     }
@@ -432,11 +419,7 @@ static void on_signal(void) {
 
 static int open_signalfd(void) {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
+    server_signal_set(&set);
     sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
         return -1;
@@ -507,7 +490,9 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
         return 1;
     }
     for (int i = 0; i < m.n; i++)
-        m.w[i].notify_fd = -1;
+        m.w[i] = (worker){.notify_fd = -1, .restarts = BACKOFF_POLICY(BACKOFF_FIRST_MS,
+                                                                        BACKOFF_MAX_MS,
+                                                                        HEALTHY_AFTER_MS)};
     for (int i = 0; i < m.n && !m.shutting_down; i++)
         if (spawn_worker(i) != 0) {
             m.failed = true;

@@ -1,0 +1,482 @@
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include "server/listeners.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/backoff.h"
+#include "server/conn.h"
+#include "server/echo.h"
+#include "server/log.h"
+#include "server/settings.h"
+
+enum {
+    EXHAUSTED_PAUSE_MS = 100, /* accept's descriptors ran out */
+    EXHAUSTED_LOG_EVERY_MS = 1000,
+    BACKOFF_FIRST_MS = 100, /* first restart delay of a dead accept task */
+    BACKOFF_MAX_MS = 5000,
+    HEALTHY_AFTER_MS = 1000 /* up this long: the next death starts over */
+};
+
+typedef struct listener {
+    bool used;
+    bool closing;       /* removed or shutting down: the accept task closes fd */
+    bool announced;     /* "listening on" was logged: so will its closing be */
+    int fd;
+    listen_addr addr;   /* as configured (port may be 0) */
+    char bound[64];     /* with the real port */
+    co_tid accept_tid;  /* 0 while waiting to be restarted */
+    int64_t restart_at; /* when a dead accept task is due to restart */
+    backoff restarts;
+} listener;
+
+/* How a socket shares its port: not at all, or with SO_REUSEPORT as the
+ * first of the group (which checks that no other process listens there) or
+ * joining it. */
+enum sharing { ALONE, REUSEPORT_FIRST, REUSEPORT_JOIN };
+
+static struct {
+    listener l[CONFIG_MAX_LISTEN];
+    co_tid parent; /* of the accept tasks: the reaper */
+    uint64_t accept_errors;
+} t;
+
+/* ---- sockets ------------------------------------------------------------------ */
+
+static void format_bound(listener *l) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+            port = ntohs(s6->sin6_port);
+            snprintf(l->bound, sizeof l->bound, "[%s]:%u", host, port);
+            return;
+        }
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        port = ntohs(s4->sin_port);
+    }
+    snprintf(l->bound, sizeof l->bound, "%s:%u", host, port);
+}
+
+static unsigned addr_port(const listen_addr *addr) {
+    const struct sockaddr *sa = (const struct sockaddr *)&addr->addr;
+    return ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                                           : ((const struct sockaddr_in *)sa)->sin_port);
+}
+
+/* SO_REUSEPORT would let us join another process's listener on the same
+ * port (another coechod, same user) and silently share its traffic: a
+ * plain bind first must succeed. 0 or -errno. */
+static int port_is_free(const listen_addr *addr) {
+    int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1, r = 0;
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (addr->addr.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        bind(fd, (const struct sockaddr *)&addr->addr, addr->addrlen) != 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+/* A listening socket for addr: the descriptor, or -errno with err. */
+static int open_socket(const listen_addr *addr, int backlog, enum sharing sharing, char *err,
+                       size_t errlen) {
+    int family = addr->addr.ss_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    const char *step = "socket";
+    if (fd < 0)
+        goto fail;
+    step = "bind";
+    if (sharing == REUSEPORT_FIRST && addr_port(addr) != 0 && (errno = -port_is_free(addr)) != 0)
+        goto fail;
+    step = "SO_REUSEADDR";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        goto fail;
+    /* Accepted sockets inherit it: urgent (MSG_OOB) bytes stay in the
+     * stream and are echoed like any other, not dropped. */
+    step = "SO_OOBINLINE";
+    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0)
+        goto fail;
+    step = "SO_REUSEPORT";
+    if (sharing != ALONE && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        goto fail;
+    step = "IPV6_V6ONLY";
+    if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
+        goto fail;
+    step = "bind";
+    if (bind(fd, (const struct sockaddr *)&addr->addr, addr->addrlen) != 0)
+        goto fail;
+    step = "listen";
+    if (listen(fd, backlog) != 0)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    snprintf(err, errlen, "cannot listen on %s: %s: %s", addr->text, step, strerror(e));
+    if (fd >= 0)
+        close(fd);
+    return -e;
+}
+
+static void take(listener *l, int fd, const listen_addr *addr) {
+    memset(l, 0, sizeof *l);
+    l->used = true;
+    l->fd = fd;
+    l->addr = *addr;
+    l->restarts = BACKOFF_POLICY(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, HEALTHY_AFTER_MS);
+    format_bound(l);
+}
+
+static listener *free_slot(void) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (!t.l[i].used)
+            return &t.l[i];
+    return NULL;
+}
+
+/* The one way a listener ends: its socket closed (co_close: its accept
+ * task's watcher may be armed), its slot freed. */
+static void release(listener *l) {
+    co_close(l->fd);
+    if (l->announced)
+        log_info("closed listener %s", l->bound);
+    memset(l, 0, sizeof *l);
+}
+
+static bool default_listeners(const config *cfg) {
+    config defaults;
+    config_defaults(&defaults);
+    return cfg->nlisten == defaults.nlisten &&
+           memcmp(cfg->listen, defaults.listen, cfg->nlisten * sizeof cfg->listen[0]) == 0;
+}
+
+int listeners_open(const config *cfg, bool reuse_port) {
+    char err[256];
+    bool defaults = default_listeners(cfg);
+    size_t opened = 0;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        int fd = open_socket(&cfg->listen[i], cfg->backlog, reuse_port ? REUSEPORT_FIRST : ALONE,
+                             err, sizeof err);
+        if (fd >= 0) {
+            take(&t.l[opened], fd, &cfg->listen[i]);
+            t.l[opened].announced = true;
+            log_info("listening on %s", t.l[opened++].bound);
+        } else if (defaults && (fd == -EADDRNOTAVAIL || fd == -EAFNOSUPPORT)) {
+            log_warn("%s; going on without it", err);
+        } else {
+            log_error("%s", err);
+            return -1;
+        }
+    }
+    if (!opened) {
+        log_error("no listener could be opened");
+        return -1;
+    }
+    return 0;
+}
+
+void listeners_forget(void) { memset(&t, 0, sizeof t); }
+
+const char *listeners_adopt(int fd) {
+    listener *l = free_slot();
+    if (!l)
+        return NULL;
+    listen_addr addr = {.addrlen = sizeof addr.addr};
+    int one = 1;
+    if (getsockname(fd, (struct sockaddr *)&addr.addr, &addr.addrlen) != 0)
+        addr.addrlen = 0;
+    take(l, fd, &addr);
+    l->announced = true; /* by the caller, who knows who passed it */
+    _Static_assert(sizeof l->addr.text == sizeof l->bound, "bound fits the address text");
+    memcpy(l->addr.text, l->bound, sizeof l->bound);
+    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0)
+        log_warn("%s: SO_OOBINLINE: %s; urgent data will not be echoed", l->bound,
+                 strerror(errno));
+    return l->bound;
+}
+
+size_t listeners_count(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        n += t.l[i].used;
+    return n;
+}
+
+int listeners_fd(size_t i) { return t.l[i].fd; }
+const char *listeners_bound(size_t i) { return t.l[i].bound; }
+
+int listeners_open_copy(size_t i, int backlog, char *err, size_t errlen) {
+    listen_addr bound = {.addrlen = sizeof bound.addr};
+    if (getsockname(t.l[i].fd, (struct sockaddr *)&bound.addr, &bound.addrlen) != 0) {
+        snprintf(err, errlen, "%s: getsockname: %s", t.l[i].bound, strerror(errno));
+        return -1;
+    }
+    snprintf(bound.text, sizeof bound.text, "%s", t.l[i].bound);
+    int fd = open_socket(&bound, backlog, REUSEPORT_JOIN, err, errlen);
+    return fd < 0 ? -1 : fd;
+}
+
+/* ---- accepting ------------------------------------------------------------- */
+
+/* Descriptors ran out: pause, and say so at most once a second. */
+static int pause_for_descriptors(listener *l, int err) {
+    static int64_t last_logged = -EXHAUSTED_LOG_EVERY_MS;
+    int64_t now = co_now();
+    t.accept_errors++;
+    if (now - last_logged >= EXHAUSTED_LOG_EVERY_MS) {
+        last_logged = now;
+        log_warn("%s: accept: %s; pausing accepts for %d ms", l->bound, strerror(err),
+                 EXHAUSTED_PAUSE_MS);
+    }
+    return co_sleep(now + EXHAUSTED_PAUSE_MS);
+}
+
+static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
+    connection_start *start = malloc(sizeof *start);
+    int one = 1;
+    if (!start) {
+        log_error("%s: out of memory for a new connection", l->bound);
+        close(fd);
+        return;
+    }
+    int r = conn_admit(peer, &start->peer);
+    if (r != 0) {
+        if (r == -EDQUOT)
+            log_debug("%s: connection rejected: over max_connections_per_ip", l->bound);
+        else
+            log_error("%s: out of memory counting connections per address", l->bound);
+        free(start);
+        close(fd);
+        return;
+    }
+    start->fd = fd;
+    start->idle_timeout_ms = settings()->idle_timeout_ms;
+    start->buffer_size = settings()->buffer_size;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
+    co_spawn_attr attr = {.name = "client", .parent = t.parent};
+    if (!co_spawn_with(echo_handle_client, start, &attr)) {
+        log_error("%s: cannot start a handler: %s", l->bound, strerror(errno));
+        conn_unadmit(&start->peer);
+        free(start);
+        close(fd);
+    }
+}
+
+/* Accepts until the backlog is empty or the connection limit is reached.
+ * 0 to keep going, or a negative errno that ends the accept task. */
+static int accept_ready(listener *l) {
+    while (!l->closing && conn_slot_free()) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            start_connection(l, fd, (struct sockaddr *)&peer);
+            continue;
+        }
+        switch (errno) {
+        case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+        case EWOULDBLOCK:
+#endif
+            return 0;
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+        case EPERM: /* a firewall said no to this one */
+            continue;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            return pause_for_descriptors(l, errno) == -ECANCELED ? -ECANCELED : 0;
+        default:
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+static int accept_task(void *arg) {
+    listener *l = arg;
+    int r = 0;
+    while (r == 0) {
+        r = conn_wait_slot();
+        if (r == 0)
+            r = co_wait_fd(l->fd, CO_READ, CO_NEVER);
+        if (r > 0)
+            r = accept_ready(l);
+    }
+    if (l->closing) {
+        release(l);
+        return 0;
+    }
+    if (r != -ECANCELED)
+        log_error("%s: accept: %s", l->bound, strerror(-r));
+    return -r;
+}
+
+/* ---- accept tasks: start, stop, restart --------------------------------------- */
+
+static void schedule_restart(listener *l, int status) {
+    l->accept_tid = 0;
+    l->restart_at = co_now() + backoff_next(&l->restarts, co_now());
+    log_warn("accept task of %s exited (%s); restarting it in %lld ms", l->bound,
+             status ? strerror(status) : "no error", (long long)l->restarts.delay_ms);
+}
+
+static void start_accepting(listener *l) {
+    co_spawn_attr attr = {.name = "accept", .parent = t.parent};
+    l->accept_tid = co_spawn_with(accept_task, l, &attr);
+    if (l->accept_tid)
+        backoff_started(&l->restarts, co_now());
+    else
+        schedule_restart(l, errno);
+}
+
+static void stop(listener *l) {
+    l->closing = true;
+    if (l->accept_tid)
+        co_kill(l->accept_tid); /* it releases the listener */
+    else
+        release(l); /* waiting to be restarted: nobody else owns the fd */
+}
+
+void listeners_start(co_tid parent) {
+    t.parent = parent;
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (t.l[i].used)
+            start_accepting(&t.l[i]);
+}
+
+void listeners_stop(void) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (t.l[i].used && !t.l[i].closing)
+            stop(&t.l[i]);
+}
+
+static listener *listener_of_task(co_tid tid) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (t.l[i].used && t.l[i].accept_tid == tid)
+            return &t.l[i];
+    return NULL;
+}
+
+bool listeners_task_exited(co_tid tid, int status, bool stopping) {
+    listener *l = listener_of_task(tid);
+    if (!l)
+        return false;
+    if (l->closing) /* it died on its own before it saw the stop */
+        release(l);
+    else if (!stopping)
+        schedule_restart(l, status);
+    return true;
+}
+
+int64_t listeners_restart_due(int64_t now, int64_t at) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        listener *l = &t.l[i];
+        if (!l->used || l->closing || l->accept_tid)
+            continue;
+        if (now >= l->restart_at) {
+            start_accepting(l);
+            if (l->accept_tid)
+                log_info("accept task of %s restarted", l->bound);
+        }
+        if (!l->accept_tid && l->restart_at < at)
+            at = l->restart_at;
+    }
+    return at;
+}
+
+bool listeners_any(void) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (t.l[i].used)
+            return true;
+    return false;
+}
+
+uint64_t listeners_accept_errors(void) { return t.accept_errors; }
+
+/* ---- reloads ----------------------------------------------------------------- */
+
+static bool same_addr(const listen_addr *a, const listen_addr *b) {
+    return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+/* The open listener for addr that no other entry claimed yet: two entries
+ * for port 0 are two listeners, each kept by one entry. */
+static listener *unclaimed_for(const listen_addr *addr, const bool *claimed) {
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        if (t.l[i].used && !t.l[i].closing && !claimed[i] && same_addr(&t.l[i].addr, addr))
+            return &t.l[i];
+    return NULL;
+}
+
+/* Opens what next adds; -1 (those opened closed again) if one fails. */
+static int open_added(const config *next, listener **opened, size_t *nopened, bool *claimed) {
+    char err[256];
+    for (size_t i = 0; i < next->nlisten; i++) {
+        listener *l = unclaimed_for(&next->listen[i], claimed);
+        if (l) {
+            claimed[l - t.l] = true;
+            continue;
+        }
+        l = free_slot();
+        int fd = l ? open_socket(&next->listen[i], next->backlog, ALONE, err, sizeof err) : -1;
+        if (fd < 0) {
+            log_error(l ? "%s" : "cannot listen on %s: too many listeners",
+                      l ? err : next->listen[i].text);
+            for (size_t k = 0; k < *nopened; k++)
+                release(opened[k]);
+            return -1;
+        }
+        take(l, fd, &next->listen[i]);
+        opened[(*nopened)++] = l;
+        claimed[l - t.l] = true;
+    }
+    return 0;
+}
+
+int listeners_apply(const config *next) {
+    listener *opened[CONFIG_MAX_LISTEN];
+    bool claimed[CONFIG_MAX_LISTEN] = {false};
+    size_t nopened = 0;
+    if (open_added(next, opened, &nopened, claimed) != 0)
+        return -1;
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+        listener *l = &t.l[i];
+        bool added = false;
+        for (size_t k = 0; k < nopened; k++)
+            added |= opened[k] == l;
+        if (!l->used || l->closing || added)
+            continue;
+        if (!claimed[i])
+            stop(l);
+        else if (listen(l->fd, next->backlog) != 0) /* takes the new backlog */
+            log_warn("%s: listen: %s", l->bound, strerror(errno));
+    }
+    for (size_t k = 0; k < nopened; k++) {
+        opened[k]->announced = true;
+        log_info("listening on %s", opened[k]->bound);
+        start_accepting(opened[k]);
+    }
+    return 0;
+}

@@ -1,0 +1,76 @@
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include "server/settings.h"
+
+#include <string.h>
+
+#include "server/log.h"
+
+static struct {
+    config cfg;
+    const char *path;
+    listen_addr cli_listen[CONFIG_MAX_LISTEN];
+    size_t ncli_listen; /* 0: the file's listeners */
+    bool cli_log_level;
+    const char *listeners_owner;
+    int worker;
+} s;
+
+void settings_init(const config *cfg, const char *path) {
+    s.cfg = *cfg;
+    s.path = path;
+}
+
+const config *settings(void) { return &s.cfg; }
+const char *settings_path(void) { return s.path; }
+
+void settings_override_listeners(const listen_addr *addrs, size_t n) {
+    memcpy(s.cli_listen, addrs, n * sizeof *addrs);
+    s.ncli_listen = n;
+    memcpy(s.cfg.listen, addrs, n * sizeof *addrs);
+    s.cfg.nlisten = n;
+}
+
+bool settings_listeners_from_cli(void) { return s.ncli_listen > 0; }
+
+void settings_override_log_level(enum log_level level) {
+    s.cfg.log_level = level;
+    s.cli_log_level = true;
+}
+
+void settings_set_listeners_owner(const char *owner) { s.listeners_owner = owner; }
+const char *settings_listeners_owner(void) { return s.listeners_owner; }
+void settings_set_worker(int id) { s.worker = id; }
+int settings_worker(void) { return s.worker; }
+
+static bool same_listen(const config *a, const config *b) {
+    return a->nlisten == b->nlisten &&
+           memcmp(a->listen, b->listen, a->nlisten * sizeof a->listen[0]) == 0;
+}
+
+static void warn_restart_needed(const config *next, bool listen_needs_restart) {
+    if (next->stack_size != s.cfg.stack_size)
+        log_warn("stack_size changes take effect at the next start");
+    if (next->workers != s.cfg.workers || next->reuse_port != s.cfg.reuse_port)
+        log_warn("workers and reuse_port changes take effect at the next start");
+    if (listen_needs_restart && !s.listeners_owner && !same_listen(next, &s.cfg))
+        log_warn("with workers, listen changes take effect at the next start");
+}
+
+void settings_prepare_reload(config *next, bool listen_needs_restart) {
+    if (s.ncli_listen) {
+        memcpy(next->listen, s.cli_listen, sizeof s.cli_listen);
+        next->nlisten = s.ncli_listen;
+    }
+    if (s.cli_log_level)
+        next->log_level = s.cfg.log_level;
+    memcpy(next->pid_file, s.cfg.pid_file, sizeof next->pid_file); /* fixed at start */
+    memcpy(next->user, s.cfg.user, sizeof next->user);
+    warn_restart_needed(next, listen_needs_restart);
+}
+
+void settings_replace(const config *next) {
+    s.cfg = *next;
+    log_set_level(s.cfg.log_level);
+}
