@@ -4,6 +4,7 @@
 #include "server/conn.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "server/log.h"
 #include "server/settings.h"
@@ -17,6 +18,7 @@ static struct {
 } c;
 
 int conn_init(void) {
+    memset(&c, 0, sizeof c);
     list_init(&c.live);
     ipcount_init(&c.per_ip);
     c.slot_gate = co_chan_new(1, 0);
