@@ -27,14 +27,20 @@ enum {
     HEALTHY_AFTER_MS = 1000 /* up this long: the next death starts over */
 };
 
+enum listener_state {
+    LISTENER_FREE,      /* an unused slot */
+    LISTENER_IDLE,      /* open, no accept task: not started yet, or due to restart */
+    LISTENER_ACCEPTING, /* open, its accept task running */
+    LISTENER_CLOSING    /* removed or shutting down: the accept task releases it */
+};
+
 typedef struct listener {
-    bool used;
-    bool closing;       /* removed or shutting down: the accept task closes fd */
+    enum listener_state state;
     bool announced;     /* "listening on" was logged: so will its closing be */
     int fd;
     listen_addr addr;   /* as configured (port may be 0) */
     char bound[64];     /* with the real port */
-    co_tid accept_tid;  /* 0 while waiting to be restarted */
+    co_tid accept_tid;  /* while accepting (or closing) */
     int64_t restart_at; /* when a dead accept task is due to restart */
     backoff restarts;
 } listener;
@@ -138,7 +144,7 @@ fail:;
 
 static void take(listener *l, int fd, const listen_addr *addr) {
     memset(l, 0, sizeof *l);
-    l->used = true;
+    l->state = LISTENER_IDLE;
     l->fd = fd;
     l->addr = *addr;
     l->restarts = BACKOFF_POLICY(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, HEALTHY_AFTER_MS);
@@ -147,7 +153,7 @@ static void take(listener *l, int fd, const listen_addr *addr) {
 
 static listener *free_slot(void) {
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        if (!t.l[i].used)
+        if (t.l[i].state == LISTENER_FREE)
             return &t.l[i];
     return NULL;
 }
@@ -183,12 +189,12 @@ int listeners_open(const config *cfg, bool reuse_port) {
             log_warn("%s; going on without it", err);
         } else {
             log_error("%s", err);
-            return -1;
+            return fd;
         }
     }
     if (!opened) {
         log_error("no listener could be opened");
-        return -1;
+        return -EADDRNOTAVAIL;
     }
     return 0;
 }
@@ -216,7 +222,7 @@ const char *listeners_adopt(int fd) {
 size_t listeners_count(void) {
     size_t n = 0;
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        n += t.l[i].used;
+        n += t.l[i].state != LISTENER_FREE;
     return n;
 }
 
@@ -226,12 +232,12 @@ const char *listeners_bound(size_t i) { return t.l[i].bound; }
 int listeners_open_copy(size_t i, int backlog, char *err, size_t errlen) {
     listen_addr bound = {.addrlen = sizeof bound.addr};
     if (getsockname(t.l[i].fd, (struct sockaddr *)&bound.addr, &bound.addrlen) != 0) {
-        snprintf(err, errlen, "%s: getsockname: %s", t.l[i].bound, strerror(errno));
-        return -1;
+        int e = errno;
+        snprintf(err, errlen, "%s: getsockname: %s", t.l[i].bound, strerror(e));
+        return -e;
     }
     snprintf(bound.text, sizeof bound.text, "%s", t.l[i].bound);
-    int fd = open_socket(&bound, backlog, REUSEPORT_JOIN, err, errlen);
-    return fd < 0 ? -1 : fd;
+    return open_socket(&bound, backlog, REUSEPORT_JOIN, err, errlen);
 }
 
 /* ---- accepting ------------------------------------------------------------- */
@@ -283,7 +289,7 @@ static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
 /* Accepts until the backlog is empty or the connection limit is reached.
  * 0 to keep going, or a negative errno that ends the accept task. */
 static int accept_ready(listener *l) {
-    while (!l->closing && conn_slot_free()) {
+    while (l->state != LISTENER_CLOSING && conn_slot_free()) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -324,7 +330,7 @@ static int accept_task(void *arg) {
         if (r > 0)
             r = accept_ready(l);
     }
-    if (l->closing) {
+    if (l->state == LISTENER_CLOSING) {
         release(l);
         return 0;
     }
@@ -336,6 +342,7 @@ static int accept_task(void *arg) {
 /* ---- accept tasks: start, stop, restart --------------------------------------- */
 
 static void schedule_restart(listener *l, int status) {
+    l->state = LISTENER_IDLE;
     l->accept_tid = 0;
     l->restart_at = co_now() + backoff_next(&l->restarts, co_now());
     log_warn("accept task of %s exited (%s); restarting it in %lld ms", l->bound,
@@ -345,36 +352,39 @@ static void schedule_restart(listener *l, int status) {
 static void start_accepting(listener *l) {
     co_spawn_attr attr = {.name = "accept", .parent = t.parent};
     l->accept_tid = co_spawn_with(accept_task, l, &attr);
-    if (l->accept_tid)
+    if (l->accept_tid) {
+        l->state = LISTENER_ACCEPTING;
         backoff_started(&l->restarts, co_now());
-    else
+    } else {
         schedule_restart(l, errno);
+    }
 }
 
 static void stop(listener *l) {
-    l->closing = true;
-    if (l->accept_tid)
+    if (l->state == LISTENER_ACCEPTING) {
+        l->state = LISTENER_CLOSING;
         co_kill(l->accept_tid); /* it releases the listener */
-    else
-        release(l); /* waiting to be restarted: nobody else owns the fd */
+    } else {
+        release(l); /* no accept task: nobody else owns the fd */
+    }
 }
 
 void listeners_start(co_tid parent) {
     t.parent = parent;
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        if (t.l[i].used)
+        if (t.l[i].state == LISTENER_IDLE)
             start_accepting(&t.l[i]);
 }
 
 void listeners_stop(void) {
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        if (t.l[i].used && !t.l[i].closing)
+        if (t.l[i].state == LISTENER_IDLE || t.l[i].state == LISTENER_ACCEPTING)
             stop(&t.l[i]);
 }
 
 static listener *listener_of_task(co_tid tid) {
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        if (t.l[i].used && t.l[i].accept_tid == tid)
+        if (t.l[i].state >= LISTENER_ACCEPTING && t.l[i].accept_tid == tid)
             return &t.l[i];
     return NULL;
 }
@@ -383,7 +393,7 @@ bool listeners_task_exited(co_tid tid, int status, bool stopping) {
     listener *l = listener_of_task(tid);
     if (!l)
         return false;
-    if (l->closing) /* it died on its own before it saw the stop */
+    if (l->state == LISTENER_CLOSING) /* it died on its own before it saw the stop */
         release(l);
     else if (!stopping)
         schedule_restart(l, status);
@@ -393,24 +403,21 @@ bool listeners_task_exited(co_tid tid, int status, bool stopping) {
 int64_t listeners_restart_due(int64_t now, int64_t at) {
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
         listener *l = &t.l[i];
-        if (!l->used || l->closing || l->accept_tid)
+        if (l->state != LISTENER_IDLE)
             continue;
         if (now >= l->restart_at) {
             start_accepting(l);
-            if (l->accept_tid)
+            if (l->state == LISTENER_ACCEPTING)
                 log_info("accept task of %s restarted", l->bound);
         }
-        if (!l->accept_tid && l->restart_at < at)
+        if (l->state == LISTENER_IDLE && l->restart_at < at)
             at = l->restart_at;
     }
     return at;
 }
 
 bool listeners_any(void) {
-    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        if (t.l[i].used)
-            return true;
-    return false;
+    return listeners_count() > 0;
 }
 
 uint64_t listeners_accept_errors(void) { return t.accept_errors; }
@@ -425,12 +432,13 @@ static bool same_addr(const listen_addr *a, const listen_addr *b) {
  * for port 0 are two listeners, each kept by one entry. */
 static listener *unclaimed_for(const listen_addr *addr, const bool *claimed) {
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        if (t.l[i].used && !t.l[i].closing && !claimed[i] && same_addr(&t.l[i].addr, addr))
+        if ((t.l[i].state == LISTENER_IDLE || t.l[i].state == LISTENER_ACCEPTING) &&
+            !claimed[i] && same_addr(&t.l[i].addr, addr))
             return &t.l[i];
     return NULL;
 }
 
-/* Opens what next adds; -1 (those opened closed again) if one fails. */
+/* Opens what next adds; -errno (those opened closed again) if one fails. */
 static int open_added(const config *next, listener **opened, size_t *nopened, bool *claimed) {
     char err[256];
     for (size_t i = 0; i < next->nlisten; i++) {
@@ -440,13 +448,13 @@ static int open_added(const config *next, listener **opened, size_t *nopened, bo
             continue;
         }
         l = free_slot();
-        int fd = l ? open_socket(&next->listen[i], next->backlog, ALONE, err, sizeof err) : -1;
+        int fd = l ? open_socket(&next->listen[i], next->backlog, ALONE, err, sizeof err) : -EMFILE;
         if (fd < 0) {
             log_error(l ? "%s" : "cannot listen on %s: too many listeners",
                       l ? err : next->listen[i].text);
             for (size_t k = 0; k < *nopened; k++)
                 release(opened[k]);
-            return -1;
+            return fd;
         }
         take(l, fd, &next->listen[i]);
         opened[(*nopened)++] = l;
@@ -459,14 +467,15 @@ int listeners_apply(const config *next) {
     listener *opened[CONFIG_MAX_LISTEN];
     bool claimed[CONFIG_MAX_LISTEN] = {false};
     size_t nopened = 0;
-    if (open_added(next, opened, &nopened, claimed) != 0)
-        return -1;
+    int r = open_added(next, opened, &nopened, claimed);
+    if (r < 0)
+        return r;
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
         listener *l = &t.l[i];
         bool added = false;
         for (size_t k = 0; k < nopened; k++)
             added |= opened[k] == l;
-        if (!l->used || l->closing || added)
+        if (l->state == LISTENER_FREE || l->state == LISTENER_CLOSING || added)
             continue;
         if (!claimed[i])
             stop(l);
