@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "coro/coro.h"
+#include "coro/stack.h"
 #include "list.h"
 #include "taskmap.h"
 
@@ -260,7 +261,7 @@ static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents) {
 /* Returns the task's stack, and with it the task, to the pool. */
 static void task_release(task *t) {
     coro_stack stack = t->stack;
-    coro_stack_put(&S.pool, &stack);
+    coro_stack_put_inline(&S.pool, &stack);
 }
 
 /* Removes a zombie for good. */
@@ -349,12 +350,12 @@ static void task_entry(void *arg) {
  * those are set up only the first time a stack carries a task. */
 static task *task_alloc(void) {
     coro_stack stack;
-    int err = coro_stack_get(&S.pool, &stack);
+    int err = coro_stack_get_inline(&S.pool, &stack);
     if (err) {
         errno = -err;
         return NULL;
     }
-    uintptr_t at = ((uintptr_t)coro_stack_top(&stack) - sizeof(task)) & ~(uintptr_t)63;
+    uintptr_t at = ((uintptr_t)coro_stack_top_inline(&stack) - sizeof(task)) & ~(uintptr_t)63;
     task *t = (task *)at;
     if (t->magic != TASK_MAGIC) {
         t->magic = TASK_MAGIC;
