@@ -126,6 +126,8 @@ void co_chan_free(co_chan *ch) {
     if (!ch)
         return;
     co_chan_close(ch);
+    RT_ASSERT(list_empty(&ch->senders) && list_empty(&ch->receivers),
+              "a channel is freed with no waiters linked");
     free(ch);
 }
 

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,11 @@ enum {
 #define DEFAULT_STACK_CACHE 1024
 
 struct rt_sched rt_sched;
+
+void rt_assert_failed(const char *invariant, const char *cond, const char *file, int line) {
+    fprintf(stderr, "coecho rt: invariant violated: %s (%s, %s:%d)\n", invariant, cond, file, line);
+    abort();
+}
 
 /* ---- ready queue and switching ------------------------------------------ */
 
@@ -44,6 +50,7 @@ void rt_after_switch(void) {
 coro *rt_pick_next(void) {
     if (rt_sched.budget > 0 && rt_sched.nready) {
         task *next = container_of(list_pop_front(&rt_sched.ready), task, qlink);
+        RT_ASSERT(next->state == CO_READY, "a task on the ready queue is ready");
         rt_sched.nready--;
         rt_sched.budget--;
         next->state = CO_RUNNING;
@@ -69,7 +76,9 @@ void rt_run_next(coro *from) {
 void rt_wake(task *t, int result) {
     if (t->state != CO_BLOCKED)
         return;
+    RT_ASSERT(t->waiting != CO_WAIT_NONE, "a blocked task has a wait kind");
     if (t->waitq) {
+        RT_ASSERT(linked(&t->qlink), "a task with a wait list is linked on it");
         list_remove(&t->qlink);
         t->waitq = NULL;
     }
@@ -80,6 +89,9 @@ void rt_wake(task *t, int result) {
 /* Parks the caller on waitq (or nowhere) until woken or the deadline. The
  * caller has checked may_block(). */
 int rt_block(task *self, list_link *waitq, co_wait_kind kind, int64_t deadline) {
+    RT_ASSERT(kind != CO_WAIT_NONE, "a task blocks with a wait kind");
+    RT_ASSERT(self == rt_sched.current && self->state == CO_RUNNING,
+              "only the running task blocks");
     self->deadline = deadline;
     if (deadline != CO_NEVER)
         rt_arm_timer(self, deadline);
@@ -208,6 +220,7 @@ static int sched_init(const co_options *opts) {
 
 /* Stops the scheduler's watchers and frees everything once no task is live. */
 static void sched_finish(void) {
+    RT_ASSERT(rt_sched.nlive == 0 && rt_sched.nready == 0, "a run ends with no live or ready task");
     rt_signals_unwatch_all();
     ev_ref(rt_sched.loop);
     ev_prepare_stop(rt_sched.loop, &rt_sched.prepare);

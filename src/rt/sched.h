@@ -22,6 +22,18 @@
 #include "rt/list.h"
 #include "rt/taskmap.h"
 
+/* Invariant checks, as libev and libdill make them: on unless NDEBUG, and
+ * always in the sanitizer build. A failure names the invariant and aborts. */
+#if !defined(NDEBUG) || defined(COECHO_SANITIZERS)
+#define RT_ASSERT(cond, invariant)                                                                 \
+    ((cond) ? (void)0 : rt_assert_failed(invariant, #cond, __FILE__, __LINE__))
+#else
+#define RT_ASSERT(cond, invariant) ((void)0)
+#endif
+
+_Noreturn void rt_assert_failed(const char *invariant, const char *cond, const char *file,
+                                int line);
+
 /* A task lives at the top of its own stack, on the page its first frames
  * use anyway, so an idle task costs one resident page. */
 typedef struct task {
@@ -43,7 +55,7 @@ typedef struct task {
     int status;
     int wake_result;
     int join_status;       /* status handed to a joiner at wake-up */
-    unsigned char state;   /* co_state */
+    unsigned char state;   /* co_state, TASK_NEW or TASK_FREED */
     unsigned char waiting; /* co_wait_kind */
     bool killed;
     ev_io io;
@@ -51,6 +63,10 @@ typedef struct task {
     coro_stack stack;
     char name[24];
 } task;
+
+/* Task states beside co_state: created but not yet queued, and released
+ * (its stack went back to the pool). */
+enum { TASK_NEW = 0xfe, TASK_FREED = 0xff };
 
 struct rt_sched {
     struct ev_loop *loop;
@@ -81,7 +97,12 @@ struct rt_sched {
 
 extern struct rt_sched rt_sched;
 
+static inline bool linked(const list_link *l) { return l->next != l; }
+
 static inline void make_ready(task *t) {
+    RT_ASSERT(!linked(&t->qlink), "a task made ready is on no queue (not made ready twice)");
+    RT_ASSERT(t->state == CO_RUNNING || t->state == CO_BLOCKED || t->state == TASK_NEW,
+              "only a new, running or blocked task is made ready");
     t->state = CO_READY;
     list_push_back(&rt_sched.ready, &t->qlink);
     rt_sched.nready++;

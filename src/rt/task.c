@@ -16,12 +16,22 @@ enum { TASK_MAGIC = 0x7a5c0de5u };
 
 /* Returns the task's stack, and with it the task, to the pool. */
 void rt_task_release(task *t) {
+    RT_ASSERT(t->state != TASK_FREED, "a task is released once");
+    RT_ASSERT(!ev_is_active(&t->io) && !ev_is_active(&t->timer),
+              "a released task has no watcher armed");
+    RT_ASSERT(!linked(&t->qlink), "a released task is on no queue");
+    RT_ASSERT(list_empty(&t->children) && list_empty(&t->zombies) && list_empty(&t->joiners),
+              "a released task has no children, zombies or joiners");
+    t->state = TASK_FREED;
     coro_stack stack = t->stack;
     coro_stack_put_inline(&rt_sched.pool, &stack);
 }
 
 /* Removes a zombie for good. */
 static void reap(task *t) {
+    RT_ASSERT(t->state != TASK_FREED && taskmap_get(&rt_sched.map, t->id) == t,
+              "a zombie is reaped once");
+    RT_ASSERT(t->state == CO_ZOMBIE, "only a zombie is reaped");
     list_remove(&t->sibling);
     taskmap_remove(&rt_sched.map, t->id);
     rt_task_release(t);
@@ -69,6 +79,7 @@ static void wake_joiners(task *t, int status) {
 }
 
 static _Noreturn void task_exit(task *t, int status) {
+    RT_ASSERT(t == rt_sched.current, "only the running task exits");
     if (ev_is_active(&t->io))
         ev_io_stop(rt_sched.loop, &t->io);
     if (ev_is_active(&t->timer))
@@ -127,8 +138,11 @@ static task *task_alloc(void) {
         list_init(&t->joiners);
         ev_init(&t->io, rt_task_io_cb);
         ev_init(&t->timer, rt_task_timer_cb);
+    } else {
+        RT_ASSERT(t->state == TASK_FREED, "a recycled stack carries no live task");
     }
     t->stack = stack;
+    t->state = TASK_NEW;
     return t;
 }
 
