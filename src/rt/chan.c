@@ -22,23 +22,21 @@ struct co_chan {
     unsigned char buf[];
 };
 
-co_chan *co_chan_new(size_t elem_size, size_t capacity) {
-    if (elem_size == 0 || (capacity && elem_size > (SIZE_MAX - sizeof(co_chan)) / capacity)) {
-        errno = EINVAL;
-        return NULL;
-    }
+int co_chan_new(co_chan **out, size_t elem_size, size_t capacity) {
+    *out = NULL;
+    if (elem_size == 0 || (capacity && elem_size > (SIZE_MAX - sizeof(co_chan)) / capacity))
+        return -EINVAL;
     co_chan *ch = malloc(sizeof *ch + elem_size * capacity);
-    if (!ch) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!ch)
+        return -ENOMEM;
     ch->elem_size = elem_size;
     ch->capacity = capacity;
     ch->head = ch->count = 0;
     ch->closed = false;
     list_init(&ch->senders);
     list_init(&ch->receivers);
-    return ch;
+    *out = ch;
+    return 0;
 }
 
 static inline unsigned char *chan_slot(co_chan *ch, size_t i) {

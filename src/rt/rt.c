@@ -242,9 +242,8 @@ int co_run(co_fn root, void *arg, const co_options *opts) {
     err = sched_init(opts);
     if (err)
         return err;
-    rt_sched.root = rt_task_create(root, arg, NULL, "root");
-    if (!rt_sched.root) {
-        err = -errno;
+    err = rt_task_create(&rt_sched.root, root, arg, NULL, "root");
+    if (err) {
         free_everything();
         return err;
     }

@@ -128,7 +128,7 @@ void rt_wake(task *t, int result);
 int rt_block(task *self, list_link *waitq, co_wait_kind kind, int64_t deadline);
 
 /* task.c */
-task *rt_task_create(co_fn fn, void *arg, task *parent, const char *name);
+int rt_task_create(task **out, co_fn fn, void *arg, task *parent, const char *name);
 void rt_task_release(task *t);
 
 /* io.c and timer.c: the callbacks of a task's own watchers. */

@@ -119,14 +119,13 @@ static void task_entry(void *arg) {
 
 /* Takes a stack from the pool and places the task at its top. A recycled
  * stack still holds its last task, with stopped watchers and empty lists:
- * those are set up only the first time a stack carries a task. */
-static task *task_alloc(void) {
+ * those are set up only the first time a stack carries a task. 0 or
+ * -errno. */
+static int task_alloc(task **out) {
     coro_stack stack;
     int err = coro_stack_get_inline(&rt_sched.pool, &stack);
-    if (err) {
-        errno = -err;
-        return NULL;
-    }
+    if (err)
+        return err;
     uintptr_t at = ((uintptr_t)coro_stack_top_inline(&stack) - sizeof(task)) & ~(uintptr_t)63;
     task *t = (task *)at;
     if (t->magic != TASK_MAGIC) {
@@ -143,7 +142,8 @@ static task *task_alloc(void) {
     }
     t->stack = stack;
     t->state = TASK_NEW;
-    return t;
+    *out = t;
+    return 0;
 }
 
 static void set_name(task *t, const char *name) {
@@ -153,14 +153,14 @@ static void set_name(task *t, const char *name) {
     t->name[i] = '\0';
 }
 
-task *rt_task_create(co_fn fn, void *arg, task *parent, const char *name) {
-    task *t = task_alloc();
-    if (!t)
-        return NULL;
+int rt_task_create(task **out, co_fn fn, void *arg, task *parent, const char *name) {
+    task *t;
+    int err = task_alloc(&t);
+    if (err)
+        return err;
     if (taskmap_put(&rt_sched.map, rt_sched.last_id + 1, t) != 0) {
         rt_task_release(t);
-        errno = ENOMEM;
-        return NULL;
+        return -ENOMEM;
     }
     t->id = ++rt_sched.last_id;
     t->fn = fn;
@@ -181,29 +181,33 @@ task *rt_task_create(co_fn fn, void *arg, task *parent, const char *name) {
     rt_sched.nlive++;
     rt_sched.spawned++;
     make_ready(t);
-    return t;
+    *out = t;
+    return 0;
 }
 
 static task *lookup(co_tid tid) { return tid ? taskmap_get(&rt_sched.map, tid) : NULL; }
 
-co_tid co_spawn_with(co_fn fn, void *arg, const co_spawn_attr *attr) {
+int co_spawn_with(co_tid *tid, co_fn fn, void *arg, const co_spawn_attr *attr) {
     task *parent = rt_sched.current;
-    if (!rt_sched.loop || !fn) {
-        errno = EINVAL;
-        return 0;
-    }
+    if (tid)
+        *tid = 0;
+    if (!rt_sched.loop || !fn)
+        return -EINVAL;
     if (attr && attr->parent) {
         parent = lookup(attr->parent);
-        if (!parent || parent->state == CO_ZOMBIE) {
-            errno = ESRCH;
-            return 0;
-        }
+        if (!parent || parent->state == CO_ZOMBIE)
+            return -ESRCH;
     }
-    task *t = rt_task_create(fn, arg, parent, attr ? attr->name : NULL);
-    return t ? t->id : 0;
+    task *t;
+    int err = rt_task_create(&t, fn, arg, parent, attr ? attr->name : NULL);
+    if (err)
+        return err;
+    if (tid)
+        *tid = t->id;
+    return 0;
 }
 
-co_tid co_spawn(co_fn fn, void *arg) { return co_spawn_with(fn, arg, NULL); }
+int co_spawn(co_tid *tid, co_fn fn, void *arg) { return co_spawn_with(tid, fn, arg, NULL); }
 
 co_tid co_self(void) { return rt_sched.current ? rt_sched.current->id : 0; }
 

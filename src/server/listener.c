@@ -153,8 +153,8 @@ void accept_gate_open(void) {
         return;
     /* Closing the channel wakes every paused accept task; they find the
      * slots and re-check the limit. A fresh gate serves the next pause. */
-    co_chan *fresh = co_chan_new(1, 0);
-    if (!fresh) {
+    co_chan *fresh;
+    if (co_chan_new(&fresh, 1, 0) != 0) {
         log_error("cannot wake paused accepts: out of memory");
         return;
     }
@@ -192,8 +192,9 @@ static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
     co_spawn_attr attr = {.name = "client", .parent = srv.supervisor};
     srv.active++;
     srv.stats.accepted++;
-    if (!co_spawn_with(echo_handle_client, start, &attr)) {
-        log_error("%s: cannot start a handler: %s", l->bound, strerror(errno));
+    int err = co_spawn_with(NULL, echo_handle_client, start, &attr);
+    if (err) {
+        log_error("%s: cannot start a handler: %s", l->bound, strerror(-err));
         srv.active--;
         ipcount_remove(&srv.per_ip, &start->peer);
         free(start);
@@ -258,8 +259,10 @@ static int accept_task(void *arg) {
 
 int listener_start(listener *l) {
     co_spawn_attr attr = {.name = "accept", .parent = srv.supervisor};
-    l->accept_tid = co_spawn_with(accept_task, l, &attr);
-    return l->accept_tid ? 0 : -errno;
+    int err = co_spawn_with(&l->accept_tid, accept_task, l, &attr);
+    if (err)
+        errno = -err; /* its callers report errno */
+    return err;
 }
 
 void listener_stop(listener *l) {

@@ -311,9 +311,9 @@ static void request_reload(void) {
         return;
     }
     co_spawn_attr attr = {.name = "reload", .parent = srv.supervisor};
-    reload_tid = co_spawn_with(reload_task, NULL, &attr);
-    if (!reload_tid)
-        log_error("SIGHUP: cannot start the reload: %s", strerror(errno));
+    int err = co_spawn_with(&reload_tid, reload_task, NULL, &attr);
+    if (err)
+        log_error("SIGHUP: cannot start the reload: %s", strerror(-err));
 }
 
 static void begin_shutdown(int signo) {
@@ -423,7 +423,7 @@ static void on_task_exit(co_tid tid, int status) {
     if (tid == signal_tid) {
         log_error("signal task exited (%s); restarting it", strerror(status));
         co_spawn_attr attr = {.name = "signals"};
-        signal_tid = co_spawn_with(signal_task, NULL, &attr);
+        co_spawn_with(&signal_tid, signal_task, NULL, &attr);
         return;
     }
     if (status)
@@ -492,21 +492,22 @@ int supervisor_run(void *arg) {
     srv.supervisor = co_self();
     list_init(&srv.connections);
     ipcount_init(&srv.per_ip);
-    srv.slot_gate = co_chan_new(1, 0);
-    if (!srv.slot_gate || co_become_reaper() != 0 || watch_signals() != 0) {
+    if (co_chan_new(&srv.slot_gate, 1, 0) != 0 || co_become_reaper() != 0 ||
+        watch_signals() != 0) {
         log_error("cannot start the supervisor");
         return 1;
     }
     co_spawn_attr attr = {.name = "signals"};
-    signal_tid = co_spawn_with(signal_task, NULL, &attr);
+    co_spawn_with(&signal_tid, signal_task, NULL, &attr);
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
         if (srv.listeners[i].used && listener_start(&srv.listeners[i]) != 0)
             schedule_restart(&srv.listeners[i], errno);
     daemon_ready(); /* in --daemon mode, the starting command now exits 0 */
     if (notify_enabled()) {
         co_spawn_attr nattr = {.name = "notify"};
-        if (!(notify_tid = co_spawn_with(notify_task, NULL, &nattr)))
-            log_error("cannot start the systemd notify task: %s", strerror(errno));
+        int err = co_spawn_with(&notify_tid, notify_task, NULL, &nattr);
+        if (err)
+            log_error("cannot start the systemd notify task: %s", strerror(-err));
         tell_systemd("READY=1");
     }
 
