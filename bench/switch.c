@@ -85,8 +85,8 @@ static double result_ns;
 
 static int yield_root(void *arg) {
     (void)arg;
-    co_spawn(yielder, NULL);
-    co_spawn(yielder, NULL);
+    co_spawn(NULL, yielder, NULL);
+    co_spawn(NULL, yielder, NULL);
     co_yield(); /* let both start, so the timed part is theirs alone */
     double t0 = now_ns();
     while (co_wait_child(NULL, NULL, CO_NEVER) == 0)
@@ -109,7 +109,7 @@ static int spawn_root(void *arg) {
     double t0 = now_ns();
     for (long r = 0; r < rounds; r++) {
         for (int i = 0; i < BATCH; i++)
-            if (!co_spawn(noop, NULL))
+            if (co_spawn(NULL, noop, NULL) != 0)
                 return errno;
         for (int i = 0; i < BATCH; i++)
             co_wait_child(NULL, NULL, CO_NEVER);
@@ -140,11 +140,11 @@ static int receiver(void *arg) {
 
 static int chan_root(void *arg) {
     (void)arg;
-    chan = co_chan_new(sizeof(long), 0);
+    co_chan_new(&chan, sizeof(long), 0);
     if (!chan)
         return ENOMEM;
-    co_spawn(sender, NULL);
-    co_spawn(receiver, NULL);
+    co_spawn(NULL, sender, NULL);
+    co_spawn(NULL, receiver, NULL);
     double t0 = now_ns();
     int status, bad = 0;
     while (co_wait_child(NULL, &status, CO_NEVER) == 0)

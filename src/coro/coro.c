@@ -1,4 +1,7 @@
 /* coro: context switch wrappers, guarded stack pool, overflow reporting. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
 #include "coro.h"
 
 #include <errno.h>
@@ -9,6 +12,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "stack.h"
 
 #ifdef HAVE_VALGRIND_VALGRIND_H
 #include <valgrind/valgrind.h>
@@ -96,7 +101,7 @@ static inline void raw_switch(coro *from, coro *to) { coro_switch(&from->sp, to-
 #endif
 
 void coro_init(coro *c, coro_stack *stack, void (*entry)(void *), void *arg) {
-    coro_init_below(c, stack, coro_stack_top(stack), entry, arg);
+    coro_init_below(c, stack, coro_stack_top_inline(stack), entry, arg);
 }
 
 void coro_init_below(coro *c, coro_stack *stack, char *top, void (*entry)(void *), void *arg) {
@@ -177,6 +182,16 @@ static void stack_unmap(coro_stack *s) {
 #endif
     munmap(s->base, s->size + s->guard);
 }
+
+int coro_stack_get(coro_stack_pool *pool, coro_stack *out) {
+    return coro_stack_get_inline(pool, out);
+}
+
+void coro_stack_put(coro_stack_pool *pool, coro_stack *stack) {
+    coro_stack_put_inline(pool, stack);
+}
+
+char *coro_stack_top(const coro_stack *stack) { return coro_stack_top_inline(stack); }
 
 void coro_stack_pool_destroy(coro_stack_pool *pool) {
     while (pool->free) {

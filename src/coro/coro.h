@@ -11,10 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef HAVE_CONFIG_H
-#include <config.h>
+/* CORO_UCONTEXT decides struct coro's layout, so every file must see the
+ * same answer: in the autotools build it comes from config.h, which this
+ * header does not include (a public header must not); the includer does,
+ * first, as every source file of the project does. */
+#if defined(HAVE_CONFIG_H) && !defined(PACKAGE_NAME)
+#error "include <config.h> before coro/coro.h: CORO_UCONTEXT sets struct coro's layout"
 #endif
-
 #if !defined(CORO_UCONTEXT) && !defined(__x86_64__) && !defined(__aarch64__)
 #define CORO_UCONTEXT 1
 #endif
@@ -87,7 +90,8 @@ void coro_transfer_final(coro *from, coro *to);
 coro *coro_running(void);
 
 /* Stack pool: stacks of one size, mmap'd with a guard page, kept for reuse
- * up to max_cached so steady-state spawn/exit does not call mmap. */
+ * up to max_cached so steady-state spawn/exit does not call mmap. The fields
+ * are the pool's own (coro/stack.h); callers only read mapped. */
 typedef struct coro_stack_pool {
     size_t stack_size; /* usable bytes, multiple of the page size */
     size_t max_cached;
@@ -100,48 +104,17 @@ typedef struct coro_stack_pool {
 void coro_stack_pool_init(coro_stack_pool *pool, size_t stack_size, size_t max_cached);
 /* Unmaps every cached stack. Stacks still in use stay the caller's. */
 void coro_stack_pool_destroy(coro_stack_pool *pool);
-/* A pooled stack keeps its free-list node in its own top bytes. */
-struct coro_stack_link {
-    struct coro_stack_link *next;
-    coro_stack stack;
-};
 
-/* Highest address a stack's user may touch: above it the pool keeps its link,
- * so whatever the user leaves below survives a trip through the pool. */
-static inline char *coro_stack_top(const coro_stack *stack) {
-    return (char *)stack->base + stack->guard + stack->size - sizeof(struct coro_stack_link);
-}
+/* Takes a stack from the pool, mapping a new one when none is cached.
+ * Returns 0, or -errno when no stack could be mapped. */
+int coro_stack_get(coro_stack_pool *pool, coro_stack *out);
+/* Gives a stack back: cached for reuse, or unmapped when the cache is full. */
+void coro_stack_put(coro_stack_pool *pool, coro_stack *stack);
 
-int coro_stack_map(coro_stack_pool *pool, coro_stack *out);
-void coro_stack_unmap(coro_stack_pool *pool, coro_stack *stack);
-void coro_stack_clean(coro_stack *stack);
-
-/* Returns 0, or -errno when no stack could be mapped. */
-static inline int coro_stack_get(coro_stack_pool *pool, coro_stack *out) {
-    struct coro_stack_link *l = pool->free;
-    if (!l)
-        return coro_stack_map(pool, out);
-    pool->free = l->next;
-    pool->cached--;
-    *out = l->stack;
-    return 0;
-}
-
-static inline void coro_stack_put(coro_stack_pool *pool, coro_stack *stack) {
-    if (pool->cached >= pool->max_cached) {
-        coro_stack_unmap(pool, stack);
-        return;
-    }
-#ifdef CORO_ASAN
-    coro_stack_clean(stack);
-#endif
-    char *top = (char *)stack->base + stack->guard + stack->size;
-    struct coro_stack_link *l = (struct coro_stack_link *)(top - sizeof *l);
-    l->stack = *stack;
-    l->next = pool->free;
-    pool->free = l;
-    pool->cached++;
-}
+/* Highest address a stack's user may touch: above it the pool keeps its
+ * own bookkeeping, so whatever the user leaves below survives a trip
+ * through the pool. */
+char *coro_stack_top(const coro_stack *stack);
 
 /* Installs a SIGSEGV/SIGBUS handler, on an alternate signal stack, that
  * reports "coroutine <id> (<name>) overflowed its <N> KiB stack" when the

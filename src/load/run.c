@@ -272,9 +272,9 @@ static int open_loop_writer(void *arg) {
 }
 
 static void open_loop(conn *c) {
-    c->schedule = co_chan_new(sizeof(int64_t), SCHEDULE_QUEUE);
     co_spawn_attr attr = {.name = "writer"};
-    if (!c->schedule || !(c->writer = co_spawn_with(open_loop_writer, c, &attr))) {
+    if (co_chan_new(&c->schedule, sizeof(int64_t), SCHEDULE_QUEUE) != 0 ||
+        co_spawn_with(&c->writer, open_loop_writer, c, &attr) != 0) {
         fail(c, ERR_OTHER);
         co_chan_free(c->schedule);
         return;
@@ -346,7 +346,7 @@ static int root(void *arg) {
     co_tid progress = 0;
     if (opt->progress) {
         co_spawn_attr attr = {.name = "progress"};
-        progress = co_spawn_with(progress_task, NULL, &attr);
+        co_spawn_with(&progress, progress_task, NULL, &attr);
     }
     long started = 0;
     for (long i = 0; i < opt->connections; i++) {
@@ -357,7 +357,7 @@ static int root(void *arg) {
                 co_sleep(co_now() + (due - now) / 1000000);
         }
         conn *c = new_conn(i);
-        if (!c || !co_spawn(connection_task, c)) {
+        if (!c || co_spawn(NULL, connection_task, c) != 0) {
             free(c ? c->rbuf : NULL);
             free(c);
             res->errors[ERR_OTHER]++;

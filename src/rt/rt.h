@@ -2,12 +2,17 @@
  * calls" tasks use to cooperate: spawn, self, yield, sleep, fd waits, reads
  * and writes, join, wait_child, kill and channels.
  *
- * Error contract: blocking calls return 0 (or a count) on success and a
- * negative errno otherwise: -ETIMEDOUT at the deadline, -ECANCELED once the
- * task was killed (and from then on, at once, on every blocking call),
- * -EPIPE on a closed channel, -ESRCH for an unknown task id. Deadlines are
- * absolute co_now() milliseconds; CO_NEVER waits forever, and a deadline in
- * the past makes a call that would block fail at once with -ETIMEDOUT.
+ * Error convention, for every call of this header: success is 0, or a
+ * count, id or signal number >= 0; failure is a negative errno. errno
+ * itself is not part of the result: the rt never sets it to report, and
+ * the system calls made inside may change it. Calls that create an object
+ * (co_spawn, co_spawn_with, co_chan_new) return it through their first
+ * argument, an out parameter. The blocking calls fail with -ETIMEDOUT at the deadline,
+ * -ECANCELED once the task was killed (and from then on, at once, on every
+ * blocking call), -EPIPE on a closed channel, -ESRCH for an unknown task
+ * id. Deadlines are absolute co_now() milliseconds; CO_NEVER waits forever,
+ * and a deadline in the past makes a call that would block fail at once
+ * with -ETIMEDOUT.
  *
  * Every call except co_run and co_now must be made from inside a task. */
 #ifndef COECHO_RT_H
@@ -48,10 +53,12 @@ typedef struct co_spawn_attr {
 /* Starts fn(arg) as a new task, a child of the caller (or attr->parent),
  * queued after the tasks already ready; the caller keeps running. Its return
  * value is its exit status, kept (zombie) until the parent reaps it with
- * co_wait_child() or co_join(). Returns the id, or 0 with errno set (ENOMEM,
- * or ESRCH for an unknown or exited attr->parent). */
-co_tid co_spawn(co_fn fn, void *arg);
-co_tid co_spawn_with(co_fn fn, void *arg, const co_spawn_attr *attr);
+ * co_wait_child() or co_join(). Returns 0 and stores the new task's id in
+ * *tid, or -ENOMEM, -ESRCH for an unknown or exited attr->parent, -EINVAL
+ * for a NULL fn or a call outside co_run (*tid is then 0). tid may be
+ * NULL. */
+int co_spawn(co_tid *tid, co_fn fn, void *arg);
+int co_spawn_with(co_tid *tid, co_fn fn, void *arg, const co_spawn_attr *attr);
 
 co_tid co_self(void);
 
@@ -163,8 +170,9 @@ int co_signal_wait(int64_t deadline);
  * is unbuffered: a send completes when a receiver takes the element. */
 typedef struct co_chan co_chan;
 
-/* Returns NULL with errno = ENOMEM or EINVAL (elem_size 0). */
-co_chan *co_chan_new(size_t elem_size, size_t capacity);
+/* Stores a new channel in *ch: 0, or -ENOMEM, or -EINVAL for elem_size 0
+ * or a buffer too large to size (*ch is then NULL). */
+int co_chan_new(co_chan **ch, size_t elem_size, size_t capacity);
 
 /* Copies elem into the channel. 0, -EPIPE once closed, -ETIMEDOUT,
  * -ECANCELED. */

@@ -21,8 +21,7 @@ int conn_init(void) {
     memset(&c, 0, sizeof c);
     list_init(&c.live);
     ipcount_init(&c.per_ip);
-    c.slot_gate = co_chan_new(1, 0);
-    return c.slot_gate ? 0 : -ENOMEM;
+    return co_chan_new(&c.slot_gate, 1, 0);
 }
 
 void conn_destroy(void) {
@@ -81,8 +80,8 @@ void conn_limits_changed(void) {
         return;
     /* Closing the channel wakes every paused accept task; they find the
      * slots and re-check the limit. A fresh gate serves the next pause. */
-    co_chan *fresh = co_chan_new(1, 0);
-    if (!fresh) {
+    co_chan *fresh;
+    if (co_chan_new(&fresh, 1, 0) != 0) {
         log_error("cannot wake paused accepts: out of memory");
         return;
     }

@@ -278,8 +278,9 @@ static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
     start->buffer_size = settings()->buffer_size;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
     co_spawn_attr attr = {.name = "client", .parent = t.parent};
-    if (!co_spawn_with(echo_handle_client, start, &attr)) {
-        log_error("%s: cannot start a handler: %s", l->bound, strerror(errno));
+    int err = co_spawn_with(NULL, echo_handle_client, start, &attr);
+    if (err) {
+        log_error("%s: cannot start a handler: %s", l->bound, strerror(-err));
         conn_unadmit(&start->peer);
         free(start);
         close(fd);
@@ -351,12 +352,12 @@ static void schedule_restart(listener *l, int status) {
 
 static void start_accepting(listener *l) {
     co_spawn_attr attr = {.name = "accept", .parent = t.parent};
-    l->accept_tid = co_spawn_with(accept_task, l, &attr);
-    if (l->accept_tid) {
+    int err = co_spawn_with(&l->accept_tid, accept_task, l, &attr);
+    if (!err) {
         l->state = LISTENER_ACCEPTING;
         backoff_started(&l->restarts, co_now());
     } else {
-        schedule_restart(l, errno);
+        schedule_restart(l, -err);
     }
 }
 

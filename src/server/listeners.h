@@ -17,8 +17,8 @@
 /* Opens every listener of cfg (reuse_port: the first socket of an
  * SO_REUSEPORT group per address, which checks that no other process
  * listens there). Only the built-in [::1] default may be missing, on a
- * machine without IPv6 (a warning). Logs each "listening on"; 0, or -1
- * with the reason logged. */
+ * machine without IPv6 (a warning). Logs each "listening on"; 0, or
+ * -errno with the reason logged. */
 int listeners_open(const config *cfg, bool reuse_port);
 
 /* In a forked worker: drops the table inherited from the main process
@@ -37,7 +37,7 @@ int listeners_fd(size_t i);
 const char *listeners_bound(size_t i);
 
 /* Another socket bound like the i-th, joining its SO_REUSEPORT group (a
- * worker's own). The descriptor, or -1 with err. */
+ * worker's own). The descriptor, or -errno with err. */
 int listeners_open_copy(size_t i, int backlog, char *err, size_t errlen);
 
 /* Starts the accept tasks, children of parent (the reaper). */
@@ -45,8 +45,8 @@ void listeners_start(co_tid parent);
 /* Closes every listener: accept tasks are cancelled and close their own. */
 void listeners_stop(void);
 /* A reload: opens the listeners next adds first (if one fails, closes
- * those and returns -1: nothing changed), then closes the ones it drops;
- * the ones kept take its backlog. */
+ * those and returns -errno, logged: nothing changed), then closes the ones
+ * it drops; the ones kept take its backlog. */
 int listeners_apply(const config *next);
 
 /* An exited task: true if it was an accept task (restarted after a

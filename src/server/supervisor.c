@@ -210,9 +210,9 @@ static void request_reload(void) {
         return;
     }
     co_spawn_attr attr = {.name = "reload", .parent = sup.self};
-    sup.reload_tid = co_spawn_with(reload_task, NULL, &attr);
-    if (!sup.reload_tid)
-        log_error("SIGHUP: cannot start the reload: %s", strerror(errno));
+    int err = co_spawn_with(&sup.reload_tid, reload_task, NULL, &attr);
+    if (err)
+        log_error("SIGHUP: cannot start the reload: %s", strerror(-err));
 }
 
 /* ---- signals ------------------------------------------------------------- */
@@ -293,7 +293,9 @@ static void on_task_exit(co_tid tid, int status) {
     if (tid == sup.signal_tid) {
         log_error("signal task exited (%s); restarting it", strerror(status));
         co_spawn_attr attr = {.name = "signals"};
-        sup.signal_tid = co_spawn_with(signal_task, NULL, &attr);
+        int err = co_spawn_with(&sup.signal_tid, signal_task, NULL, &attr);
+        if (err)
+            log_error("cannot restart the signal task: %s", strerror(-err));
         return;
     }
     if (status)
@@ -319,13 +321,18 @@ static int start(void) {
         return -1;
     }
     co_spawn_attr attr = {.name = "signals"};
-    sup.signal_tid = co_spawn_with(signal_task, NULL, &attr);
+    int err = co_spawn_with(&sup.signal_tid, signal_task, NULL, &attr);
+    if (err) {
+        log_error("cannot start the signal task: %s", strerror(-err));
+        return -1;
+    }
     listeners_start(sup.self);
     daemon_ready(); /* in --daemon mode, the starting command now exits 0 */
     if (notify_enabled()) {
         co_spawn_attr nattr = {.name = "notify"};
-        if (!(sup.notify_tid = co_spawn_with(notify_task, NULL, &nattr)))
-            log_error("cannot start the systemd notify task: %s", strerror(errno));
+        err = co_spawn_with(&sup.notify_tid, notify_task, NULL, &nattr);
+        if (err)
+            log_error("cannot start the systemd notify task: %s", strerror(-err));
         tell_systemd("READY=1");
     }
     return 0;

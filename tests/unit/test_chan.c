@@ -59,7 +59,9 @@ static int recv_value_forever(void *arg) {
  * fn on it; returns what co_spawn returned. */
 static co_tid spawn_waiter(co_fn fn, struct waiter *w, co_chan *ch, int value) {
     *w = (struct waiter){ch, value, 1, 0};
-    return co_spawn(fn, w);
+    co_tid tid;
+    co_spawn(&tid, fn, w);
+    return tid;
 }
 
 /* Reaps every child of the caller; returns how many. */
@@ -101,17 +103,19 @@ static int recv_sample(void *arg) {
 
 static int unbuffered_root(void *arg) {
     struct unbuffered *r = arg;
-    r->ch = co_chan_new(sizeof(struct record), 0);
+    co_chan_new(&r->ch, sizeof(struct record), 0);
     CHECK(r->ch != NULL);
 
     /* The receiver waits first; the root sends. */
-    co_tid rc = co_spawn(recv_sample, r);
+    co_tid rc;
+    co_spawn(&rc, recv_sample, r);
     co_yield();
     r->results[0] = co_chan_send(r->ch, &sample, co_now() + LONG_DEADLINE_MS);
     CHECK_EQ(co_join(rc, &r->results[1], CO_NEVER), 0);
 
     /* The sender waits first; it must not complete before the root receives. */
-    co_tid sd = co_spawn(send_sample, r);
+    co_tid sd;
+    co_spawn(&sd, send_sample, r);
     co_yield();
     co_task_info info = {0};
     CHECK_EQ(co_task_get_info(sd, &info), 0);
@@ -164,9 +168,10 @@ static int buffered_sender(void *arg) {
 
 static int buffered_root(void *arg) {
     struct buffered *r = arg;
-    r->ch = co_chan_new(sizeof(int), CAPACITY);
+    co_chan_new(&r->ch, sizeof(int), CAPACITY);
     CHECK(r->ch != NULL);
-    co_tid s = co_spawn(buffered_sender, r);
+    co_tid s;
+    co_spawn(&s, buffered_sender, r);
     co_yield();
     /* CAPACITY sends went through without a receiver; the next one waits. */
     r->sent_after_yield = r->sent;
@@ -186,7 +191,8 @@ static int buffered_root(void *arg) {
     CHECK_EQ(co_chan_len(r->ch), 0);
 
     /* Without blocking at all: deadline 0 sends succeed while there is room. */
-    co_chan *c2 = co_chan_new(sizeof(int), CAPACITY);
+    co_chan *c2;
+    co_chan_new(&c2, sizeof(int), CAPACITY);
     CHECK(c2 != NULL);
     for (int i = 0; i <= CAPACITY; i++)
         r->try_results[i] = co_chan_send(c2, &i, 0);
@@ -226,7 +232,8 @@ struct fifo {
 static int fifo_senders_root(void *arg) {
     struct fifo *r = arg;
     /* Capacity 1, already full: the senders queue behind the buffered element. */
-    co_chan *ch = co_chan_new(sizeof(int), 1);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 1);
     CHECK(ch != NULL);
     int first = 99;
     CHECK_EQ(co_chan_send(ch, &first, 0), 0);
@@ -256,7 +263,8 @@ static void test_waiting_senders_are_served_in_fifo_order(void **state) {
 
 static int fifo_receivers_root(void *arg) {
     struct fifo *r = arg;
-    co_chan *ch = co_chan_new(sizeof(int), 0);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 0);
     CHECK(ch != NULL);
     finish_counter = 0;
     for (int i = 0; i < WAITERS; i++)
@@ -296,7 +304,8 @@ struct close_waiters {
 
 static int close_senders_root(void *arg) {
     struct close_waiters *r = arg;
-    co_chan *ch = co_chan_new(sizeof(int), 0);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 0);
     CHECK(ch != NULL);
     for (int i = 0; i < 2; i++)
         CHECK(spawn_waiter(send_value_forever, &r->senders[i], ch, i) != 0);
@@ -325,7 +334,8 @@ static void test_close_wakes_waiting_senders_with_epipe(void **state) {
 
 static int close_receivers_root(void *arg) {
     struct close_waiters *r = arg;
-    co_chan *ch = co_chan_new(sizeof(int), 4);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 4);
     CHECK(ch != NULL);
     for (int i = 0; i < 2; i++)
         CHECK(spawn_waiter(recv_value_forever, &r->receivers[i], ch, 0) != 0);
@@ -354,7 +364,8 @@ struct drain {
 
 static int drain_root(void *arg) {
     struct drain *r = arg;
-    co_chan *ch = co_chan_new(sizeof(int), 8);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 8);
     CHECK(ch != NULL);
     for (int v = 1; v <= 3; v++)
         CHECK_EQ(co_chan_send(ch, &v, 0), 0);
@@ -402,7 +413,8 @@ struct timeouts {
 
 static int timeouts_root(void *arg) {
     struct timeouts *r = arg;
-    co_chan *ch = co_chan_new(sizeof(int), 0);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 0);
     CHECK(ch != NULL);
     int v = 5;
     r->send_deadline = co_now() + 20;
@@ -473,9 +485,11 @@ struct killed {
 
 static int killed_root(void *arg) {
     struct killed *r = arg;
-    co_chan *ch = co_chan_new(sizeof(int), 0);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 0);
     CHECK(ch != NULL);
-    co_chan *ch2 = co_chan_new(sizeof(int), 0);
+    co_chan *ch2;
+    co_chan_new(&ch2, sizeof(int), 0);
     CHECK(ch2 != NULL);
     co_tid s = spawn_waiter(send_value_forever, &r->sender, ch, 7);
     co_tid rv = spawn_waiter(recv_value_forever, &r->receiver, ch2, 0);
@@ -506,20 +520,20 @@ static void test_killed_while_in_send_or_recv_returns_ecanceled(void **state) {
 
 struct helpers {
     bool zero_elem_null;
-    int zero_elem_errno;
+    int zero_elem_err;
     size_t len[6];
 };
 
 static int helpers_root(void *arg) {
     struct helpers *r = arg;
-    errno = 0;
-    co_chan *bad = co_chan_new(0, 4);
+    co_chan *bad;
+    r->zero_elem_err = co_chan_new(&bad, 0, 4);
     r->zero_elem_null = bad == NULL;
-    r->zero_elem_errno = errno;
     if (bad)
         co_chan_free(bad);
 
-    co_chan *ch = co_chan_new(sizeof(int), 4);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 4);
     CHECK(ch != NULL);
     int n = 0, v = 0;
     r->len[n++] = co_chan_len(ch);
@@ -544,7 +558,7 @@ static void test_new_with_zero_elem_size_and_len(void **state) {
     struct helpers r = {0};
     run_root(helpers_root, &r);
     assert_true(r.zero_elem_null);
-    assert_int_equal(r.zero_elem_errno, EINVAL);
+    assert_int_equal(r.zero_elem_err, -EINVAL);
     static const size_t want[6] = {0, 1, 3, 2, 2, 0};
     for (int i = 0; i < 6; i++)
         if (r.len[i] != want[i])
@@ -557,8 +571,10 @@ struct free_waiter {
 
 static int free_waiter_root(void *arg) {
     struct free_waiter *r = arg;
-    co_chan *rch = co_chan_new(sizeof(int), 0);
-    co_chan *sch = co_chan_new(sizeof(int), 0);
+    co_chan *rch;
+    co_chan_new(&rch, sizeof(int), 0);
+    co_chan *sch;
+    co_chan_new(&sch, sizeof(int), 0);
     CHECK(rch != NULL && sch != NULL);
     CHECK(spawn_waiter(recv_value_forever, &r->receiver, rch, 0) != 0);
     CHECK(spawn_waiter(send_value_forever, &r->sender, sch, 3) != 0);

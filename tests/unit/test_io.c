@@ -103,7 +103,8 @@ static int write_one_byte(void *arg) {
 static int wait_fd_readable_root(void *arg) {
     struct wait_fd *r = arg;
     /* The writer runs only once the root blocks. */
-    co_tid w = co_spawn(write_one_byte, &r->fds[1]);
+    co_tid w;
+    co_spawn(&w, write_one_byte, &r->fds[1]);
     r->deadline = co_now() + LONG_DEADLINE_MS;
     r->result = co_wait_fd(r->fds[0], CO_READ, r->deadline);
     r->woke = co_now();
@@ -173,7 +174,8 @@ static int wait_fd_forever(void *arg) {
 
 static int wait_fd_killed_root(void *arg) {
     struct wait_fd_killed *r = arg;
-    co_tid t = co_spawn(wait_fd_forever, r);
+    co_tid t;
+    co_spawn(&t, wait_fd_forever, r);
     co_yield(); /* t blocks on the empty pipe */
     co_task_info info = {0};
     CHECK_EQ(co_task_get_info(t, &info), 0);
@@ -258,8 +260,10 @@ static int big_reader(void *arg) {
 
 static int big_transfer_root(void *arg) {
     struct big_transfer *r = arg;
-    co_tid w = co_spawn(big_writer, r);
-    co_tid rd = co_spawn(big_reader, r);
+    co_tid w;
+    co_spawn(&w, big_writer, r);
+    co_tid rd;
+    co_spawn(&rd, big_reader, r);
     CHECK_EQ(co_join(w, NULL, CO_NEVER), 0);
     CHECK_EQ(co_join(rd, NULL, CO_NEVER), 0);
     return 0;
@@ -381,7 +385,8 @@ static int close_write_end(void *arg) {
 
 static int eof_while_waiting_root(void *arg) {
     struct eof *r = arg;
-    co_tid c = co_spawn(close_write_end, r);
+    co_tid c;
+    co_spawn(&c, close_write_end, r);
     /* Blocks: the pipe is empty and still open; the closer runs meanwhile. */
     r->blocked_read = co_read(r->fds[0], r->buf, sizeof r->buf, co_now() + LONG_DEADLINE_MS);
     CHECK_EQ(co_join(c, NULL, CO_NEVER), 0);
@@ -454,7 +459,8 @@ static int echo_task(void *arg) {
 static int echo_root(void *arg) {
     struct echo *r = arg;
     r->first_bad_round = -1;
-    co_tid e = co_spawn(echo_task, r);
+    co_tid e;
+    co_spawn(&e, echo_task, r);
     for (int i = 0; i < ECHO_ROUNDS; i++) {
         char msg[32], back[32];
         int len = snprintf(msg, sizeof msg, "message %d", i);

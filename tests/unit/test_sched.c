@@ -56,7 +56,7 @@ static int recv_one(void *arg) {
 
 struct spawn_self {
     co_tid root;
-    co_tid child_spawned; /* what co_spawn returned */
+    co_tid child_spawned; /* what co_spawn stored */
     co_tid child_self;    /* what the child's co_self returned */
     int child_ran_before_yield;
     int child_ran_after_yield;
@@ -74,7 +74,7 @@ static int spawn_self_child(void *arg) {
 static int spawn_self_root(void *arg) {
     struct spawn_self *r = arg;
     r->root = co_self();
-    r->child_spawned = co_spawn(spawn_self_child, r);
+    co_spawn(&r->child_spawned, spawn_self_child, r);
     /* The child is only queued: the caller keeps running until it yields. */
     r->child_ran_before_yield = r->child_self != 0;
     r->yield_result = co_yield();
@@ -129,7 +129,7 @@ static int fifo_root(void *arg) {
     static struct fifo_writer writers[3];
     for (int i = 0; i < 3; i++) {
         writers[i] = (struct fifo_writer){log, (char)('A' + i)};
-        CHECK(co_spawn(fifo_writer_task, &writers[i]) != 0);
+        CHECK(co_spawn(NULL, fifo_writer_task, &writers[i]) == 0);
     }
     /* The root takes part: each yield lets A, B and C run once, in spawn order. */
     for (int i = 0; i < 3; i++) {
@@ -185,7 +185,7 @@ static int record_batch(void *arg) {
 static int many_ready_root(void *arg) {
     (void)arg;
     for (size_t i = 0; i < MANY_READY; i++)
-        assert_true(co_spawn(record_batch, (void *)(uintptr_t)i) != 0);
+        assert_true(co_spawn(NULL, record_batch, (void *)(uintptr_t)i) == 0);
     while (batch_log->waiting < MANY_READY) /* each blocks as it counts itself */
         co_yield();
     assert_int_equal(write(batch_log->pipe[1], "x", 1), 1);
@@ -225,7 +225,7 @@ static int ids_root(void *arg) {
     r->root = co_self();
     for (int i = 0; i < ID_ROUNDS; i++) {
         /* Reap each task before spawning the next, so an id could be reused. */
-        r->ids[i] = co_spawn(return_arg, NULL);
+        co_spawn(&r->ids[i], return_arg, NULL);
         if (r->ids[i] == 0)
             r->spawn_failures++;
         if (co_join(r->ids[i], NULL, CO_NEVER) != 0)
@@ -315,7 +315,8 @@ static int killed_calls_task(void *arg) {
 
 static int killed_calls_root(void *arg) {
     struct killed_calls *r = arg;
-    co_tid t = co_spawn(killed_calls_task, r);
+    co_tid t;
+    co_spawn(&t, killed_calls_task, r);
     co_yield(); /* t blocks in co_sleep(CO_NEVER) */
     r->kill_result = co_kill(t);
     r->join_result = co_join(t, &r->status, CO_NEVER);
@@ -352,7 +353,8 @@ static int killed_early_task(void *arg) {
 
 static int killed_early_root(void *arg) {
     struct killed_early *r = arg;
-    co_tid t = co_spawn(killed_early_task, r);
+    co_tid t;
+    co_spawn(&t, killed_early_task, r);
     CHECK_EQ(co_kill(t), 0);
     CHECK_EQ(co_join(t, &r->status, CO_NEVER), 0);
     return 0;
@@ -418,7 +420,8 @@ static int join_forever(void *arg) {
 
 static int wait_child_until_released(void *arg) {
     co_chan *ch = arg;
-    co_tid c = co_spawn(recv_one, ch); /* blocks until the root sends */
+    co_tid c;
+    co_spawn(&c, recv_one, ch); /* blocks until the root sends */
     CHECK(c != 0);
     co_tid got = 0;
     int r = co_wait_child(&got, NULL, CO_NEVER);
@@ -438,28 +441,37 @@ static int info_root(void *arg) {
     r->root = co_self();
     r->root_info_result = co_task_get_info(r->root, &r->root_info);
 
-    co_chan *ch = co_chan_new(sizeof(int), 0);
+    co_chan *ch;
+    co_chan_new(&ch, sizeof(int), 0);
     CHECK(ch != NULL);
-    co_chan *wait_ch = co_chan_new(sizeof(int), 0);
+    co_chan *wait_ch;
+    co_chan_new(&wait_ch, sizeof(int), 0);
     CHECK(wait_ch != NULL);
-    co_chan *send_ch = co_chan_new(sizeof(int), 0);
+    co_chan *send_ch;
+    co_chan_new(&send_ch, sizeof(int), 0);
     CHECK(send_ch != NULL);
 
     struct sleeper_arg sa = {co_now() + 20, ch};
     co_spawn_attr attr = {.name = "sleeper"};
-    r->sleeper = co_spawn_with(sleeper_then_recv, &sa, &attr);
+    co_spawn_with(&r->sleeper, sleeper_then_recv, &sa, &attr);
     r->info_results[n++] = co_task_get_info(r->sleeper, &r->ready);
 
     /* Let it run into its sleep. */
     co_yield();
     r->info_results[n++] = co_task_get_info(r->sleeper, &r->asleep);
 
-    co_tid z = co_spawn(return_arg, (void *)(intptr_t)42);
-    co_tid k = co_spawn(sleep_forever, NULL);
-    co_tid j = co_spawn(join_forever, &r->sleeper);
-    co_tid w = co_spawn(wait_child_until_released, wait_ch);
-    co_tid s = co_spawn(send_one, send_ch);
-    co_tid rv = co_spawn(recv_one, ch);
+    co_tid z;
+    co_spawn(&z, return_arg, (void *)(intptr_t)42);
+    co_tid k;
+    co_spawn(&k, sleep_forever, NULL);
+    co_tid j;
+    co_spawn(&j, join_forever, &r->sleeper);
+    co_tid w;
+    co_spawn(&w, wait_child_until_released, wait_ch);
+    co_tid s;
+    co_spawn(&s, send_one, send_ch);
+    co_tid rv;
+    co_spawn(&rv, recv_one, ch);
     co_yield(); /* z exits, the others block */
     r->info_results[n++] = co_task_get_info(z, &r->zombie);
     r->info_results[n++] = co_task_get_info(j, &r->joining);
@@ -477,10 +489,12 @@ static int info_root(void *arg) {
     CHECK_EQ(co_kill(k), 0);
     r->info_results[n++] = co_task_get_info(k, &r->killed);
 
-    co_tid d = co_spawn(return_arg, NULL);
+    co_tid d;
+    co_spawn(&d, return_arg, NULL);
     r->info_results[n++] = co_task_get_info(d, &r->default_name);
     attr.name = "a-name-that-is-longer-than-twenty-three-bytes";
-    co_tid l = co_spawn_with(return_arg, NULL, &attr);
+    co_tid l;
+    co_spawn_with(&l, return_arg, NULL, &attr);
     r->info_results[n++] = co_task_get_info(l, &r->long_name);
 
     r->unknown_zero = co_task_get_info(0, &(co_task_info){0});
@@ -570,7 +584,8 @@ struct join_basic {
 
 static int join_basic_root(void *arg) {
     struct join_basic *r = arg;
-    co_tid t = co_spawn(yield_n_times, (void *)(intptr_t)3);
+    co_tid t;
+    co_spawn(&t, yield_n_times, (void *)(intptr_t)3);
     r->first = co_join(t, &r->status, CO_NEVER);
     /* The parent's join reaped it. */
     r->second = co_join(t, NULL, CO_NEVER);
@@ -597,7 +612,8 @@ struct join_zombie {
 
 static int join_zombie_root(void *arg) {
     struct join_zombie *r = arg;
-    co_tid t = co_spawn(return_arg, (void *)(intptr_t)5);
+    co_tid t;
+    co_spawn(&t, return_arg, (void *)(intptr_t)5);
     co_yield();
     co_task_info info;
     CHECK_EQ(co_task_get_info(t, &info), 0);
@@ -637,8 +653,9 @@ static int observer_task(void *arg) {
 
 static int join_observer_root(void *arg) {
     struct join_observer *r = arg;
-    r->target = co_spawn(yield_n_times, (void *)(intptr_t)2);
-    co_tid obs = co_spawn(observer_task, r);
+    co_spawn(&r->target, yield_n_times, (void *)(intptr_t)2);
+    co_tid obs;
+    co_spawn(&obs, observer_task, r);
     CHECK_EQ(co_join(obs, NULL, CO_NEVER), 0);
     co_task_info info = {0};
     CHECK_EQ(co_task_get_info(r->target, &info), 0);
@@ -671,7 +688,8 @@ static int join_errors_root(void *arg) {
     r->zero = co_join(0, NULL, CO_NEVER);
     r->unknown = co_join((co_tid)1 << 62, NULL, CO_NEVER);
 
-    co_tid t = co_spawn(sleep_forever, NULL);
+    co_tid t;
+    co_spawn(&t, sleep_forever, NULL);
     r->deadline = co_now() + 20;
     r->timeout = co_join(t, NULL, r->deadline);
     r->woke = co_now();
@@ -706,8 +724,9 @@ static int killed_joiner(void *arg) {
 
 static int join_killed_root(void *arg) {
     struct join_killed *r = arg;
-    r->target = co_spawn(sleep_forever, &r->target_sleep);
-    co_tid j = co_spawn(killed_joiner, r);
+    co_spawn(&r->target, sleep_forever, &r->target_sleep);
+    co_tid j;
+    co_spawn(&j, killed_joiner, r);
     co_yield(); /* both block */
     CHECK_EQ(co_kill(j), 0);
     CHECK_EQ(co_join(j, &r->joiner_status, CO_NEVER), 0);
@@ -744,7 +763,7 @@ static int wait_order_root(void *arg) {
     /* Exit order follows the number of yields: 1 exits first, then 2, then 0. */
     static const int yields[3] = {5, 1, 3};
     for (int i = 0; i < 3; i++)
-        r->spawned[i] = co_spawn(yield_n_times, (void *)(intptr_t)yields[i]);
+        co_spawn(&r->spawned[i], yield_n_times, (void *)(intptr_t)yields[i]);
     for (int i = 0; i < 3; i++)
         r->results[i] = co_wait_child(&r->reaped[i], &r->status[i], co_now() + LONG_DEADLINE_MS);
     r->after = co_wait_child(NULL, NULL, CO_NEVER);
@@ -775,7 +794,8 @@ struct wait_errors {
 static int wait_errors_root(void *arg) {
     struct wait_errors *r = arg;
     r->no_children = co_wait_child(NULL, NULL, CO_NEVER);
-    co_tid t = co_spawn(sleep_forever, NULL);
+    co_tid t;
+    co_spawn(&t, sleep_forever, NULL);
     r->deadline = co_now() + 20;
     r->timeout = co_wait_child(NULL, NULL, r->deadline);
     r->woke = co_now();
@@ -807,14 +827,15 @@ struct wait_killed {
 
 static int killed_waiter(void *arg) {
     struct wait_killed *r = arg;
-    r->grandchild = co_spawn(sleep_forever, &r->grandchild_sleep);
+    co_spawn(&r->grandchild, sleep_forever, &r->grandchild_sleep);
     r->wait_result = co_wait_child(NULL, NULL, CO_NEVER);
     return 4;
 }
 
 static int wait_killed_root(void *arg) {
     struct wait_killed *r = arg;
-    co_tid w = co_spawn(killed_waiter, r);
+    co_tid w;
+    co_spawn(&w, killed_waiter, r);
     co_yield(); /* w and its child block */
     CHECK_EQ(co_kill(w), 0);
     CHECK_EQ(co_join(w, &r->waiter_status, CO_NEVER), 0);
@@ -848,7 +869,8 @@ static int kill_basic_root(void *arg) {
     struct kill_basic *r = arg;
     r->zero = co_kill(0);
     r->unknown = co_kill((co_tid)1 << 62);
-    co_tid t = co_spawn(return_arg, (void *)(intptr_t)3);
+    co_tid t;
+    co_spawn(&t, return_arg, (void *)(intptr_t)3);
     co_yield(); /* t exits */
     r->zombie_kill = co_kill(t);
     CHECK_EQ(co_join(t, &r->zombie_status, CO_NEVER), 0);
@@ -882,8 +904,9 @@ static int kill_wakes_joiner(void *arg) {
 
 static int kill_wakes_root(void *arg) {
     struct kill_wakes *r = arg;
-    r->victim = co_spawn(sleep_forever, &r->victim_sleep);
-    co_tid j = co_spawn(kill_wakes_joiner, r);
+    co_spawn(&r->victim, sleep_forever, &r->victim_sleep);
+    co_tid j;
+    co_spawn(&j, kill_wakes_joiner, r);
     co_yield(); /* victim sleeps, j joins it */
     co_task_info info = {0};
     CHECK_EQ(co_task_get_info(j, &info), 0);
@@ -924,7 +947,7 @@ static int sleep_briefly(void *arg) {
 
 static int kill_later_task(void *arg) {
     struct kill_later *r = arg;
-    CHECK(co_spawn(sleep_briefly, NULL) != 0); /* so co_wait_child would block */
+    CHECK(co_spawn(NULL, sleep_briefly, NULL) == 0); /* so co_wait_child would block */
     r->first = co_sleep(CO_NEVER);
     int64_t start = co_now();
     int64_t d = co_now() + LONG_DEADLINE_MS;
@@ -945,10 +968,11 @@ static int kill_later_task(void *arg) {
 
 static int kill_later_root(void *arg) {
     struct kill_later *r = arg;
-    r->ch = co_chan_new(sizeof(int), 0);
+    co_chan_new(&r->ch, sizeof(int), 0);
     CHECK(r->ch != NULL);
-    r->other = co_spawn(sleep_forever, NULL);
-    co_tid t = co_spawn(kill_later_task, r);
+    co_spawn(&r->other, sleep_forever, NULL);
+    co_tid t;
+    co_spawn(&t, kill_later_task, r);
     co_yield();
     CHECK_EQ(co_kill(t), 0);
     CHECK_EQ(co_join(t, NULL, co_now() + LONG_DEADLINE_MS), 0);
@@ -998,7 +1022,7 @@ struct orphans {
 static int orphaning_parent(void *arg) {
     struct orphans *r = arg;
     for (int i = 0; i < 2; i++)
-        r->kids[i] = co_spawn(recv_one, r->gate);
+        co_spawn(&r->kids[i], recv_one, r->gate);
     return 1;
 }
 
@@ -1010,14 +1034,15 @@ static int try_become_reaper(void *arg) {
 
 static int reaper_root(void *arg) {
     struct orphans *r = arg;
-    r->gate = co_chan_new(sizeof(int), 0);
+    co_chan_new(&r->gate, sizeof(int), 0);
     CHECK(r->gate != NULL);
     r->root = co_self();
     r->reaper_result = co_become_reaper();
-    co_tid other = co_spawn(try_become_reaper, &r->second_reaper);
+    co_tid other;
+    co_spawn(&other, try_become_reaper, &r->second_reaper);
     CHECK_EQ(co_join(other, NULL, CO_NEVER), 0);
 
-    r->parent = co_spawn(orphaning_parent, r);
+    co_spawn(&r->parent, orphaning_parent, r);
     int st = 0;
     CHECK_EQ(co_join(r->parent, &st, CO_NEVER), 0);
     r->parent_status = st;
@@ -1059,9 +1084,9 @@ static void test_orphans_pass_to_the_reaper(void **state) {
 
 static int no_reaper_root(void *arg) {
     struct orphans *r = arg;
-    r->gate = co_chan_new(sizeof(int), 0);
+    co_chan_new(&r->gate, sizeof(int), 0);
     CHECK(r->gate != NULL);
-    r->parent = co_spawn(orphaning_parent, r);
+    co_spawn(&r->parent, orphaning_parent, r);
     CHECK_EQ(co_join(r->parent, &r->parent_status, CO_NEVER), 0);
     for (int i = 0; i < 2; i++) {
         co_task_info info = {0};
@@ -1114,17 +1139,18 @@ static int gated_reaper(void *arg) {
 
 static int reaper_parent(void *arg) {
     struct orphaned_reaper *r = arg;
-    r->reaper = co_spawn(gated_reaper, r);
+    co_spawn(&r->reaper, gated_reaper, r);
     co_yield(); /* the reaper registers and blocks on the gate */
     return 0;
 }
 
 static int orphaned_reaper_root(void *arg) {
     struct orphaned_reaper *r = arg;
-    r->gate = co_chan_new(sizeof(int), 0);
+    co_chan_new(&r->gate, sizeof(int), 0);
     CHECK(r->gate != NULL);
     r->reaper_wait = 1;
-    co_tid p = co_spawn(reaper_parent, r);
+    co_tid p;
+    co_spawn(&p, reaper_parent, r);
     CHECK_EQ(co_join(p, NULL, CO_NEVER), 0);
     co_task_info info = {0};
     CHECK_EQ(co_task_get_info(r->reaper, &info), 0);
@@ -1172,8 +1198,8 @@ static int second_reaper(void *arg) {
 
 static int reaper_handover_root(void *arg) {
     struct reaper_handover *r = arg;
-    co_spawn(first_reaper, r);
-    co_spawn(second_reaper, r);
+    co_spawn(NULL, first_reaper, r);
+    co_spawn(NULL, second_reaper, r);
     while (co_wait_child(NULL, NULL, co_now() + LONG_DEADLINE_MS) == 0)
         ;
     return 0;
@@ -1198,9 +1224,9 @@ struct spawn_with {
     co_tid adopter_got;
     int adopter_got_status;
     co_tid bad_parent;
-    int bad_parent_errno;
+    int bad_parent_err;
     co_tid zombie_parent;
-    int zombie_parent_errno;
+    int zombie_parent_err;
     int root_wait_after;
 };
 
@@ -1212,25 +1238,22 @@ static int adopter_task(void *arg) {
 
 static int spawn_with_root(void *arg) {
     struct spawn_with *r = arg;
-    r->adopter = co_spawn(adopter_task, r);
+    co_spawn(&r->adopter, adopter_task, r);
     co_spawn_attr attr = {.name = "named-child", .parent = r->adopter};
-    r->child = co_spawn_with(return_arg, (void *)(intptr_t)77, &attr);
+    co_spawn_with(&r->child, return_arg, (void *)(intptr_t)77, &attr);
     CHECK_EQ(co_task_get_info(r->child, &r->child_info), 0);
 
     attr.parent = (co_tid)1 << 62;
-    errno = 0;
-    r->bad_parent = co_spawn_with(return_arg, NULL, &attr);
-    r->bad_parent_errno = errno;
+    r->bad_parent_err = co_spawn_with(&r->bad_parent, return_arg, NULL, &attr);
 
     CHECK_EQ(co_join(r->adopter, NULL, co_now() + LONG_DEADLINE_MS), 0);
 
     /* An exited (zombie) parent cannot take children either. */
-    co_tid z = co_spawn(return_arg, NULL);
+    co_tid z;
+    co_spawn(&z, return_arg, NULL);
     co_yield();
     attr.parent = z;
-    errno = 0;
-    r->zombie_parent = co_spawn_with(return_arg, NULL, &attr);
-    r->zombie_parent_errno = errno;
+    r->zombie_parent_err = co_spawn_with(&r->zombie_parent, return_arg, NULL, &attr);
     CHECK_EQ(co_join(z, NULL, CO_NEVER), 0);
     r->root_wait_after = co_wait_child(NULL, NULL, CO_NEVER);
     return 0;
@@ -1247,9 +1270,9 @@ static void test_spawn_with_name_and_parent(void **state) {
     assert_true(r.adopter_got == r.child);
     assert_int_equal(r.adopter_got_status, 77);
     assert_true(r.bad_parent == 0);
-    assert_int_equal(r.bad_parent_errno, ESRCH);
+    assert_int_equal(r.bad_parent_err, -ESRCH);
     assert_true(r.zombie_parent == 0);
-    assert_int_equal(r.zombie_parent_errno, ESRCH);
+    assert_int_equal(r.zombie_parent_err, -ESRCH);
     assert_int_equal(r.root_wait_after, -ECHILD);
 }
 
@@ -1294,10 +1317,10 @@ static int deadlocked_receiver(void *arg) {
 
 static int deadlock_root(void *arg) {
     struct deadlock *d = arg;
-    d->ch = co_chan_new(sizeof(int), 0);
+    co_chan_new(&d->ch, sizeof(int), 0);
     CHECK(d->ch != NULL);
-    CHECK(co_spawn(deadlocked_receiver, d) != 0);
-    CHECK(co_spawn(deadlocked_receiver, d) != 0);
+    CHECK(co_spawn(NULL, deadlocked_receiver, d) == 0);
+    CHECK(co_spawn(NULL, deadlocked_receiver, d) == 0);
     return 0; /* nobody will ever send */
 }
 
@@ -1357,7 +1380,7 @@ static void test_deadlock_after_an_fd_wait_is_broken(void **state) {
     (void)state;
     struct fd_then_chan r = {.wait_result = 0};
     assert_int_equal(pipe2(r.fds, O_NONBLOCK), 0);
-    r.ch = co_chan_new(sizeof(int), 0);
+    co_chan_new(&r.ch, sizeof(int), 0);
     assert_non_null(r.ch);
     run_root(fd_then_chan_root, &r);
     assert_int_equal(r.wait_result, CO_READ);
@@ -1383,7 +1406,8 @@ static int fd_waiter(void *arg) {
 
 static int kill_after_wake_root(void *arg) {
     struct kill_after_wake *r = arg;
-    co_tid t = co_spawn(fd_waiter, r);
+    co_tid t;
+    co_spawn(&t, fd_waiter, r);
     co_yield(); /* it starts waiting */
     char c = 'x';
     CHECK_EQ(write(r->fds[1], &c, 1), 1);

@@ -148,7 +148,8 @@ static co_tid start_handler(int fd, int64_t idle_ms) {
     start->fd = fd;
     start->idle_timeout_ms = idle_ms;
     start->buffer_size = 512;
-    return co_spawn(echo_handle_client, start);
+    co_tid tid;
+    return co_spawn(&tid, echo_handle_client, start) == 0 ? tid : 0;
 }
 
 static int echo_task(void *arg) {

@@ -27,7 +27,7 @@ static int raise_later(void *arg) {
 static int wait_wakes_root(void *arg) {
     (void)arg;
     CHECK_EQ(co_signal_watch(SIGUSR1), 0);
-    co_spawn(raise_later, (void *)(intptr_t)SIGUSR1);
+    co_spawn(NULL, raise_later, (void *)(intptr_t)SIGUSR1);
     CHECK_EQ(co_signal_wait(co_now() + 5000), SIGUSR1);
     CHECK_EQ(co_wait_child(NULL, NULL, CO_NEVER), 0);
     CHECK_EQ(co_signal_unwatch(SIGUSR1), 0);
@@ -91,7 +91,8 @@ static int blocked_waiter(void *arg) {
 static int killed_root(void *arg) {
     int *seen = arg;
     CHECK_EQ(co_signal_watch(SIGUSR1), 0);
-    co_tid t = co_spawn(blocked_waiter, seen);
+    co_tid t;
+    co_spawn(&t, blocked_waiter, seen);
     co_yield();
     CHECK_EQ(co_kill(t), 0);
     CHECK_EQ(co_join(t, NULL, co_now() + 1000), 0);

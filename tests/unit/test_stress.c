@@ -63,13 +63,14 @@ static int many_task(void *arg) {
 
 static int many_root(void *arg) {
     struct many *r = arg;
-    r->gate = co_chan_new(sizeof(int), 0);
+    co_chan_new(&r->gate, sizeof(int), 0);
     CHECK(r->gate != NULL);
     co_tid sample[4] = {0};
     for (int i = 0; i < MANY; i++) {
-        co_tid t = co_spawn(many_task, (void *)(intptr_t)i);
-        if (t == 0) {
-            check_failed(__FILE__, __LINE__, "co_spawn failed, errno", errno, 0);
+        co_tid t;
+        int err = co_spawn(&t, many_task, (void *)(intptr_t)i);
+        if (err) {
+            check_failed(__FILE__, __LINE__, "co_spawn failed", err, 0);
             break;
         }
         if (i % (MANY / 4) == 0)
@@ -153,7 +154,7 @@ static int cycles_root(void *arg) {
     r->switches_before = st.switches;
     for (long done = 0; done < CYCLES; done += BATCH) {
         for (int i = 0; i < BATCH; i++)
-            if (co_spawn(trivial_task, (void *)(intptr_t)(i + 1)) == 0)
+            if (co_spawn(NULL, trivial_task, (void *)(intptr_t)(i + 1)) != 0)
                 r->spawn_failures++;
         co_get_stats(&st);
         if (st.stacks_mapped > r->max_mapped)
@@ -281,8 +282,10 @@ static int fp_task_b(void *arg) {
 
 static int fp_root(void *arg) {
     struct fp *r = arg;
-    co_tid a = co_spawn(fp_task_a, r);
-    co_tid b = co_spawn(fp_task_b, r);
+    co_tid a;
+    co_spawn(&a, fp_task_a, r);
+    co_tid b;
+    co_spawn(&b, fp_task_b, r);
     CHECK_EQ(co_join(a, NULL, CO_NEVER), 0);
     CHECK_EQ(co_join(b, NULL, CO_NEVER), 0);
     r->root_end = fp_now();
@@ -374,7 +377,8 @@ static int deep_task(void *arg) {
 }
 
 static int deep_root(void *arg) {
-    co_tid t = co_spawn(deep_task, arg);
+    co_tid t;
+    co_spawn(&t, deep_task, arg);
     CHECK_EQ(co_join(t, NULL, CO_NEVER), 0);
     return 0;
 }
@@ -420,7 +424,8 @@ static int overflow_task(void *arg) {
 static int overflow_root(void *arg) {
     (void)arg;
     co_spawn_attr attr = {.name = "deep"};
-    co_tid t = co_spawn_with(overflow_task, NULL, &attr);
+    co_tid t;
+    co_spawn_with(&t, overflow_task, NULL, &attr);
     dprintf(STDERR_FILENO, "deep tid=%llu\n", (unsigned long long)t);
     co_join(t, NULL, CO_NEVER);
     return 0;
