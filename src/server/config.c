@@ -1253,11 +1253,14 @@ static char *read_file(parse_ctx *ctx, size_t *len) {
 }
 
 int config_load(const char *path, config *cfg, config_errors *errs) {
-    static config_errors scratch; /* 8 KiB: reloads run on a coroutine stack */
-    parse_ctx ctx = {.path = path, .errs = errs != NULL ? errs : &scratch};
+    /* Without errs the messages still need a place, if only to be counted. */
+    config_errors *own = errs == NULL ? malloc(sizeof *own) : NULL;
+    if (errs == NULL && own == NULL)
+        return -1;
+    parse_ctx ctx = {.path = path, .errs = errs != NULL ? errs : own};
     errors_reset(ctx.errs);
     char *text = read_file(&ctx, &ctx.textlen);
-    /* On the heap: about 17 KiB, and coechod may reload from a coroutine. */
+    /* A copy, so that the caller's is written only on success. */
     ctx.cfg = text != NULL ? malloc(sizeof *ctx.cfg) : NULL;
     if (text != NULL && ctx.cfg == NULL)
         report_file(&ctx, "out of memory");
@@ -1272,6 +1275,7 @@ int config_load(const char *path, config *cfg, config_errors *errs) {
         *cfg = *ctx.cfg;
     free(ctx.cfg);
     free(text);
+    free(own);
     return ok ? 0 : -1;
 }
 
