@@ -18,9 +18,10 @@
 #include <config.h> /* autoconf's: "config.h" would find server/config.h, next to this file */
 #endif
 #include "server/config.h"
+#include "common/hostport.h"
+#include "common/quote.h"
 #include "common/units.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -36,10 +37,8 @@ enum {
     MAX_ERRORS = 50,
     MAX_FILE_SIZE = 1 << 20, /* far beyond any sensible configuration */
     DEFAULT_PORT = 7007,
-    MAX_FIELDS = 8,       /* keys in the largest mapping */
-    SHOWN_VALUE_MAX = 40, /* bytes of a bad value quoted in a message */
-    SHOWN_KEY_MAX = 64,   /* bytes of a key shown in a key path */
-    QUOTED_SIZE = 4 * SHOWN_VALUE_MAX + 16,
+    MAX_FIELDS = 8,     /* keys in the largest mapping */
+    SHOWN_KEY_MAX = 64, /* bytes of a key shown in a key path */
     PATH_SIZE = 256,
     SUGGEST_MAX_LEN = 32, /* keys longer than this get no did-you-mean */
     /* libyaml's work is not linear in the text: its scanner walks its stack
@@ -85,148 +84,37 @@ int config_parse_log_level(const char *s, enum log_level *level) {
     return -1;
 }
 
-/* ---- listen addresses ---------------------------------------------------- */
+/* ---- listen addresses (src/common/hostport) ------------------------------ */
 
-/* Fills out from an IP address in network order (struct in_addr or in6_addr). */
-static void make_listen(listen_addr *out, int family, const void *ip, uint16_t port) {
-    char ip_text[INET6_ADDRSTRLEN];
+/* A listen_addr from a parsed address: zeroed first, so that equal
+ * addresses compare equal bytewise (reloads compare listen sets so). */
+static void make_listen(listen_addr *out, const struct sockaddr_storage *addr, socklen_t addrlen) {
     memset(out, 0, sizeof *out);
-    if (family == AF_INET) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr;
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(port);
-        memcpy(&sin->sin_addr, ip, sizeof sin->sin_addr);
-        out->addrlen = sizeof *sin;
-        inet_ntop(AF_INET, ip, ip_text, sizeof ip_text);
-        snprintf(out->text, sizeof out->text, "%s:%u", ip_text, (unsigned)port);
-    } else {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr;
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(port);
-        memcpy(&sin6->sin6_addr, ip, sizeof sin6->sin6_addr);
-        out->addrlen = sizeof *sin6;
-        inet_ntop(AF_INET6, ip, ip_text, sizeof ip_text);
-        snprintf(out->text, sizeof out->text, "[%s]:%u", ip_text, (unsigned)port);
-    }
+    out->addr = *addr;
+    out->addrlen = addrlen;
+    hostport_format(addr, out->text, sizeof out->text);
 }
-
-/* An IPv4 or IPv6 literal to make_listen's arguments; false if it is neither. */
-static bool parse_ip(const char *s, int *family, struct in6_addr *ip) {
-    if (inet_pton(AF_INET, s, ip) == 1) {
-        *family = AF_INET;
-        return true;
-    }
-    if (inet_pton(AF_INET6, s, ip) == 1) {
-        *family = AF_INET6;
-        return true;
-    }
-    return false;
-}
-
-/* The address part of a listen_addr, without brackets. */
-static void listen_ip_text(const listen_addr *la, char *buf, size_t size) {
-    if (la->addr.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)&la->addr)->sin_addr, buf, size);
-    else
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&la->addr)->sin6_addr, buf, size);
-}
-
-static unsigned listen_port(const listen_addr *la) {
-    if (la->addr.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)&la->addr)->sin_port);
-    return ntohs(((const struct sockaddr_in6 *)&la->addr)->sin6_port);
-}
-
-/* A port: 1 to 5 digits, at most 65535. */
-static bool parse_port(const char *s, uint16_t *port) {
-    const char *p = s;
-    uint64_t v;
-    bool overflow;
-    if (!units_read_digits(&p, &v, &overflow) || *p != '\0' || overflow || v > 65535)
-        return false;
-    *port = (uint16_t)v;
-    return true;
-}
-
-/* Formats err unless the caller passed no room for it. */
-__attribute__((format(printf, 3, 4))) static void set_error(char *err, size_t errlen,
-                                                            const char *fmt, ...) {
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* Splits "HOST:PORT" or "[HOST]:PORT"; false if arg has neither shape. */
-static bool split_host_port(const char *arg, char *host, size_t size, const char **port,
-                            bool *bracketed) {
-    const char *host_start = arg, *host_end;
-    *bracketed = arg[0] == '[';
-    if (*bracketed) {
-        host_start = arg + 1;
-        host_end = strchr(arg, ']');
-        if (host_end == NULL || host_end[1] != ':')
-            return false;
-        *port = host_end + 2;
-    } else {
-        host_end = strrchr(arg, ':');
-        if (host_end == NULL)
-            return false;
-        *port = host_end + 1;
-    }
-    size_t len = (size_t)(host_end - host_start);
-    if (len >= size || **port == '\0')
-        return false;
-    memcpy(host, host_start, len);
-    host[len] = '\0';
-    return true;
-}
-
-static const char *quote_for_message(char *buf, size_t size, const char *s, size_t len);
 
 int config_parse_listen(const char *arg, listen_addr *out, char *err, size_t errlen) {
-    char shown[QUOTED_SIZE];
-    quote_for_message(shown, sizeof shown, arg, strlen(arg));
-    char host[INET6_ADDRSTRLEN + 1];
-    const char *port_text;
-    bool bracketed;
-    if (!split_host_port(arg, host, sizeof host, &port_text, &bracketed) ||
-        (!bracketed && strchr(host, ':') != NULL)) {
-        bool ipv6 = !bracketed && strchr(arg, ':') != strrchr(arg, ':');
-        set_error(err, errlen, "expected ADDR:PORT such as 127.0.0.1:7007 or [::1]:7007, got %s%s",
-                  shown, ipv6 ? " (IPv6 addresses go in brackets)" : "");
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    if (hostport_parse_numeric(arg, &addr, &addrlen, err, errlen) != 0)
         return -1;
-    }
-    struct in6_addr ip;
-    int family = bracketed ? AF_INET6 : AF_INET;
-    if (inet_pton(family, host, &ip) != 1) {
-        char shown_host[QUOTED_SIZE];
-        quote_for_message(shown_host, sizeof shown_host, host, strlen(host));
-        set_error(err, errlen, "expected an %s address in %s, got %s", bracketed ? "IPv6" : "IPv4",
-                  shown, shown_host);
-        return -1;
-    }
-    uint16_t port;
-    if (!parse_port(port_text, &port)) {
-        char shown_port[QUOTED_SIZE];
-        quote_for_message(shown_port, sizeof shown_port, port_text, strlen(port_text));
-        set_error(err, errlen, "expected a port from 0 to 65535 in %s, got %s", shown, shown_port);
-        return -1;
-    }
-    make_listen(out, family, &ip, port);
+    make_listen(out, &addr, addrlen);
     return 0;
 }
 
 /* ---- defaults -------------------------------------------------------------- */
 
 void config_defaults(config *cfg) {
-    static const struct in6_addr loopback6 = IN6ADDR_LOOPBACK_INIT;
-    const struct in_addr loopback4 = {htonl(INADDR_LOOPBACK)};
+    static const char *const loopback[] = {"127.0.0.1", "::1"};
     memset(cfg, 0, sizeof *cfg);
-    make_listen(&cfg->listen[0], AF_INET, &loopback4, DEFAULT_PORT);
-    make_listen(&cfg->listen[1], AF_INET6, &loopback6, DEFAULT_PORT);
+    for (size_t i = 0; i < 2; i++) {
+        struct sockaddr_storage addr;
+        socklen_t addrlen;
+        hostport_parse_ip(loopback[i], AF_UNSPEC, DEFAULT_PORT, &addr, &addrlen);
+        make_listen(&cfg->listen[i], &addr, addrlen);
+    }
     cfg->nlisten = 2;
     cfg->max_connections = 10000;
     cfg->max_connections_per_ip = 0;
@@ -327,30 +215,6 @@ __attribute__((format(printf, 2, 3))) static void report_file(parse_ctx *ctx, co
 
 /* ---- describing values in messages -------------------------------------- */
 
-/* Writes s double-quoted for a message: escaped, so that a message stays on
- * one line, and shortened to SHOWN_VALUE_MAX bytes. */
-static const char *quote_for_message(char *buf, size_t size, const char *s, size_t len) {
-    size_t shown = len;
-    if (shown > SHOWN_VALUE_MAX) {
-        shown = SHOWN_VALUE_MAX;
-        while (shown > 0 && ((unsigned char)s[shown] & 0xc0) == 0x80)
-            shown--; /* do not cut a UTF-8 sequence */
-    }
-    size_t o = 0;
-    buf[o++] = '"';
-    for (size_t i = 0; i < shown && o + 6 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            o += (size_t)snprintf(buf + o, size - o, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
-        else
-            buf[o++] = (char)c;
-    }
-    snprintf(buf + o, size - o, "%s\"", shown < len ? "..." : "");
-    return buf;
-}
-
 static bool is_null(const yaml_node_t *node) {
     if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
@@ -378,7 +242,7 @@ static const char *describe(const yaml_node_t *node, bool mention_string, char *
         return "nothing";
     if (is_null(node))
         return "null";
-    char quoted[QUOTED_SIZE];
+    char quoted[QUOTE_SIZE];
     quote_for_message(quoted, sizeof quoted, scalar_text(node), node->data.scalar.length);
     snprintf(buf, size, "%s%s", mention_string && !is_plain(node) ? "string " : "", quoted);
     return buf;
@@ -579,7 +443,7 @@ static void walk_mapping(parse_ctx *ctx, const yaml_node_t *map, const char *pat
          pair < map->data.mapping.pairs.top && !ctx->gave_up; pair++) {
         const yaml_node_t *key = yaml_document_get_node(ctx->doc, pair->key);
         const yaml_node_t *value = yaml_document_get_node(ctx->doc, pair->value);
-        char buf[QUOTED_SIZE + 16];
+        char buf[QUOTE_SIZE + 16];
         if (key->type != YAML_SCALAR_NODE || is_null(key)) {
             report(ctx, key->start_mark, path, "expected a key name, got %s",
                    describe(key, false, buf, sizeof buf));
@@ -608,7 +472,7 @@ static void walk_mapping(parse_ctx *ctx, const yaml_node_t *map, const char *pat
  * completes the description of what is expected. */
 static bool integer_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, int64_t min,
                           int64_t max, const char *alternative, int64_t *out) {
-    char buf[QUOTED_SIZE + 16];
+    char buf[QUOTE_SIZE + 16];
     if (!is_plain(node) || is_null(node)) {
         report(ctx, node->start_mark, path, "expected an integer%s, got %s", alternative,
                describe(node, true, buf, sizeof buf));
@@ -631,7 +495,7 @@ static bool integer_value(parse_ctx *ctx, const yaml_node_t *node, const char *p
     if (!representable || value < min || value > max) {
         report(ctx, node->start_mark, path,
                "expected an integer from %" PRId64 " to %" PRId64 "%s, got %.*s", min, max,
-               alternative, SHOWN_VALUE_MAX, s);
+               alternative, QUOTE_SHOWN_MAX, s);
         return false;
     }
     *out = value;
@@ -643,7 +507,7 @@ static const char *text_value(parse_ctx *ctx, const yaml_node_t *node, const cha
                               const char *expected) {
     if (node->type == YAML_SCALAR_NODE && !is_null(node))
         return scalar_text(node);
-    char buf[QUOTED_SIZE + 16];
+    char buf[QUOTE_SIZE + 16];
     report(ctx, node->start_mark, path, "expected %s, got %s", expected,
            describe(node, false, buf, sizeof buf));
     return NULL;
@@ -654,7 +518,7 @@ static const char *text_value(parse_ctx *ctx, const yaml_node_t *node, const cha
 static void report_quantity(parse_ctx *ctx, const yaml_node_t *node, const char *path,
                             enum units_status st, const char *what, const char *example,
                             const char *units, const char *min, const char *max) {
-    char buf[QUOTED_SIZE + 16];
+    char buf[QUOTE_SIZE + 16];
     const char *got = describe(node, false, buf, sizeof buf);
     switch (st) {
     case UNITS_GARBAGE:
@@ -670,7 +534,7 @@ static void report_quantity(parse_ctx *ctx, const yaml_node_t *node, const char 
         break;
     default:
         report(ctx, node->start_mark, path, "expected %s from %s to %s, got %.*s", what, min, max,
-               SHOWN_VALUE_MAX, scalar_text(node));
+               QUOTE_SHOWN_MAX, scalar_text(node));
         break;
     }
 }
@@ -727,7 +591,7 @@ static bool log_level_value(parse_ctx *ctx, const yaml_node_t *node, const char 
     if (s == NULL)
         return false;
     if (config_parse_log_level(s, level) < 0) {
-        char buf[QUOTED_SIZE + 16];
+        char buf[QUOTE_SIZE + 16];
         report(ctx, node->start_mark, path, "expected %s, got %s", expected,
                describe(node, false, buf, sizeof buf));
         return false;
@@ -745,7 +609,7 @@ static bool bool_value(parse_ctx *ctx, const yaml_node_t *node, const char *path
         *out = s[0] == 't';
         return true;
     }
-    char buf[QUOTED_SIZE + 16];
+    char buf[QUOTE_SIZE + 16];
     report(ctx, node->start_mark, path, "expected %s, got %s", expected,
            describe(node, false, buf, sizeof buf));
     return false;
@@ -772,14 +636,14 @@ static void string_value(parse_ctx *ctx, const yaml_node_t *node, const char *pa
 
 /* ---- listen ------------------------------------------------------------------- */
 
-static bool address_value(parse_ctx *ctx, const yaml_node_t *node, const char *path, int *family,
-                          struct in6_addr *ip) {
+static bool address_value(parse_ctx *ctx, const yaml_node_t *node, const char *path,
+                          struct sockaddr_storage *addr, socklen_t *addrlen) {
     const char *expected = "an IPv4 or IPv6 address such as 127.0.0.1 or \"::1\"";
     const char *s = text_value(ctx, node, path, expected);
     if (s == NULL)
         return false;
-    if (!parse_ip(s, family, ip)) {
-        char buf[QUOTED_SIZE + 16];
+    if (!hostport_parse_ip(s, AF_UNSPEC, 0, addr, addrlen)) {
+        char buf[QUOTE_SIZE + 16];
         report(ctx, node->start_mark, path, "expected %s, got %s", expected,
                describe(node, false, buf, sizeof buf));
         return false;
@@ -789,8 +653,8 @@ static bool address_value(parse_ctx *ctx, const yaml_node_t *node, const char *p
 
 /* A listen entry as its fields are visited. */
 typedef struct listen_entry {
-    int family;
-    struct in6_addr ip;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
     int64_t port;
     bool ok;
 } listen_entry;
@@ -799,7 +663,7 @@ static void visit_listen_field(parse_ctx *ctx, const field *f, const yaml_node_t
                                const char *keypath, void *arg) {
     listen_entry *entry = arg;
     if (f->kind == VALUE_ADDRESS)
-        entry->ok &= address_value(ctx, value, keypath, &entry->family, &entry->ip);
+        entry->ok &= address_value(ctx, value, keypath, &entry->addr, &entry->addrlen);
     else
         entry->ok &= integer_value(ctx, value, keypath, f->min, f->max, "", &entry->port);
 }
@@ -807,13 +671,13 @@ static void visit_listen_field(parse_ctx *ctx, const field *f, const yaml_node_t
 /* One { address, port } entry; false if it has errors (reported). */
 static bool parse_listen_entry(parse_ctx *ctx, const yaml_node_t *node, const char *path,
                                listen_addr *out) {
-    char buf[QUOTED_SIZE + 16];
+    char buf[QUOTE_SIZE + 16];
     if (node->type != YAML_MAPPING_NODE) {
         report(ctx, node->start_mark, path, "expected a mapping { address, port }, got %s",
                describe(node, false, buf, sizeof buf));
         return false;
     }
-    listen_entry entry = {.family = AF_INET, .ok = true};
+    listen_entry entry = {.ok = true};
     const yaml_node_t *keys[MAX_FIELDS];
     walk_mapping(ctx, node, path, &listen_entry_section, visit_listen_field, &entry, keys);
     for (size_t i = 0; i < listen_entry_section.nfields; i++) {
@@ -822,8 +686,10 @@ static bool parse_listen_entry(parse_ctx *ctx, const yaml_node_t *node, const ch
             entry.ok = false;
         }
     }
-    if (entry.ok)
-        make_listen(out, entry.family, &entry.ip, (uint16_t)entry.port);
+    if (entry.ok) {
+        hostport_set_port(&entry.addr, (uint16_t)entry.port);
+        make_listen(out, &entry.addr, entry.addrlen);
+    }
     return entry.ok;
 }
 
@@ -831,7 +697,7 @@ static bool parse_listen_entry(parse_ctx *ctx, const yaml_node_t *node, const ch
  * Port 0 picks a fresh port each time, so it may repeat. */
 static void check_duplicate_listener(parse_ctx *ctx, const yaml_node_t *node, const char *path,
                                      const config *cfg, const listen_addr *la) {
-    for (size_t i = 0; i < cfg->nlisten && listen_port(la) != 0; i++) {
+    for (size_t i = 0; i < cfg->nlisten && hostport_port(&la->addr) != 0; i++) {
         if (strcmp(cfg->listen[i].text, la->text) == 0) {
             report(ctx, node->start_mark, path, "%s is already listed (listen[%zu])", la->text, i);
             return;
@@ -840,7 +706,7 @@ static void check_duplicate_listener(parse_ctx *ctx, const yaml_node_t *node, co
 }
 
 static void parse_listen(parse_ctx *ctx, const yaml_node_t *node, const char *path, config *cfg) {
-    char buf[QUOTED_SIZE + 16];
+    char buf[QUOTE_SIZE + 16];
     if (node->type != YAML_SEQUENCE_NODE) {
         report(ctx, node->start_mark, path, "expected a list of { address, port }, got %s",
                describe(node, false, buf, sizeof buf));
@@ -931,7 +797,7 @@ static void parse_section(parse_ctx *ctx, const yaml_node_t *node, const char *p
     if (is_null(node))
         return;
     if (node->type != YAML_MAPPING_NODE) {
-        char buf[QUOTED_SIZE + 16];
+        char buf[QUOTE_SIZE + 16];
         report(ctx, node->start_mark, path, "expected a mapping, got %s",
                describe(node, false, buf, sizeof buf));
         return;
@@ -944,7 +810,7 @@ static void parse_root(parse_ctx *ctx, const yaml_node_t *root) {
     if (is_null(root)) /* a document that is only "---" */
         return;
     if (root->type != YAML_MAPPING_NODE) {
-        char buf[QUOTED_SIZE + 16];
+        char buf[QUOTE_SIZE + 16];
         report(ctx, root->start_mark, "", "expected a mapping of settings at the top level, got %s",
                describe(root, false, buf, sizeof buf));
         return;
@@ -1314,8 +1180,9 @@ void config_dump(const config *cfg, FILE *out) {
     fputs(cfg->nlisten == 0 ? "listen: []\n" : "listen:\n", out);
     for (size_t i = 0; i < cfg->nlisten; i++) {
         char ip[INET6_ADDRSTRLEN];
-        listen_ip_text(&cfg->listen[i], ip, sizeof ip);
-        fprintf(out, "  - { address: \"%s\", port: %u }\n", ip, listen_port(&cfg->listen[i]));
+        hostport_format_ip(&cfg->listen[i].addr, ip, sizeof ip);
+        fprintf(out, "  - { address: \"%s\", port: %u }\n", ip,
+                hostport_port(&cfg->listen[i].addr));
     }
     fputs("limits:\n", out);
     fprintf(out, "  max_connections: %" PRIu32 "\n", cfg->max_connections);
