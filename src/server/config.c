@@ -108,6 +108,15 @@ static bool parse_workers(ys_ctx *ctx, const ys_field *f, const yaml_node_t *nod
     return true;
 }
 
+static void dump_workers(const ys_field *f, const void *obj, FILE *out, int indent) {
+    (void)indent;
+    int workers = *(const int *)((const char *)obj + f->offset);
+    if (workers == 0)
+        fputs(" auto\n", out);
+    else
+        fprintf(out, " %d\n", workers);
+}
+
 static bool parse_log_level(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
                             const char *path, void *obj) {
     enum log_level *level = (enum log_level *)((char *)obj + f->offset);
@@ -122,6 +131,12 @@ static bool parse_log_level(ys_ctx *ctx, const ys_field *f, const yaml_node_t *n
         return false;
     }
     return true;
+}
+
+static void dump_log_level(const ys_field *f, const void *obj, FILE *out, int indent) {
+    (void)indent;
+    const enum log_level *level = (const void *)((const char *)obj + f->offset);
+    fprintf(out, " %s\n", config_log_level_name(*level));
 }
 
 /* ---- listen ------------------------------------------------------------------- */
@@ -226,6 +241,19 @@ static bool parse_listen(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node
     return true;
 }
 
+/* Flow-style entries, one a line, so that the dump stays short. */
+static void dump_listen(const ys_field *f, const void *obj, FILE *out, int indent) {
+    (void)f;
+    const config *cfg = obj;
+    fputs(cfg->nlisten == 0 ? " []\n" : "\n", out);
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        char ip[HOSTPORT_TEXT_SIZE];
+        hostport_format_ip(&cfg->listen[i].addr, ip, sizeof ip);
+        fprintf(out, "%*s- { address: \"%s\", port: %u }\n", indent + 2, "", ip,
+                hostport_port(&cfg->listen[i].addr));
+    }
+}
+
 /* ---- the schema ---------------------------------------------------------------- */
 
 #define MEMBER(member) .offset = offsetof(config, member), .size = sizeof(((config *)0)->member)
@@ -244,15 +272,16 @@ static const ys_field limits_fields[] = {
 static const ys_section limits_section = {"under limits", limits_fields, NFIELDS(limits_fields)};
 
 static const ys_field log_fields[] = {
-    {"level", YS_CUSTOM, MEMBER(log_level), .parse = parse_log_level},
+    {"level", YS_CUSTOM, MEMBER(log_level), .parse = parse_log_level, .dump = dump_log_level},
 };
 static const ys_section log_section = {"under log", log_fields, NFIELDS(log_fields)};
 
 static const ys_field top_fields[] = {
-    {"listen", YS_CUSTOM, MEMBER(listen), .parse = parse_listen},
+    {"listen", YS_CUSTOM, MEMBER(listen), .parse = parse_listen, .dump = dump_listen},
     {"limits", YS_SECTION, .section = &limits_section},
     {"shutdown_grace", YS_DURATION, MEMBER(shutdown_grace_ms), .min = 0, .max = MS_PER_H},
-    {"workers", YS_CUSTOM, MEMBER(workers), .min = 1, .max = 1024, .parse = parse_workers},
+    {"workers", YS_CUSTOM, MEMBER(workers), .min = 1, .max = 1024, .parse = parse_workers,
+     .dump = dump_workers},
     {"reuse_port", YS_BOOL, MEMBER(reuse_port)},
     {"log", YS_SECTION, .section = &log_section},
     {"pid_file", YS_STRING, MEMBER(pid_file)},
@@ -296,37 +325,6 @@ int config_load(const char *path, config *cfg, config_errors *errs) {
 /* ---- dump ------------------------------------------------------------------------ */
 
 void config_dump(const config *cfg, FILE *out) {
-    char a[32];
     fputs("# coechod configuration: every setting with its effective value\n", out);
-    fputs(cfg->nlisten == 0 ? "listen: []\n" : "listen:\n", out);
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        char ip[INET6_ADDRSTRLEN];
-        hostport_format_ip(&cfg->listen[i].addr, ip, sizeof ip);
-        fprintf(out, "  - { address: \"%s\", port: %u }\n", ip,
-                hostport_port(&cfg->listen[i].addr));
-    }
-    fputs("limits:\n", out);
-    fprintf(out, "  max_connections: %" PRIu32 "\n", cfg->max_connections);
-    fprintf(out, "  max_connections_per_ip: %" PRIu32 "\n", cfg->max_connections_per_ip);
-    fprintf(out, "  per_ip_ipv6_prefix: %" PRIu32 "\n", cfg->per_ip_ipv6_prefix);
-    units_format_duration(a, sizeof a, cfg->idle_timeout_ms);
-    fprintf(out, "  idle_timeout: %s\n", a);
-    units_format_size(a, sizeof a, cfg->buffer_size);
-    fprintf(out, "  buffer_size: %s\n", a);
-    units_format_size(a, sizeof a, cfg->stack_size);
-    fprintf(out, "  stack_size: %s\n", a);
-    fprintf(out, "  backlog: %d\n", cfg->backlog);
-    units_format_duration(a, sizeof a, cfg->shutdown_grace_ms);
-    fprintf(out, "shutdown_grace: %s\n", a);
-    if (cfg->workers == 0)
-        fputs("workers: auto\n", out);
-    else
-        fprintf(out, "workers: %d\n", cfg->workers);
-    fprintf(out, "reuse_port: %s\n", cfg->reuse_port ? "true" : "false");
-    fprintf(out, "log:\n  level: %s\n", config_log_level_name(cfg->log_level));
-    fputs("pid_file: ", out);
-    ys_write_string(out, cfg->pid_file);
-    fputs("\nuser: ", out);
-    ys_write_string(out, cfg->user);
-    putc('\n', out);
+    ys_dump(&top_section, cfg, out);
 }

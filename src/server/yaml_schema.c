@@ -889,3 +889,53 @@ void ys_write_string(FILE *out, const char *s) {
     }
     putc('"', out);
 }
+
+/* One value of a kind this module knows, after "name:". */
+static void dump_value(const ys_field *f, const void *obj, FILE *out) {
+    const void *member = (const char *)obj + f->offset;
+    char text[32];
+    switch (f->kind) {
+    case YS_UINT32:
+        fprintf(out, " %" PRIu32 "\n", *(const uint32_t *)member);
+        return;
+    case YS_INT:
+        fprintf(out, " %d\n", *(const int *)member);
+        return;
+    case YS_DURATION:
+        units_format_duration(text, sizeof text, *(const int64_t *)member);
+        fprintf(out, " %s\n", text);
+        return;
+    case YS_SIZE:
+        units_format_size(text, sizeof text, *(const size_t *)member);
+        fprintf(out, " %s\n", text);
+        return;
+    case YS_BOOL:
+        fputs(*(const bool *)member ? " true\n" : " false\n", out);
+        return;
+    case YS_STRING:
+        putc(' ', out);
+        ys_write_string(out, member);
+        putc('\n', out);
+        return;
+    case YS_SECTION:
+    case YS_CUSTOM:
+        return; /* dump_section's */
+    }
+}
+
+static void dump_section(const ys_section *sec, const void *obj, FILE *out, int indent) {
+    for (size_t i = 0; i < sec->nfields; i++) {
+        const ys_field *f = &sec->fields[i];
+        fprintf(out, "%*s%s:", indent, "", f->name);
+        if (f->kind == YS_SECTION) {
+            putc('\n', out);
+            dump_section(f->section, obj, out, indent + 2);
+        } else if (f->kind == YS_CUSTOM) {
+            f->dump(f, obj, out, indent);
+        } else {
+            dump_value(f, obj, out);
+        }
+    }
+}
+
+void ys_dump(const ys_section *sec, const void *obj, FILE *out) { dump_section(sec, obj, out, 0); }

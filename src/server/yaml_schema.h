@@ -8,12 +8,12 @@
  * aliases before libyaml builds the document, reports syntax errors with a
  * position, walks the document by the schema (unknown keys with a
  * did-you-mean or the section they belong in, duplicate keys, wrong types,
- * out-of-range values).
+ * out-of-range values), and dumps a struct back as YAML by the same table.
  * Errors read "FILE:LINE:COLUMN: KEY.PATH: message", one a line, and are
  * collected rather than fatal, up to 50.
  *
- * Values of a kind of the caller's own (YS_CUSTOM) are checked by the
- * caller's functions, which may use the ys_* helpers below. */
+ * Values of a kind of the caller's own (YS_CUSTOM) are checked and dumped
+ * by the caller's functions, which may use the ys_* helpers below. */
 #ifndef COECHO_YAML_SCHEMA_H
 #define COECHO_YAML_SCHEMA_H
 
@@ -50,7 +50,7 @@ enum ys_kind {
     YS_SIZE,     /* size_t bytes: "16KiB", "1MiB", "512B", "4096" */
     YS_BOOL,     /* bool: true or false */
     YS_STRING,   /* char array of field.size bytes; "" for none */
-    YS_CUSTOM    /* field.parse */
+    YS_CUSTOM    /* field.parse and field.dump */
 };
 
 /* Field flags. */
@@ -63,6 +63,9 @@ struct ys_section;
  * whether it was good; errors go through ys_report. */
 typedef bool ys_parse_fn(ys_ctx *ctx, const struct ys_field *f, const yaml_node_t *value,
                          const char *path, void *obj);
+/* Writes what follows "name:" for the value in obj: " value\n", or a line
+ * break and lines indented deeper than indent. */
+typedef void ys_dump_fn(const struct ys_field *f, const void *obj, FILE *out, int indent);
 
 typedef struct ys_field {
     const char *name;
@@ -72,6 +75,7 @@ typedef struct ys_field {
     unsigned flags;
     const struct ys_section *section; /* YS_SECTION */
     ys_parse_fn *parse;               /* YS_CUSTOM */
+    ys_dump_fn *dump;                 /* YS_CUSTOM, in sections that ys_dump writes */
 } ys_field;
 
 typedef struct ys_section {
@@ -91,6 +95,10 @@ typedef struct ys_schema {
  * partly written then. Never blocks on a FIFO or device, and takes time
  * linear in the file. */
 int ys_load(const char *path, const ys_schema *schema, void *obj, ys_errors *errs);
+
+/* Writes obj as YAML by the section's table, in its order: every key,
+ * nested sections indented by two spaces. */
+void ys_dump(const ys_section *sec, const void *obj, FILE *out);
 
 /* s as a double-quoted YAML string that reads back the same. */
 void ys_write_string(FILE *out, const char *s);
