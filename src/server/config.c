@@ -166,8 +166,13 @@ static bool parse_address(ys_ctx *ctx, const ys_field *f, const yaml_node_t *nod
 }
 
 static const ys_field listen_entry_fields[] = {
-    {.name = "address", .kind = YS_CUSTOM, .flags = YS_REQUIRED, .parse = parse_address},
+    {.name = "address",
+     .dotted = "listen[].address",
+     .kind = YS_CUSTOM,
+     .flags = YS_REQUIRED,
+     .parse = parse_address},
     {.name = "port",
+     .dotted = "listen[].port",
      .kind = YS_INT,
      .offset = offsetof(listen_entry, port),
      .size = sizeof(int),
@@ -256,36 +261,57 @@ static void dump_listen(const ys_field *f, const void *obj, FILE *out, int inden
 
 /* ---- the schema ---------------------------------------------------------------- */
 
+/* Reload policy, as field flags (see config_start_only_changes). */
+enum {
+    START_ONLY = YS_OWNER_FLAG << 0, /* takes effect at the next start */
+    FIXED = YS_OWNER_FLAG << 1       /* fixed for the life of the process */
+};
+
+#define AT_TOP(key) .name = key, .dotted = key
+#define UNDER(section, key) .name = key, .dotted = section "." key
 #define MEMBER(member) .offset = offsetof(config, member), .size = sizeof(((config *)0)->member)
 #define NFIELDS(fields) (sizeof(fields) / sizeof(fields)[0])
 
 static const ys_field limits_fields[] = {
-    {"max_connections", YS_UINT32, MEMBER(max_connections), .min = 1, .max = 10000000},
-    {"max_connections_per_ip", YS_UINT32, MEMBER(max_connections_per_ip), .min = 0,
+    {UNDER("limits", "max_connections"), .kind = YS_UINT32, MEMBER(max_connections), .min = 1,
      .max = 10000000},
-    {"per_ip_ipv6_prefix", YS_UINT32, MEMBER(per_ip_ipv6_prefix), .min = 1, .max = 128},
-    {"idle_timeout", YS_DURATION, MEMBER(idle_timeout_ms), .min = 0, .max = 24 * MS_PER_H},
-    {"buffer_size", YS_SIZE, MEMBER(buffer_size), .min = 512, .max = 16 * MIB},
-    {"stack_size", YS_SIZE, MEMBER(stack_size), .min = 16 * KIB, .max = 8 * MIB},
-    {"backlog", YS_INT, MEMBER(backlog), .min = 1, .max = 65535},
+    {UNDER("limits", "max_connections_per_ip"), .kind = YS_UINT32, MEMBER(max_connections_per_ip),
+     .min = 0, .max = 10000000},
+    {UNDER("limits", "per_ip_ipv6_prefix"), .kind = YS_UINT32, MEMBER(per_ip_ipv6_prefix), .min = 1,
+     .max = 128},
+    {UNDER("limits", "idle_timeout"), .kind = YS_DURATION, MEMBER(idle_timeout_ms), .min = 0,
+     .max = 24 * MS_PER_H},
+    {UNDER("limits", "buffer_size"), .kind = YS_SIZE, MEMBER(buffer_size), .min = 512,
+     .max = 16 * MIB},
+    /* Every task's stack is allocated at start. */
+    {UNDER("limits", "stack_size"), .kind = YS_SIZE, MEMBER(stack_size), .min = 16 * KIB,
+     .max = 8 * MIB, .flags = START_ONLY},
+    {UNDER("limits", "backlog"), .kind = YS_INT, MEMBER(backlog), .min = 1, .max = 65535},
 };
 static const ys_section limits_section = {"under limits", limits_fields, NFIELDS(limits_fields)};
 
 static const ys_field log_fields[] = {
-    {"level", YS_CUSTOM, MEMBER(log_level), .parse = parse_log_level, .dump = dump_log_level},
+    {UNDER("log", "level"), .kind = YS_CUSTOM, MEMBER(log_level), .parse = parse_log_level,
+     .dump = dump_log_level},
 };
 static const ys_section log_section = {"under log", log_fields, NFIELDS(log_fields)};
 
+/* listen takes effect at the next start only with workers > 1 (the main
+ * process binds the sockets): the caller's to check, not flagged. */
 static const ys_field top_fields[] = {
-    {"listen", YS_CUSTOM, MEMBER(listen), .parse = parse_listen, .dump = dump_listen},
-    {"limits", YS_SECTION, .section = &limits_section},
-    {"shutdown_grace", YS_DURATION, MEMBER(shutdown_grace_ms), .min = 0, .max = MS_PER_H},
-    {"workers", YS_CUSTOM, MEMBER(workers), .min = 1, .max = 1024, .parse = parse_workers,
-     .dump = dump_workers},
-    {"reuse_port", YS_BOOL, MEMBER(reuse_port)},
-    {"log", YS_SECTION, .section = &log_section},
-    {"pid_file", YS_STRING, MEMBER(pid_file)},
-    {"user", YS_STRING, MEMBER(user)},
+    {AT_TOP("listen"), .kind = YS_CUSTOM, MEMBER(listen), .parse = parse_listen,
+     .dump = dump_listen},
+    {AT_TOP("limits"), .kind = YS_SECTION, .section = &limits_section},
+    {AT_TOP("shutdown_grace"), .kind = YS_DURATION, MEMBER(shutdown_grace_ms), .min = 0,
+     .max = MS_PER_H},
+    /* The worker processes and their sockets are made at start. */
+    {AT_TOP("workers"), .kind = YS_CUSTOM, MEMBER(workers), .min = 1, .max = 1024,
+     .flags = START_ONLY, .parse = parse_workers, .dump = dump_workers},
+    {AT_TOP("reuse_port"), .kind = YS_BOOL, MEMBER(reuse_port), .flags = START_ONLY},
+    {AT_TOP("log"), .kind = YS_SECTION, .section = &log_section},
+    /* Written at start and removed at exit; privileges, once dropped, are gone. */
+    {AT_TOP("pid_file"), .kind = YS_STRING, MEMBER(pid_file), .flags = FIXED},
+    {AT_TOP("user"), .kind = YS_STRING, MEMBER(user), .flags = FIXED},
 };
 static const ys_section top_section = {"at the top level", top_fields, NFIELDS(top_fields)};
 
@@ -320,6 +346,17 @@ int config_load(const char *path, config *cfg, config_errors *errs) {
         errs->count = sink.count;
     }
     return rc;
+}
+
+/* ---- reload policy --------------------------------------------------------------- */
+
+size_t config_start_only_changes(const config *running, const config *next, const char **keys,
+                                 size_t max) {
+    return ys_changed_fields(&top_section, START_ONLY, running, next, keys, max);
+}
+
+void config_keep_fixed(config *next, const config *running) {
+    ys_copy_fields(&top_section, FIXED, next, running);
 }
 
 /* ---- dump ------------------------------------------------------------------------ */

@@ -939,3 +939,39 @@ static void dump_section(const ys_section *sec, const void *obj, FILE *out, int 
 }
 
 void ys_dump(const ys_section *sec, const void *obj, FILE *out) { dump_section(sec, obj, out, 0); }
+
+/* ---- comparing and copying by flag ------------------------------------------- */
+
+static bool member_differs(const ys_field *f, const void *a, const void *b) {
+    const char *ma = (const char *)a + f->offset, *mb = (const char *)b + f->offset;
+    if (f->kind == YS_STRING)
+        return strncmp(ma, mb, f->size) != 0;
+    return memcmp(ma, mb, f->size) != 0;
+}
+
+size_t ys_changed_fields(const ys_section *sec, unsigned flag, const void *a, const void *b,
+                         const char **keys, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < sec->nfields; i++) {
+        const ys_field *f = &sec->fields[i];
+        if (f->kind == YS_SECTION) {
+            n += ys_changed_fields(f->section, flag, a, b, n < max ? keys + n : NULL,
+                                   n < max ? max - n : 0);
+        } else if ((f->flags & flag) && member_differs(f, a, b)) {
+            if (n < max)
+                keys[n] = f->dotted;
+            n++;
+        }
+    }
+    return n;
+}
+
+void ys_copy_fields(const ys_section *sec, unsigned flag, void *dst, const void *src) {
+    for (size_t i = 0; i < sec->nfields; i++) {
+        const ys_field *f = &sec->fields[i];
+        if (f->kind == YS_SECTION)
+            ys_copy_fields(f->section, flag, dst, src);
+        else if (f->flags & flag)
+            memcpy((char *)dst + f->offset, (const char *)src + f->offset, f->size);
+    }
+}

@@ -53,8 +53,13 @@ enum ys_kind {
     YS_CUSTOM    /* field.parse and field.dump */
 };
 
-/* Field flags. */
-enum { YS_REQUIRED = 1u << 0 /* reported as missing if absent */ };
+/* Field flags: YS_REQUIRED is this module's; bits from YS_OWNER_FLAG up
+ * are the schema owner's (a reload policy, say), for ys_changed_fields and
+ * ys_copy_fields. */
+enum {
+    YS_REQUIRED = 1u << 0, /* reported as missing if absent */
+    YS_OWNER_FLAG = 1u << 8
+};
 
 struct ys_field;
 struct ys_section;
@@ -69,6 +74,7 @@ typedef void ys_dump_fn(const struct ys_field *f, const void *obj, FILE *out, in
 
 typedef struct ys_field {
     const char *name;
+    const char *dotted; /* the key's path from the top ("limits.backlog"), for the owner */
     enum ys_kind kind;
     size_t offset, size; /* of the member in the struct */
     int64_t min, max;    /* numeric kinds */
@@ -99,6 +105,15 @@ int ys_load(const char *path, const ys_schema *schema, void *obj, ys_errors *err
 /* Writes obj as YAML by the section's table, in its order: every key,
  * nested sections indented by two spaces. */
 void ys_dump(const ys_section *sec, const void *obj, FILE *out);
+
+/* The dotted names of the fields (sections searched too) that carry flag
+ * and whose members differ between a and b: bytewise, strings up to their
+ * NUL. Stores at most max of them in keys, in table order; returns how many
+ * differ, which may be more. */
+size_t ys_changed_fields(const ys_section *sec, unsigned flag, const void *a, const void *b,
+                         const char **keys, size_t max);
+/* Copies from src to dst the members of the fields that carry flag. */
+void ys_copy_fields(const ys_section *sec, unsigned flag, void *dst, const void *src);
 
 /* s as a double-quoted YAML string that reads back the same. */
 void ys_write_string(FILE *out, const char *s);

@@ -1,8 +1,8 @@
 /* Unit tests of the configuration parser: defaults, the example file,
- * durations and sizes, listen addresses, dump -> load round trips, and two
- * corpora: every .yaml file in tests/configs/good must load, and each
- * tests/configs/bad/NAME.yaml must fail with the first error line given in
- * NAME.expect. */
+ * durations and sizes, listen addresses, dump -> load round trips, the
+ * reload policy (start-only and fixed keys), and two corpora: every .yaml
+ * file in tests/configs/good must load, and each tests/configs/bad/NAME.yaml
+ * must fail with the first error line given in NAME.expect. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -650,6 +650,75 @@ static void test_dump_round_trip(void **state) {
     assert_round_trip(&cfg);
 }
 
+/* ---- reload policy ------------------------------------------------------------------ */
+
+static void test_start_only_changes(void **state) {
+    (void)state;
+    config running, next;
+    config_defaults(&running);
+    next = running;
+    const char *keys[CONFIG_START_ONLY_KEYS] = {NULL};
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 0);
+    assert_null(keys[0]);
+
+    /* Keys that a reload applies do not count. */
+    next.max_connections = 1;
+    next.idle_timeout_ms = 0;
+    next.nlisten = 1;
+    next.log_level = LOG_LEVEL_DEBUG;
+    snprintf(next.pid_file, sizeof next.pid_file, "/run/other.pid");
+    snprintf(next.user, sizeof next.user, "nobody");
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 0);
+
+    next.stack_size = 128 * 1024;
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 1);
+    assert_string_equal(keys[0], "limits.stack_size");
+
+    /* All of them, in the order of the file. */
+    next.workers = 0;
+    next.reuse_port = false;
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 3);
+    assert_string_equal(keys[0], "limits.stack_size");
+    assert_string_equal(keys[1], "workers");
+    assert_string_equal(keys[2], "reuse_port");
+
+    /* Room for fewer: the count is still all of them. */
+    const char *one[2] = {NULL, NULL};
+    assert_int_equal(config_start_only_changes(&running, &next, one, 1), 3);
+    assert_string_equal(one[0], "limits.stack_size");
+    assert_null(one[1]);
+    assert_int_equal(config_start_only_changes(&running, &next, NULL, 0), 3);
+
+    next.stack_size = running.stack_size;
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 2);
+    assert_string_equal(keys[0], "workers");
+    assert_string_equal(keys[1], "reuse_port");
+}
+
+static void test_keep_fixed(void **state) {
+    (void)state;
+    config running, next, expected;
+    config_defaults(&running);
+    snprintf(running.pid_file, sizeof running.pid_file, "/run/coechod.pid");
+    snprintf(running.user, sizeof running.user, "coechod");
+    config_defaults(&next);
+    snprintf(next.pid_file, sizeof next.pid_file, "/tmp/elsewhere.pid");
+    next.user[0] = '\0';
+    next.max_connections = 5;
+    next.stack_size = 1024 * 1024;
+    next.workers = 4;
+    next.log_level = LOG_LEVEL_ERROR;
+
+    expected = next;
+    snprintf(expected.pid_file, sizeof expected.pid_file, "/run/coechod.pid");
+    snprintf(expected.user, sizeof expected.user, "coechod");
+    config_keep_fixed(&next, &running);
+    assert_config_equal(&next, &expected); /* only pid_file and user changed */
+    assert_int_equal(next.reuse_port, expected.reuse_port);
+    assert_memory_equal(next.pid_file, running.pid_file, sizeof next.pid_file);
+    assert_memory_equal(next.user, running.user, sizeof next.user);
+}
+
 /* ---- errors ---------------------------------------------------------------------------- */
 
 static void test_cannot_open_or_read(void **state) {
@@ -1106,6 +1175,8 @@ int main(void) {
         cmocka_unit_test(test_dump_units),
         cmocka_unit_test(test_dump_exact),
         cmocka_unit_test(test_dump_round_trip),
+        cmocka_unit_test(test_start_only_changes),
+        cmocka_unit_test(test_keep_fixed),
         cmocka_unit_test(test_cannot_open_or_read),
         cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_failed_load_leaves_cfg_alone),
