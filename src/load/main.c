@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cli.h"
+#include "common/hostport.h"
 #include "common/units.h"
 #include "load/load.h"
 
@@ -70,30 +71,16 @@ static int64_t parse_duration(const char *flag, const char *s, bool zero_ok) {
 static void parse_target(const char *arg, target *t) {
     char host[256];
     const char *port;
-    if (arg[0] == '[') {
-        const char *close = strchr(arg, ']');
-        if (!close || close[1] != ':' || (size_t)(close - arg - 1) >= sizeof host)
-            usage_error("target \"%s\": expected [IPV6]:PORT such as [::1]:7007", arg);
-        memcpy(host, arg + 1, (size_t)(close - arg - 1));
-        host[close - arg - 1] = '\0';
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(arg, ':');
-        if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof host ||
-            memchr(arg, ':', (size_t)(colon - arg)))
-            usage_error("target \"%s\": expected HOST:PORT such as 127.0.0.1:7007", arg);
-        memcpy(host, arg, (size_t)(colon - arg));
-        host[colon - arg] = '\0';
-        port = colon + 1;
-    }
-    parse_count("port", port, 1, 65535);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
-    int r = getaddrinfo(host, port, &hints, &ai);
+    bool bracketed;
+    bool split = hostport_split(arg, host, sizeof host, &port, &bracketed);
+    if (!split && bracketed)
+        usage_error("target \"%s\": expected [IPV6]:PORT such as [::1]:7007", arg);
+    if (!split || (!bracketed && host[0] == '\0'))
+        usage_error("target \"%s\": expected HOST:PORT such as 127.0.0.1:7007", arg);
+    parse_count("port", port, 1, 65535); /* strtol's forms, as before: "+80" too */
+    int r = hostport_resolve(host, port, &t->addr, &t->addrlen);
     if (r != 0)
         usage_error("target \"%s\": %s", arg, gai_strerror(r));
-    memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
-    t->addrlen = ai->ai_addrlen;
-    freeaddrinfo(ai);
     snprintf(t->text, sizeof t->text, "%s", arg);
 }
 

@@ -25,7 +25,7 @@ enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBU
 typedef struct listen_addr {
     struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
     socklen_t addrlen;
-    char text[64];                /* "127.0.0.1:7007", "[::1]:7007" */
+    char text[64]; /* "127.0.0.1:7007", "[::1]:7007" */
 } listen_addr;
 
 #define CONFIG_MAX_LISTEN 64
@@ -79,6 +79,22 @@ int config_parse_size(const char *s, size_t *bytes);
 const char *config_log_level_name(enum log_level level);
 /* "error", "warn", "info", "debug" -> level. 0 or -1. */
 int config_parse_log_level(const char *s, enum log_level *level);
+
+/* The reload policy, kept in the schema's table. Some keys take effect only
+ * at the next start: limits.stack_size, workers and reuse_port (and listen
+ * with workers > 1, which the caller checks, as only it knows where the
+ * sockets come from). Stores in keys the dotted names ("limits.stack_size",
+ * static strings) of at most max of them whose values differ between
+ * running and next, and returns how many differ (CONFIG_START_ONLY_KEYS at
+ * most). */
+enum { CONFIG_START_ONLY_KEYS = 3 };
+size_t config_start_only_changes(const config *running, const config *next, const char **keys,
+                                 size_t max);
+
+/* Copies into next, from running, the settings fixed for the life of the
+ * process: pid_file (written at start, removed at exit) and user (the
+ * privileges are dropped once). */
+void config_keep_fixed(config *next, const config *running);
 
 /* Writes the configuration as YAML that config_load reads back to the same
  * struct (used by coechod -t). */

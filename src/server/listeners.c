@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/backoff.h"
+#include "common/hostport.h"
 #include "server/conn.h"
 #include "server/echo.h"
 #include "server/log.h"
@@ -78,12 +79,6 @@ static void format_bound(listener *l) {
     snprintf(l->bound, sizeof l->bound, "%s:%u", host, port);
 }
 
-static unsigned addr_port(const listen_addr *addr) {
-    const struct sockaddr *sa = (const struct sockaddr *)&addr->addr;
-    return ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
-                                           : ((const struct sockaddr_in *)sa)->sin_port);
-}
-
 /* SO_REUSEPORT would let us join another process's listener on the same
  * port (another coechod, same user) and silently share its traffic: a
  * plain bind first must succeed. 0 or -errno. */
@@ -111,7 +106,7 @@ static int open_socket(const listen_addr *addr, int backlog, enum sharing sharin
     if (fd < 0)
         goto fail;
     step = "bind";
-    if (sharing == REUSEPORT_FIRST && addr_port(addr) != 0 && (errno = -port_is_free(addr)) != 0)
+    if (sharing == REUSEPORT_FIRST && hostport_port(&addr->addr) != 0 && (errno = -port_is_free(addr)) != 0)
         goto fail;
     step = "SO_REUSEADDR";
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)

@@ -3,6 +3,7 @@
 #endif
 #include "server/settings.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "server/log.h"
@@ -49,13 +50,18 @@ static bool same_listen(const config *a, const config *b) {
            memcmp(a->listen, b->listen, a->nlisten * sizeof a->listen[0]) == 0;
 }
 
+/* One warning naming every change that waits for the next start. */
 static void warn_restart_needed(const config *next, bool listen_needs_restart) {
-    if (next->stack_size != s.cfg.stack_size)
-        log_warn("stack_size changes take effect at the next start");
-    if (next->workers != s.cfg.workers || next->reuse_port != s.cfg.reuse_port)
-        log_warn("workers and reuse_port changes take effect at the next start");
+    const char *keys[CONFIG_START_ONLY_KEYS + 1];
+    size_t n = config_start_only_changes(&s.cfg, next, keys, CONFIG_START_ONLY_KEYS);
     if (listen_needs_restart && !s.listeners_owner && !same_listen(next, &s.cfg))
-        log_warn("with workers, listen changes take effect at the next start");
+        keys[n++] = "listen";
+    if (!n)
+        return;
+    char list[128] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", keys[i]);
+    log_warn("changes to %s take effect at the next start", list);
 }
 
 void settings_prepare_reload(config *next, bool listen_needs_restart) {
@@ -65,8 +71,7 @@ void settings_prepare_reload(config *next, bool listen_needs_restart) {
     }
     if (s.cli_log_level)
         next->log_level = s.cfg.log_level;
-    memcpy(next->pid_file, s.cfg.pid_file, sizeof next->pid_file); /* fixed at start */
-    memcpy(next->user, s.cfg.user, sizeof next->user);
+    config_keep_fixed(next, &s.cfg);
     warn_restart_needed(next, listen_needs_restart);
 }
 

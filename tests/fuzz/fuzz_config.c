@@ -1,4 +1,5 @@
-/* libFuzzer target for coechod's configuration parser (src/server/config.c).
+/* libFuzzer target for coechod's configuration parser (src/server/config.c
+ * and the generic src/server/yaml_schema.c under it).
  *
  * config_load takes a path and there is no parse-from-memory entry point, so
  * each input is written to one memfd, created on the first call and rewritten
@@ -10,10 +11,11 @@
  *     every message is one line starting "PATH:" (one per error counted),
  *     and the caller's config is left alone;
  *   - a successful load dumps (config_dump) to YAML that loads again and dumps
- *     to the very same text: a dump/parse mismatch aborts.
+ *     to the very same text, with no start-only key changed between the two
+ *     loads: a dump/parse mismatch aborts.
  * The first line of the input (up to 255 bytes) also goes to the small
  * parsers of the public API: config_parse_listen, _duration, _size and
- * _log_level.
+ * _log_level, and to hostport_split with a small host buffer.
  *
  * Built by tests/fuzz/build-and-run. */
 #ifndef _GNU_SOURCE
@@ -28,6 +30,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/hostport.h"
 #include "server/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -119,6 +122,12 @@ static void fuzz_small_parsers(const uint8_t *data, size_t size) {
         abort();
     }
     (void)config_parse_listen(line, &la, NULL, 0);
+    char host[8];
+    const char *port;
+    bool bracketed;
+    if (hostport_split(line, host, sizeof host, &port, &bracketed) &&
+        (memchr(host, '\0', sizeof host) == NULL || port < line || port > line + n))
+        abort();
     int64_t ms;
     size_t bytes;
     enum log_level level;
@@ -156,6 +165,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     }
     char *text2 = dump(&again, &len2);
+    if (config_start_only_changes(&cfg, &again, NULL, 0) != 0) {
+        fprintf(stderr, "fuzz_config: a start-only key changed in the round trip\n%s", text1);
+        abort();
+    }
     if (len1 != len2 || memcmp(text1, text2, len1) != 0) {
         fprintf(stderr,
                 "fuzz_config: dump -> load -> dump differs\n"

@@ -1,8 +1,8 @@
 /* Unit tests of the configuration parser: defaults, the example file,
- * durations and sizes, listen addresses, dump -> load round trips, and two
- * corpora: every .yaml file in tests/configs/good must load, and each
- * tests/configs/bad/NAME.yaml must fail with the first error line given in
- * NAME.expect. */
+ * durations and sizes, listen addresses, dump -> load round trips, the
+ * reload policy (start-only and fixed keys), and two corpora: every .yaml
+ * file in tests/configs/good must load, and each tests/configs/bad/NAME.yaml
+ * must fail with the first error line given in NAME.expect. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -557,6 +557,53 @@ static void test_dump_units(void **state) {
     free(text);
 }
 
+/* The whole dump, byte for byte: every key in the schema's order, each
+ * formatted by its kind (coechod -t prints this). */
+static void test_dump_exact(void **state) {
+    (void)state;
+    config cfg;
+    config_defaults(&cfg);
+    cfg.nlisten = 1;
+    assert_int_equal(config_parse_listen("[2001:db8::7]:0", &cfg.listen[0], NULL, 0), 0);
+    cfg.max_connections = 7;
+    cfg.max_connections_per_ip = 3;
+    cfg.per_ip_ipv6_prefix = 48;
+    cfg.idle_timeout_ms = 0;
+    cfg.buffer_size = 1536;
+    cfg.stack_size = 2 * 1024 * 1024;
+    cfg.backlog = 5;
+    cfg.shutdown_grace_ms = 90000;
+    cfg.workers = 0;
+    cfg.reuse_port = false;
+    cfg.log_level = LOG_LEVEL_WARN;
+    snprintf(cfg.pid_file, sizeof cfg.pid_file, "/run/\"c\".pid");
+    char *text = dump_to_string(&cfg);
+    assert_string_equal(text, "# coechod configuration: every setting with its effective value\n"
+                              "listen:\n"
+                              "  - { address: \"2001:db8::7\", port: 0 }\n"
+                              "limits:\n"
+                              "  max_connections: 7\n"
+                              "  max_connections_per_ip: 3\n"
+                              "  per_ip_ipv6_prefix: 48\n"
+                              "  idle_timeout: 0\n"
+                              "  buffer_size: 1536B\n"
+                              "  stack_size: 2MiB\n"
+                              "  backlog: 5\n"
+                              "shutdown_grace: 90s\n"
+                              "workers: auto\n"
+                              "reuse_port: false\n"
+                              "log:\n"
+                              "  level: warn\n"
+                              "pid_file: \"/run/\\\"c\\\".pid\"\n"
+                              "user: \"\"\n");
+    free(text);
+
+    cfg.nlisten = 0; /* only -l could leave none; the dump still reads back as YAML */
+    text = dump_to_string(&cfg);
+    assert_non_null(strstr(text, "\nlisten: []\nlimits:\n"));
+    free(text);
+}
+
 /* Dumps cfg to a temporary file and loads it back: the same struct. */
 static void assert_round_trip(const config *cfg) {
     char *text = dump_to_string(cfg);
@@ -601,6 +648,75 @@ static void test_dump_round_trip(void **state) {
     config_errors errs;
     assert_int_equal(config_load(GOOD_DIR "/all_keys.yaml", &cfg, &errs), 0);
     assert_round_trip(&cfg);
+}
+
+/* ---- reload policy ------------------------------------------------------------------ */
+
+static void test_start_only_changes(void **state) {
+    (void)state;
+    config running, next;
+    config_defaults(&running);
+    next = running;
+    const char *keys[CONFIG_START_ONLY_KEYS] = {NULL};
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 0);
+    assert_null(keys[0]);
+
+    /* Keys that a reload applies do not count. */
+    next.max_connections = 1;
+    next.idle_timeout_ms = 0;
+    next.nlisten = 1;
+    next.log_level = LOG_LEVEL_DEBUG;
+    snprintf(next.pid_file, sizeof next.pid_file, "/run/other.pid");
+    snprintf(next.user, sizeof next.user, "nobody");
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 0);
+
+    next.stack_size = 128 * 1024;
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 1);
+    assert_string_equal(keys[0], "limits.stack_size");
+
+    /* All of them, in the order of the file. */
+    next.workers = 0;
+    next.reuse_port = false;
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 3);
+    assert_string_equal(keys[0], "limits.stack_size");
+    assert_string_equal(keys[1], "workers");
+    assert_string_equal(keys[2], "reuse_port");
+
+    /* Room for fewer: the count is still all of them. */
+    const char *one[2] = {NULL, NULL};
+    assert_int_equal(config_start_only_changes(&running, &next, one, 1), 3);
+    assert_string_equal(one[0], "limits.stack_size");
+    assert_null(one[1]);
+    assert_int_equal(config_start_only_changes(&running, &next, NULL, 0), 3);
+
+    next.stack_size = running.stack_size;
+    assert_int_equal(config_start_only_changes(&running, &next, keys, CONFIG_START_ONLY_KEYS), 2);
+    assert_string_equal(keys[0], "workers");
+    assert_string_equal(keys[1], "reuse_port");
+}
+
+static void test_keep_fixed(void **state) {
+    (void)state;
+    config running, next, expected;
+    config_defaults(&running);
+    snprintf(running.pid_file, sizeof running.pid_file, "/run/coechod.pid");
+    snprintf(running.user, sizeof running.user, "coechod");
+    config_defaults(&next);
+    snprintf(next.pid_file, sizeof next.pid_file, "/tmp/elsewhere.pid");
+    next.user[0] = '\0';
+    next.max_connections = 5;
+    next.stack_size = 1024 * 1024;
+    next.workers = 4;
+    next.log_level = LOG_LEVEL_ERROR;
+
+    expected = next;
+    snprintf(expected.pid_file, sizeof expected.pid_file, "/run/coechod.pid");
+    snprintf(expected.user, sizeof expected.user, "coechod");
+    config_keep_fixed(&next, &running);
+    assert_config_equal(&next, &expected); /* only pid_file and user changed */
+    assert_int_equal(next.reuse_port, expected.reuse_port);
+    assert_memory_equal(next.pid_file, running.pid_file, sizeof next.pid_file);
+    assert_memory_equal(next.user, running.user, sizeof next.user);
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -1057,7 +1173,10 @@ int main(void) {
         cmocka_unit_test(test_parse_listen_good),
         cmocka_unit_test(test_parse_listen_bad),
         cmocka_unit_test(test_dump_units),
+        cmocka_unit_test(test_dump_exact),
         cmocka_unit_test(test_dump_round_trip),
+        cmocka_unit_test(test_start_only_changes),
+        cmocka_unit_test(test_keep_fixed),
         cmocka_unit_test(test_cannot_open_or_read),
         cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_failed_load_leaves_cfg_alone),
