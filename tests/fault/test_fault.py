@@ -44,7 +44,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(SCRIPT_DIR, os.pardir, "integration"))
 import harness  # noqa: E402
 import test_load as tl  # noqa: E402  (helpers only; its tests do not run)
-from harness import TestFailure, TestSkip, check, echo_ok, yaml_config  # noqa: E402
+from harness import (TestFailure, TestSkip, check, echo_ok, wait_for,  # noqa: E402
+                     wait_steady, yaml_config)
 
 COECHOD = harness.COECHOD
 COECHO_LOAD = tl.COECHO_LOAD
@@ -113,19 +114,6 @@ CPU_SLACK = 3.0 if asan_build() else 1.0
 # Seconds per test, enforced by the runner: only a guard against hangs, so it
 # grows with the sanitizers' cost.
 TEST_DEADLINE = 60.0 * CPU_SLACK
-
-
-def wait_for(probe, timeout, what, interval=0.05):
-    """Polls probe() until it returns something true; returns that. Fails
-    after timeout, naming what."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TestFailure("%s: not reached within %.1f s" % (what, timeout))
-        time.sleep(interval)
 
 
 def wait_fds(d, want, timeout, what):
@@ -415,15 +403,14 @@ def nonreading_clients_bounded_memory(ctx):
     d, (port,) = start_daemon(ctx, limits={"buffer_size": "4KiB", "backlog": 4096,
                                            "idle_timeout": "60s"})
     base_st = settled_baseline(d, port)
-    time.sleep(0.2)
-    base = rss_kib(d.pid)
+    base = wait_steady(lambda: rss_kib(d.pid), 5.0, "VmRSS of the idle daemon")
     base_fds = fd_count(d.pid)
     socks = []
     for i in range(n):
         socks.append(slow_reader(ctx, port, "client %d" % i, sndbuf=16 * KiB))
     wait_fds(d, base_fds + n, 10.0, "%d clients accepted" % n)
-    time.sleep(0.2)
-    idle = rss_kib(d.pid)
+    stats_until(d, lambda st: st["connections"] == n, 10.0, "%d connections counted" % n)
+    idle = wait_steady(lambda: rss_kib(d.pid), 5.0, "VmRSS with %d idle clients" % n)
     blob = os.urandom(cap + 64 * KiB)
     streams = []
     for i, s in enumerate(socks):
@@ -813,8 +800,7 @@ def connections_19000(ctx):
     d, ports = start_daemon(ctx, limits={"max_connections": max_conns, "backlog": 4096},
                             listeners=listeners)
     settled_baseline(d, ports[0])
-    time.sleep(0.2)
-    base_rss = rss_kib(d.pid)
+    base_rss = wait_steady(lambda: rss_kib(d.pid), 5.0, "VmRSS of the idle daemon")
     base_fds = fd_count(d.pid)
     load = Load(ctx, ["-c", n, "--connect-rate", 5000, "-d", "%ds" % run_s, "--timeout", "20s",
                       "-q", "--json"] + ["127.0.0.1:%d" % p for p in ports])

@@ -10,6 +10,7 @@ tests/fault/test_fault.py.
     check
     recv_exact, echo_ok, wait_closed, pump, Stream, ...
                              socket helpers
+    wait_for, wait_steady    wait for a condition, or for a value to settle
     yaml_config              a configuration file's text
     child_pids, descendants, rss_kib, cpu_seconds, process_gone, kill_pid, ...
                              processes, from /proc
@@ -555,6 +556,34 @@ def wait_accepting(port, timeout, host="127.0.0.1"):
         if time.monotonic() > deadline:
             raise TestFailure("nothing listening on port %d within %.1f s" % (port, timeout))
         time.sleep(0.05)
+
+
+def wait_for(probe, timeout, what, interval=0.05):
+    """Polls probe() until it returns something true; returns that. Fails
+    after timeout, naming what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TestFailure("%s: not reached within %.1f s" % (what, timeout))
+        time.sleep(interval)
+
+
+def wait_steady(read, timeout, what, reads=3, interval=0.05):
+    """Polls read() until it returns the same value reads times in a row
+    (interval apart), e.g. a process's VmRSS once it has settled; returns
+    that value. Fails after timeout, naming what and the last values."""
+    deadline = time.monotonic() + timeout
+    seen = [read()]
+    while len(seen) < reads or len(set(seen[-reads:])) > 1:
+        if time.monotonic() > deadline:
+            raise TestFailure("%s still changing after %.1f s: last values %r"
+                              % (what, timeout, seen[-reads:]))
+        time.sleep(interval)
+        seen.append(read())
+    return seen[-1]
 
 
 class Stream:

@@ -36,7 +36,7 @@ from harness import (COECHOD, KiB, LISTEN_RE, MiB, SRCDIR, TEST_DEADLINE,  # noq
                      have_ipv6_loopback, pids_with_arg, process_gone, pump,
                      recv_exact, recv_until_eof, run_coechod, run_suite,
                      send_without_reading, tree_rss_kib, wait_accepting,
-                     wait_closed, wait_refused, yaml_config)
+                     wait_closed, wait_refused, wait_steady, yaml_config)
 
 
 # ---------------------------------------------------------------------------
@@ -243,8 +243,7 @@ def memory_bounded_nonreading(ctx):
                                                   "stack_size": "64KiB"}))
     port = d.port()
     echo_ok(ctx.connect(port), b"warm up\n")  # first-connection allocations
-    time.sleep(0.2)
-    base = tree_rss_kib(d.pid)
+    base = wait_steady(lambda: tree_rss_kib(d.pid), 5.0, "daemon's VmRSS after the warm-up")
     check(base > 0, "cannot read VmRSS of pid %d" % d.pid)
     blob = os.urandom(size)
     doubled = memoryview(blob + blob)
@@ -546,7 +545,6 @@ def sigusr1_stats(ctx):
     port = d.port()
     c = ctx.connect(port)
     echo_ok(c)
-    time.sleep(0.1)
     mark = d.mark()
     d.send_signal(signal.SIGUSR1)
     d.wait_log(r"(?i)connections", 3.0, mark, what="with statistics ('connections')")
