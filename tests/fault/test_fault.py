@@ -21,7 +21,7 @@ Exit status: 0 if every test passed, 1 if any failed, 77 (automake SKIP) if
 a binary is missing, 2 on a usage error.
 
 Python 3 standard library only. Helpers come from tests/integration
-(test_coechod.py: daemon wrapper, context, runner; test_load.py: the JSON
+(harness.py: daemon wrapper, context, runner; test_load.py: the JSON
 summary of coecho-load).
 """
 
@@ -42,11 +42,12 @@ import time
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(SCRIPT_DIR, os.pardir, "integration"))
-import test_coechod as tc  # noqa: E402  (helpers only; its tests do not run)
+import harness  # noqa: E402
 import test_load as tl  # noqa: E402  (helpers only; its tests do not run)
-from test_coechod import TestFailure, TestSkip, check, echo_ok, yaml_config  # noqa: E402
+from harness import (TestFailure, TestSkip, check, echo_ok, wait_for,  # noqa: E402
+                     wait_steady, yaml_config)
 
-COECHOD = tc.COECHOD
+COECHOD = harness.COECHOD
 COECHO_LOAD = tl.COECHO_LOAD
 VERBOSE = not os.environ.get("COECHOD_FAULT_QUIET")
 KiB = 1024
@@ -71,7 +72,7 @@ def fd_count(pid):
 
 
 def rss_kib(pid):
-    v = tc.rss_kib(pid)
+    v = harness.rss_kib(pid)
     check(v > 0, "cannot read VmRSS of pid %d" % pid)
     return v
 
@@ -113,19 +114,6 @@ CPU_SLACK = 3.0 if asan_build() else 1.0
 # Seconds per test, enforced by the runner: only a guard against hangs, so it
 # grows with the sanitizers' cost.
 TEST_DEADLINE = 60.0 * CPU_SLACK
-
-
-def wait_for(probe, timeout, what, interval=0.05):
-    """Polls probe() until it returns something true; returns that. Fails
-    after timeout, naming what."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TestFailure("%s: not reached within %.1f s" % (what, timeout))
-        time.sleep(interval)
 
 
 def wait_fds(d, want, timeout, what):
@@ -321,7 +309,7 @@ def slowloris(ctx):
     # Round r: client i sends byte r at t0 + r + 0.9 * i / n, so the
     # daemon sees a steady trickle of 2,000 single bytes a second.
     t0 = time.monotonic() + 0.1
-    cpu0 = tc.cpu_seconds(d.pid)
+    cpu0 = harness.cpu_seconds(d.pid)
     total, k = rounds * n, 0
     mid_mark = None
     while k < total:
@@ -352,7 +340,7 @@ def slowloris(ctx):
                           "e.g. client %d: %d of %d"
                           % (len(missing), time.monotonic() - last_sent, missing[0],
                              got[missing[0]], rounds))
-    cpu, wall = tc.cpu_seconds(d.pid) - cpu0, time.monotonic() - t0
+    cpu, wall = harness.cpu_seconds(d.pid) - cpu0, time.monotonic() - t0
     mid = d.wait_log(r"stats: connections=\d+", 5.0, mid_mark, what="with statistics")
     mid_conns = int(re.search(r"connections=(\d+)", mid.string).group(1))
     check(mid_conns == n, "halfway through, the daemon counts %d connections, expected %d"
@@ -415,22 +403,21 @@ def nonreading_clients_bounded_memory(ctx):
     d, (port,) = start_daemon(ctx, limits={"buffer_size": "4KiB", "backlog": 4096,
                                            "idle_timeout": "60s"})
     base_st = settled_baseline(d, port)
-    time.sleep(0.2)
-    base = rss_kib(d.pid)
+    base = wait_steady(lambda: rss_kib(d.pid), 5.0, "VmRSS of the idle daemon")
     base_fds = fd_count(d.pid)
     socks = []
     for i in range(n):
         socks.append(slow_reader(ctx, port, "client %d" % i, sndbuf=16 * KiB))
     wait_fds(d, base_fds + n, 10.0, "%d clients accepted" % n)
-    time.sleep(0.2)
-    idle = rss_kib(d.pid)
+    stats_until(d, lambda st: st["connections"] == n, 10.0, "%d connections counted" % n)
+    idle = wait_steady(lambda: rss_kib(d.pid), 5.0, "VmRSS with %d idle clients" % n)
     blob = os.urandom(cap + 64 * KiB)
     streams = []
     for i, s in enumerate(socks):
         off = (i * 4099) % (64 * KiB)
-        streams.append(tc.Stream(s, memoryview(blob)[off:off + cap], "client %d" % i))
+        streams.append(harness.Stream(s, memoryview(blob)[off:off + cap], "client %d" % i))
     # Send without reading until no client can send any more.
-    send_s = tc.send_without_reading(streams, cap, 20.0, fail_on_timeout=True)
+    send_s = harness.send_without_reading(streams, cap, 20.0, fail_on_timeout=True)
     check(d.alive(), "daemon exited while clients were not reading")
     capped = [st.name for st in streams if st.sent >= cap]
     if capped:
@@ -470,7 +457,7 @@ def nonreading_clients_bounded_memory(ctx):
     for x in streams:
         x.data = x.data[:x.sent]
         x.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * KiB)
-    tc.pump(streams, timeout=30.0)
+    harness.pump(streams, timeout=30.0)
     ctx.note("all %.1f MiB echoed back and verified in %.1f s"
              % (sent / 1048576.0, time.monotonic() - t_pump))
 
@@ -597,10 +584,10 @@ def descriptor_exhaustion(ctx):
 
     # Hold: the served clients get their echo, the others nothing, and the
     # daemon, out of descriptors, must not spin.
-    cpu0, t0 = tc.cpu_seconds(d.pid), time.monotonic()
+    cpu0, t0 = harness.cpu_seconds(d.pid), time.monotonic()
     pause_mark = d.mark()
     collect(t0 + hold)
-    cpu, wall = tc.cpu_seconds(d.pid) - cpu0, time.monotonic() - t0
+    cpu, wall = harness.cpu_seconds(d.pid) - cpu0, time.monotonic() - t0
     pct = 100.0 * cpu / wall
     held = fd_count(d.pid)
     # A daemon held up (a busy machine) may not have echoed every client it
@@ -677,7 +664,7 @@ def sigterm_during_load(ctx):
                    5.0, mark, what="'stopping' after SIGTERM")
     check(int(m.group(1)) == grace * 1000 and int(m.group(2)) == conns,
           "after SIGTERM: %r, expected %d ms and %d connections" % (m.string, grace * 1000, conns))
-    tc.wait_refused(port, 3.0)
+    harness.wait_refused(port, 3.0)
     before = stats(d)
     after = {}
 
@@ -771,7 +758,7 @@ def sighup_during_load(ctx):
     wait_idle_stats(d, 5.0, "after the run")
     a = ctx.connect(port)
     echo_ok(a, b"first\n", what="first client after the last reload")
-    tc.wait_closed(ctx.connect(port), 3.0, "second client under max_connections_per_ip 1")
+    harness.wait_closed(ctx.connect(port), 3.0, "second client under max_connections_per_ip 1")
 
 
 # ---------------------------------------------------------------------------
@@ -813,8 +800,7 @@ def connections_19000(ctx):
     d, ports = start_daemon(ctx, limits={"max_connections": max_conns, "backlog": 4096},
                             listeners=listeners)
     settled_baseline(d, ports[0])
-    time.sleep(0.2)
-    base_rss = rss_kib(d.pid)
+    base_rss = wait_steady(lambda: rss_kib(d.pid), 5.0, "VmRSS of the idle daemon")
     base_fds = fd_count(d.pid)
     load = Load(ctx, ["-c", n, "--connect-rate", 5000, "-d", "%ds" % run_s, "--timeout", "20s",
                       "-q", "--json"] + ["127.0.0.1:%d" % p for p in ports])
@@ -925,7 +911,7 @@ def halfclose_nonreader_keeps_its_slot(ctx):
           % (got["connections"], n))
     extra = ctx.connect(port, timeout=5.0)
     extra.sendall(b"over the limit\n")
-    tc.expect_silence(extra, 1.0, "a client over max_connections while the non-readers "
+    harness.expect_silence(extra, 1.0, "a client over max_connections while the non-readers "
                       "hold every slot")
     # Not a byte read meanwhile: reading would drain the echo.
     st = stats_until(d, lambda st: st["timed_out"] >= n, idle_s + 15.0 * CPU_SLACK,
@@ -938,7 +924,7 @@ def halfclose_nonreader_keeps_its_slot(ctx):
         check(err == errno.ECONNRESET, "non-reading client %d: the connection ended with %s, "
               "expected a reset (its echo still queued)"
               % (i, "EOF" if err == 0 else os.strerror(err)))
-    tc.recv_exact(extra, len(b"over the limit\n"), timeout=10.0, what="echo once a slot freed")
+    harness.recv_exact(extra, len(b"over the limit\n"), timeout=10.0, what="echo once a slot freed")
     ctx.note("non-readers reset %.1f s after EOF; %r" % (waited, st))
 
 
@@ -953,9 +939,9 @@ def halfclose_reader_gets_every_byte(ctx):
     payload = bytes(pattern_byte(7, k) for k in range(size))
     s.sendall(payload)
     s.shutdown(socket.SHUT_WR)
-    got = tc.recv_until_eof(s, timeout=20.0 * CPU_SLACK, what="echo after half-close")
+    got = harness.recv_until_eof(s, timeout=20.0 * CPU_SLACK, what="echo after half-close")
     check(got == payload, "echo after half-close: %d of %d bytes, first difference at %s"
-          % (len(got), size, tc.first_difference(got, payload)))
+          % (len(got), size, harness.first_difference(got, payload)))
     wait_idle_stats(d, 10.0, "half-closed reader's connection released")
 
 
@@ -968,7 +954,7 @@ def urgent_data_is_echoed(ctx):
     s.sendall(b"ab")
     s.send(b"U", socket.MSG_OOB)
     s.sendall(b"cd")
-    got = tc.recv_exact(s, 5, timeout=5.0, what="echo with urgent data")
+    got = harness.recv_exact(s, 5, timeout=5.0, what="echo with urgent data")
     check(got == b"abUcd", "echo with an urgent byte: %r, expected b'abUcd'" % got)
 
 
@@ -1101,15 +1087,17 @@ def echo_buffers_bounded_and_trimmed(ctx):
     never kept) and given back once unused for a while."""
     n = 40
     d, (port,) = start_daemon(ctx, limits={"buffer_size": "16MiB"})
-    tc.pump([tc.Stream(ctx.connect(port, timeout=5.0), os.urandom(256 * KiB), "big %d" % i)
-             for i in range(n)], 60.0 * CPU_SLACK)
+    harness.pump([harness.Stream(ctx.connect(port, timeout=5.0), os.urandom(256 * KiB),
+                                 "big %d" % i)
+                  for i in range(n)], 60.0 * CPU_SLACK)
     st = wait_idle_stats(d, 10.0, "every 16MiB-buffer client gone")
     check(st["buffers_cached"] == 0, "%d bytes of 16MiB buffers kept after the clients left"
           % st["buffers_cached"])
 
     d2, (port2,) = start_daemon(ctx)  # buffer_size 16KiB
-    tc.pump([tc.Stream(ctx.connect(port2, timeout=5.0), os.urandom(256 * KiB), "small %d" % i)
-             for i in range(n)], 60.0 * CPU_SLACK)
+    harness.pump([harness.Stream(ctx.connect(port2, timeout=5.0), os.urandom(256 * KiB),
+                                 "small %d" % i)
+                  for i in range(n)], 60.0 * CPU_SLACK)
     st = wait_idle_stats(d2, 10.0, "every 16KiB-buffer client gone")
     check(0 < st["buffers_cached"] <= 4 * 1024 * KiB, "%d bytes of 16KiB buffers kept right "
           "after %d clients, expected some, at most 4 MiB" % (st["buffers_cached"], n))
@@ -1128,7 +1116,7 @@ def main(argv):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
-    return tc.run_suite(argv, TESTS, "coechod-fault",
+    return harness.run_suite(argv, TESTS, "coechod-fault",
                         [("daemon", COECHOD, "COECHOD"), ("client", COECHO_LOAD, "COECHO_LOAD")],
                         __doc__, make_ctx=tl.LoadCtx, verbose=VERBOSE, deadline=TEST_DEADLINE)
 

@@ -20,8 +20,7 @@ Exit status: 0 if every test passed, 1 if any failed, 77 (automake SKIP) if
 a binary is missing, 2 on a usage error.
 
 Python 3 standard library only. Helpers (the daemon wrapper, per-test
-context, outcomes) come from test_coechod.py next to this file, whose own
-tests run only when it is the main program.
+context, outcomes, runner) come from harness.py next to this file.
 """
 
 import json
@@ -41,13 +40,13 @@ import time
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, SCRIPT_DIR)
-import test_coechod as tc  # noqa: E402  (helpers only; its tests do not run)
-from test_coechod import (TestFailure, TestSkip, check, free_port,  # noqa: E402
+import harness  # noqa: E402
+from harness import (TestFailure, TestSkip, check, free_port,  # noqa: E402
                           have_ipv6_loopback, yaml_config, configured_version,
                           descendants, kill_pid)
 
-BUILDDIR = tc.BUILDDIR
-COECHOD = tc.COECHOD
+BUILDDIR = harness.BUILDDIR
+COECHOD = harness.COECHOD
 COECHO_LOAD = os.path.abspath(os.environ.get("COECHO_LOAD")
                               or os.path.join(BUILDDIR, "src", "load", "coecho-load"))
 
@@ -90,8 +89,8 @@ class LoadResult:
             out[:400] + ("..." if len(out) > 400 else ""), err[:4])
 
 
-class LoadCtx(tc.Ctx):
-    """test_coechod's per-test context (daemons, sockets, a private
+class LoadCtx(harness.Ctx):
+    """The harness's per-test context (daemons, sockets, a private
     directory) plus coecho-load processes and the fault servers."""
 
     def __init__(self, name):
@@ -1172,7 +1171,7 @@ def progress_lines(ctx):
 # runner
 
 def main(argv):
-    return tc.run_suite(argv, TESTS, "coecho-load-integration",
+    return harness.run_suite(argv, TESTS, "coecho-load-integration",
                         [("client", COECHO_LOAD, "COECHO_LOAD"), ("daemon", COECHOD, "COECHOD")],
                         __doc__, make_ctx=LoadCtx, verbose=VERBOSE, deadline=TEST_DEADLINE)
 

@@ -30,8 +30,8 @@ COECHO_LOAD (the binaries themselves), MANDOC (default: mandoc on PATH).
 Exit status: 0 if every test passed, 1 if any failed, 77 (automake SKIP) if
 mandoc or a binary is missing, 2 on a usage error.
 
-Python 3 standard library only. The runner comes from test_coechod.py next
-to this file, whose own tests run only when it is the main program.
+Python 3 standard library only. The runner comes from harness.py next to
+this file.
 """
 
 import os
@@ -43,8 +43,8 @@ import sys
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, SCRIPT_DIR)
-import test_coechod as tc  # noqa: E402  (helpers only; its tests do not run)
-from test_coechod import check  # noqa: E402
+import harness  # noqa: E402
+from harness import check  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(SCRIPT_DIR, os.pardir, os.pardir))
 SRCDIR = os.path.abspath(os.environ.get("SRCDIR") or TOP)
@@ -77,9 +77,9 @@ def run(args, timeout=10.0):
     """Runs a command to completion; returns (exit status, stdout, stderr)."""
     try:
         p = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, env=tc.daemon_env(), timeout=timeout)
+                           stderr=subprocess.PIPE, env=harness.daemon_env(), timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise tc.TestFailure("%s did not exit within %.0f s" % (" ".join(args), timeout))
+        raise harness.TestFailure("%s did not exit within %.0f s" % (" ".join(args), timeout))
     return (p.returncode, p.stdout.decode("utf-8", "replace"),
             p.stderr.decode("utf-8", "replace"))
 
@@ -414,7 +414,7 @@ def main(argv):
             MANDOC and os.access(MANDOC, os.X_OK)):
         print("manpages: SKIP: no mandoc (install mandoc, or set MANDOC)")
         return 77
-    return tc.run_suite(argv, TESTS, "manpages",
+    return harness.run_suite(argv, TESTS, "manpages",
                         [("daemon", COECHOD, "COECHOD"), ("client", COECHO_LOAD, "COECHO_LOAD")],
                         __doc__)
 

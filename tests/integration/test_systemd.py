@@ -14,7 +14,7 @@ running: the test plays the service manager.
 
     test_systemd.py [NAME...] [--list]
 
-Environment as for test_coechod.py (BUILDDIR, SRCDIR, COECHOD). Tests whose
+Environment as for harness.py (BUILDDIR, SRCDIR, COECHOD). Tests whose
 tool (systemd-socket-activate, systemd-analyze) is missing are skipped.
 Python 3 standard library only.
 """
@@ -28,13 +28,14 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_coechod as tc  # noqa: E402  (helpers only; its tests do not run)
-from test_coechod import TestFailure, TestSkip, check, echo_ok, yaml_config  # noqa: E402
+import harness  # noqa: E402
+from harness import TestFailure, TestSkip, check, echo_ok, yaml_config  # noqa: E402
 
-COECHOD = tc.COECHOD
-SRCDIR = tc.SRCDIR
-BUILDDIR = tc.BUILDDIR
+COECHOD = harness.COECHOD
+SRCDIR = harness.SRCDIR
+BUILDDIR = harness.BUILDDIR
 TEST_DEADLINE = 40.0
 MAX_EXPOSURE = 2.0
 STATUS_EVERY = 2.0  # seconds between STATUS= updates (supervisor.c)
@@ -272,7 +273,7 @@ def free_port_on(hosts, avoid=()):
     """A port free a moment ago on every one of hosts ("127.0.0.1",
     "::1"), and not one of avoid."""
     for _ in range(50):
-        port = tc.free_port(hosts[0])
+        port = harness.free_port(hosts[0])
         if port in avoid:
             continue
         try:
@@ -330,7 +331,7 @@ def socket_activation_replaces_listeners(ctx):
     echo_ok(s, b"activated\n", timeout=10.0)
     d.wait_log(r"listening on 127\.0\.0\.1:%d \(socket passed by systemd, echo\)" % port, 10)
     d.wait_log(r"replace the 1 configured listener", 2)
-    check(tc.connect_refused(configured),
+    check(harness.connect_refused(configured),
           "the configured listener was opened although systemd passed a socket")
     # A reload keeps the passed sockets (systemd owns them).
     mark = d.mark()
@@ -348,7 +349,7 @@ def socket_activation_replaces_listeners(ctx):
 @test
 def socket_activation_ipv4_and_ipv6(ctx):
     tool = socket_activate()
-    if not tc.have_ipv6_loopback():
+    if not harness.have_ipv6_loopback():
         raise TestSkip("no IPv6 loopback")
     d, port = activate(ctx, tool, ["127.0.0.1", "::1"], ["-f"], config=yaml_config())
     echo_ok(ctx.connect(port, "127.0.0.1", timeout=10.0), b"v4\n", timeout=10.0)
@@ -369,7 +370,7 @@ def run_with_listen_env(ctx, fds, redirect, pass_fds=()):
     """Runs coechod through sh so that LISTEN_PID is its own pid."""
     cmd = "LISTEN_PID=$$ LISTEN_FDS=%s exec \"$0\" -f -c \"$1\" %s" % (fds, redirect)
     args = ["sh", "-c", cmd, COECHOD, ctx.write_config(yaml_config())]
-    proc = subprocess.run(args, env=tc.daemon_env(), stdin=subprocess.DEVNULL,
+    proc = subprocess.run(args, env=harness.daemon_env(), stdin=subprocess.DEVNULL,
                           capture_output=True, timeout=10, pass_fds=pass_fds)
     return proc.returncode, proc.stderr.decode()
 
@@ -459,7 +460,7 @@ def units_security_exposure(ctx):
 
 
 def main(argv):
-    return tc.run_suite(argv, TESTS, "coechod-systemd", [("daemon", COECHOD, "COECHOD")],
+    return harness.run_suite(argv, TESTS, "coechod-systemd", [("daemon", COECHOD, "COECHOD")],
                         __doc__, deadline=TEST_DEADLINE)
 
 

@@ -4,7 +4,7 @@ the listeners, forks the workers and supervises them.
 
     test_workers.py [NAME...] [--list]
 
-Environment as for test_coechod.py (BUILDDIR, SRCDIR, COECHOD).
+Environment as for harness.py (BUILDDIR, SRCDIR, COECHOD).
 Python 3 standard library only.
 """
 
@@ -15,12 +15,13 @@ import socket
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_coechod as tc  # noqa: E402  (helpers only; its tests do not run)
-from test_coechod import TestFailure, check, echo_ok, yaml_config  # noqa: E402
+import harness  # noqa: E402
+from harness import TestFailure, check, echo_ok, yaml_config  # noqa: E402
 from test_systemd import Notify, has  # noqa: E402
 
-COECHOD = tc.COECHOD
+COECHOD = harness.COECHOD
 TEST_DEADLINE = 60.0
 TESTS = []
 
@@ -38,7 +39,7 @@ def workers_config(n=2, reuse_port=True, extra=""):
 def wait_workers(d, n, timeout=20.0):
     """Waits for "N workers ready"; returns the worker pids."""
     d.wait_log(r"\b%d workers ready" % n, timeout)
-    pids = tc.child_pids(d.pid)
+    pids = harness.child_pids(d.pid)
     check(len(pids) == n, "expected %d worker processes, found %r" % (n, pids))
     return sorted(pids)
 
@@ -216,8 +217,8 @@ def worker_killed_is_replaced_others_untouched(ctx):
         if owner == survivor:
             echo_ok(s, b"still here\n")
         else:  # closed by the kernel when its worker died (EOF or reset)
-            tc.wait_closed(s, 5.0, "a connection of the killed worker")
-    new = sorted(tc.child_pids(d.pid))
+            harness.wait_closed(s, 5.0, "a connection of the killed worker")
+    new = sorted(harness.child_pids(d.pid))
     check(len(new) == 2 and victim not in new and survivor in new,
           "expected the killed worker replaced: before %r after %r" % (pids, new))
     # The replacement serves its share of new connections. "started" is
@@ -237,16 +238,16 @@ def workers_sigterm_drains_all(ctx):
     for p in pids:  # each worker closes its listeners (its own line: its pid)...
         d.wait_log(r"coechod\[%d\] \w+: worker \d+: .*stopping; listeners closed" % p, 10,
                    what="'worker N: ...stopping; listeners closed' from worker pid %d" % p)
-    tc.wait_refused(port, 10)
+    harness.wait_refused(port, 10)
     for s in conns:  # ...and keeps echoing for the connected clients
         echo_ok(s, b"draining\n")
     check(d.alive(), "the main process exited with connections open")
     for s in conns:
         s.shutdown(socket.SHUT_WR)
-        tc.recv_until_eof(s)
+        harness.recv_until_eof(s)
     check(d.wait_exit(10) == 0, "did not exit 0 once the connections closed")
     for p in pids:
-        check(tc.process_gone(p), "worker %d still there" % p)
+        check(harness.process_gone(p), "worker %d still there" % p)
 
 
 @test
@@ -326,12 +327,12 @@ def workers_stuck_worker_killed(ctx):
           "expected 3 missed 1 s heartbeats (3000 ms, well under 9000)" % silent)
     d.wait_log(r"worker %s started" % m.group(1), 10, mark,
                what="'worker %s started' (the replacement)" % m.group(1))
-    new = sorted(tc.child_pids(d.pid))
+    new = sorted(harness.child_pids(d.pid))
     check(len(new) == 2 and pids[0] not in new and pids[1] in new,
           "expected the stuck worker replaced: before %r after %r" % (pids, new))
     for i, s in enumerate(conns):
         payload = b"while stopped %d\n" % i
-        got = tc.recv_exact(s, len(payload), max(0.1, sent_at + 20.0 - time.monotonic()),
+        got = harness.recv_exact(s, len(payload), max(0.1, sent_at + 20.0 - time.monotonic()),
                             "echo of connection %d made while the worker was stopped" % i)
         check(got == payload, "connection %d: wrong bytes back %r" % (i, got))
     who = owners(conns, new)
@@ -367,7 +368,7 @@ def workers_restarted_worker_runs_reloaded_config(ctx):
     d.wait_log(r"worker %d started \(pid \d+\)" % slot, 10, mark,
                what="'worker %d started (pid P)' (the replacement)" % slot)
     replacement = worker_slot_pid(d, slot, mark)
-    now = sorted(tc.child_pids(d.pid))
+    now = sorted(harness.child_pids(d.pid))
     check(now == sorted([replacement, survivor]),
           "expected workers %r after the restart, found %r" % ([replacement, survivor], now))
     wait_worker_running(d, replacement)
@@ -409,7 +410,7 @@ def workers_restarted_worker_runs_reloaded_config(ctx):
             time.sleep(0.05)
         s.close()
         i += 1
-    how = tc.wait_closed(idle, 15.0, "idle connection on the replacement worker "
+    how = harness.wait_closed(idle, 15.0, "idle connection on the replacement worker "
                          "(reloaded idle_timeout 2s; 1h at start)")
     idle_for = time.monotonic() - t0
     ctx.note("idle connection closed (%s) %.2f s after its echo" % (how, idle_for))
@@ -428,8 +429,8 @@ def workers_sigterm_to_one_worker_is_no_crash(ctx):
     for rnd in range(7):
         slot = rnd % 2 + 1
         pid = worker_slot_pid(d, slot)
-        check(pid in tc.child_pids(d.pid), "round %d: worker %d (pid %s) is not a child of "
-              "the main process: %r" % (rnd, slot, pid, tc.child_pids(d.pid)))
+        check(pid in harness.child_pids(d.pid), "round %d: worker %d (pid %s) is not a child of "
+              "the main process: %r" % (rnd, slot, pid, harness.child_pids(d.pid)))
         mark = d.mark()
         os.kill(pid, signal.SIGTERM)
         m = d.wait_log(r"worker %d started \(pid (\d+)\)|giving up" % slot, 15, mark,
@@ -438,11 +439,12 @@ def workers_sigterm_to_one_worker_is_no_crash(ctx):
         check("giving up" not in m.group(0), "SIGTERM #%d to one worker taken for a crash: %r"
               % (rnd + 1, m.group(0)))
         new = int(m.group(1))
-        check(new != pid and tc.process_gone(pid),
+        check(new != pid and harness.process_gone(pid),
               "round %d: worker %d pid %d still there (new pid %d)" % (rnd, slot, pid, new))
         wait_worker_running(d, new)
     check(d.alive(), "the main process exited")
-    check(len(tc.child_pids(d.pid)) == 2, "expected 2 workers, found %r" % tc.child_pids(d.pid))
+    kids = harness.child_pids(d.pid)
+    check(len(kids) == 2, "expected 2 workers, found %r" % kids)
     for s in open_conns(ctx, port, 20, timeout=10.0):
         echo_ok(s, b"after 7 SIGTERMs\n")
     with d.cond:
@@ -480,18 +482,18 @@ def workers_daemon_mode(ctx):
     path = ctx.write_config(workers_config(2, extra="pid_file: %s\n" % pidfile))
     # Port 0: this test never connects, and a probed free port could be
     # taken by a parallel suite before the daemon binds it.
-    r = tc.run_coechod(["-d", "-c", path, "-l", "127.0.0.1:0"], timeout=30.0)
+    r = harness.run_coechod(["-d", "-c", path, "-l", "127.0.0.1:0"], timeout=30.0)
     check(r.rc == 0, "coechod -d with 2 workers: %s" % r.summary())
     with open(pidfile) as f:
         main_pid = int(f.read())
     try:
-        check(len(tc.child_pids(main_pid)) == 2, "expected 2 workers under %d" % main_pid)
+        check(len(harness.child_pids(main_pid)) == 2, "expected 2 workers under %d" % main_pid)
     finally:
         os.kill(main_pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while not tc.process_gone(main_pid) and time.monotonic() < deadline:
+    while not harness.process_gone(main_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    check(tc.process_gone(main_pid), "daemon did not stop")
+    check(harness.process_gone(main_pid), "daemon did not stop")
 
 
 @test
@@ -527,7 +529,7 @@ def workers_ctrl_c_is_graceful(ctx):
 
 
 def main(argv):
-    return tc.run_suite(argv, TESTS, "coechod-workers", [("daemon", COECHOD, "COECHOD")],
+    return harness.run_suite(argv, TESTS, "coechod-workers", [("daemon", COECHOD, "COECHOD")],
                         __doc__, deadline=TEST_DEADLINE)
 
 
