@@ -11,9 +11,9 @@ static unsigned bucket_of(uint64_t v) {
     if (v < HIST_SUB)
         return (unsigned)v;
     unsigned exp = 63u - (unsigned)__builtin_clzll(v); /* >= HIST_SUB_BITS */
-    if (exp > HIST_TOP_EXP) {
-        exp = HIST_TOP_EXP;
-        v = (UINT64_C(1) << (HIST_TOP_EXP + 1)) - 1;
+    if (exp >= HIST_TOP_EXP) { /* past the range: the last bucket, below 2^46 */
+        exp = HIST_TOP_EXP - 1;
+        v = (UINT64_C(1) << HIST_TOP_EXP) - 1;
     }
     unsigned sub = (unsigned)(v >> (exp - HIST_SUB_BITS)) - HIST_SUB;
     return (exp - HIST_SUB_BITS + 1) * HIST_SUB + sub;
