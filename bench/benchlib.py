@@ -20,9 +20,13 @@ import time
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Order of the tables and charts; coechod first, the others compared to it.
+# "baseline" is another coechod binary, $COECHOD_BASELINE (say, the build
+# before a refactor), measured side by side with this one; only on request.
 SERVERS = ["coechod", "libev", "go", "node", "asyncio"]
+OPTIONAL_SERVERS = ["baseline"]
 LABELS = {
     "coechod": "coechod",
+    "baseline": "coechod (baseline)",
     "libev": "libev-echo",
     "go": "go-echo",
     "node": "node-echo",
@@ -206,6 +210,11 @@ class Servers:
             tool, pkg = TOOLCHAIN[name]
             if not shutil.which(tool):
                 return "no %s (Debian package %s)" % (tool, pkg)
+        if name == "baseline":
+            exe = os.environ.get("COECHOD_BASELINE", "")
+            if not os.access(exe, os.X_OK):
+                return "COECHOD_BASELINE=%r is no executable coechod" % exe
+            name = "coechod"
         if name == "coechod":
             self.conf = os.path.join(self.tmp, "coechod.yaml")
             with open(self.conf, "w") as f:
@@ -214,7 +223,7 @@ class Servers:
             return None
         if name == "libev":
             exe = os.path.join(self.build, "bench", "peers", "libev-echo")
-            return None if os.access(exe, os.X_OK) else "%s not built (make)" % exe
+            return None if os.access(exe, os.X_OK) else "%s not built (make bench-programs)" % exe
         if name == "go":
             return self._build_go()
         return None
@@ -237,8 +246,10 @@ class Servers:
 
     def argv(self, name, port):
         b = self.build
-        if name == "coechod":
-            return [os.path.join(b, "src", "server", "coechod"), "-c", self.conf,
+        if name in ("coechod", "baseline"):
+            exe = (os.environ["COECHOD_BASELINE"] if name == "baseline"
+                   else os.path.join(b, "src", "server", "coechod"))
+            return [exe, "-c", self.conf,
                     "-l", "127.0.0.1:%d" % port, "--log-level", "error"]
         if name == "libev":
             return [os.path.join(b, "bench", "peers", "libev-echo"), str(port)]
