@@ -1,5 +1,8 @@
-/* Process plumbing for coechod: --daemon, the pid file, dropping privileges
- * and the descriptor limit. */
+/* Process plumbing for coechod: --daemon, the pid file and dropping
+ * privileges.
+ *
+ * Owns the pipe the starting process waits on and the pid file's locked
+ * descriptor (held until exit). */
 #ifndef COECHO_DAEMON_H
 #define COECHO_DAEMON_H
 

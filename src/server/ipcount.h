@@ -1,6 +1,11 @@
 /* Connections per client address: an open-addressing map from a 16-byte
  * address (IPv4 as ::ffff:a.b.c.d, IPv6 as its prefix) to a count; entries
- * leave at count 0. */
+ * leave at count 0.
+ *
+ * Owns nothing global: each map is its caller's (conn keeps the one in
+ * force). rt's taskmap is the same kind of table for another key (an
+ * 8-byte task id to a pointer, Fibonacci-hashed); one generic map would
+ * put a hash callback on the runtime's spawn and join paths. */
 #ifndef COECHO_IPCOUNT_H
 #define COECHO_IPCOUNT_H
 

@@ -1,6 +1,9 @@
 /* Logging: stderr (with a timestamp, or with "<N>" syslog priority prefixes
  * when stderr is the systemd journal: JOURNAL_STREAM set) or syslog (in
- * --daemon mode). */
+ * --daemon mode).
+ *
+ * Owns the target, the level in force and the worker prefix; settings sets
+ * the level a reload brings. */
 #ifndef COECHO_LOG_H
 #define COECHO_LOG_H
 

@@ -1,6 +1,10 @@
 /* systemd integration without libsystemd: both protocols are small, stable
  * and documented (sd_listen_fds(3), sd_notify(3)), and not linking
- * libsystemd keeps the attack surface small. */
+ * libsystemd keeps the attack surface small.
+ *
+ * Owns the notify socket (systemd's, or a worker's to the main process) and
+ * the watchdog interval; the sockets it takes from LISTEN_FDS go to the
+ * caller. */
 #ifndef COECHO_SYSTEMD_H
 #define COECHO_SYSTEMD_H
 
