@@ -54,7 +54,8 @@ enum sharing { ALONE, REUSEPORT_FIRST, REUSEPORT_JOIN };
 static struct {
     listener l[CONFIG_MAX_LISTEN];
     co_tid parent; /* of the accept tasks: the reaper */
-    uint64_t accept_errors;
+    uint64_t accept_errors;  /* accepts that failed or whose handler could not start */
+    uint64_t spawn_failures; /* handlers that could not start */
 } t;
 
 /* ---- sockets ------------------------------------------------------------------ */
@@ -237,36 +238,52 @@ int listeners_open_copy(size_t i, int backlog, char *err, size_t errlen) {
 
 /* ---- accepting ------------------------------------------------------------- */
 
-/* Descriptors ran out: pause, and say so at most once a second. */
-static int pause_for_descriptors(listener *l, int err) {
-    static int64_t last_logged = -EXHAUSTED_LOG_EVERY_MS;
+/* Something accepting needs ran out: descriptors (accept failed) or
+ * memory and mappings for a handler (its connection was closed). Each
+ * time is counted and accepting pauses; each kind says so at most once a
+ * second, with how many times it happened since it last did. 0, or
+ * -ECANCELED. */
+typedef struct exhaustion {
+    int64_t last_logged;
+    uint64_t unlogged; /* times since the last line */
+} exhaustion;
+
+static exhaustion descriptors_out = {.last_logged = -EXHAUSTED_LOG_EVERY_MS};
+static exhaustion handlers_out = {.last_logged = -EXHAUSTED_LOG_EVERY_MS};
+
+static int pause_accepting(listener *l, exhaustion *x, const char *what, int err) {
     int64_t now = co_now();
     t.accept_errors++;
-    if (now - last_logged >= EXHAUSTED_LOG_EVERY_MS) {
-        last_logged = now;
-        log_warn("%s: accept: %s; pausing accepts for %d ms", l->bound, strerror(err),
-                 EXHAUSTED_PAUSE_MS);
+    x->unlogged++;
+    if (now - x->last_logged >= EXHAUSTED_LOG_EVERY_MS) {
+        x->last_logged = now;
+        log_warn("%s: %s: %s; pausing accepts for %d ms (%llu times since the last report)",
+                 l->bound, what, strerror(err), EXHAUSTED_PAUSE_MS,
+                 (unsigned long long)x->unlogged);
+        x->unlogged = 0;
     }
     return co_sleep(now + EXHAUSTED_PAUSE_MS);
 }
 
-static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
+/* Starts a handler for the accepted fd, or closes it. 0 (started, or
+ * refused for a reason of its own: over max_connections_per_ip), or a
+ * negative errno (-ENOMEM, -EAGAIN) when memory or mappings ran out: the
+ * connection is closed and its admission taken back; the caller pauses. */
+static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
     connection_start *start = malloc(sizeof *start);
     int one = 1;
     if (!start) {
-        log_error("%s: out of memory for a new connection", l->bound);
         close(fd);
-        return;
+        return -ENOMEM;
     }
     int r = conn_admit(peer, &start->peer);
     if (r != 0) {
-        if (r == -EDQUOT)
-            log_debug("%s: connection rejected: over max_connections_per_ip", l->bound);
-        else
-            log_error("%s: out of memory counting connections per address", l->bound);
         free(start);
         close(fd);
-        return;
+        if (r != -EDQUOT)
+            return r; /* no memory to count connections per address */
+        log_debug("%s: connection rejected: over max_connections_per_ip", l->bound);
+        return 0;
     }
     start->fd = fd;
     start->idle_timeout_ms = settings()->idle_timeout_ms;
@@ -274,12 +291,17 @@ static void start_connection(listener *l, int fd, const struct sockaddr *peer) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
     co_spawn_attr attr = {.name = "client", .parent = t.parent};
     int err = co_spawn_with(NULL, echo_handle_client, start, &attr);
-    if (err) {
-        log_error("%s: cannot start a handler: %s", l->bound, strerror(-err));
-        conn_unadmit(&start->peer);
-        free(start);
-        close(fd);
-    }
+    if (!err)
+        return 0;
+    conn_unadmit(&start->peer);
+    free(start);
+    close(fd);
+    t.spawn_failures++;
+    if (err == -ENOMEM || err == -EAGAIN)
+        return err;
+    log_error("%s: cannot start a handler: %s", l->bound, strerror(-err));
+    t.accept_errors++;
+    return 0;
 }
 
 /* Accepts until the backlog is empty or the connection limit is reached.
@@ -290,7 +312,10 @@ static int accept_ready(listener *l) {
         socklen_t len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            start_connection(l, fd, (struct sockaddr *)&peer);
+            int r = start_connection(l, fd, (struct sockaddr *)&peer);
+            if (r < 0 &&
+                pause_accepting(l, &handlers_out, "cannot start a handler", -r) == -ECANCELED)
+                return -ECANCELED;
             continue;
         }
         switch (errno) {
@@ -308,7 +333,9 @@ static int accept_ready(listener *l) {
         case ENFILE:
         case ENOBUFS:
         case ENOMEM:
-            return pause_for_descriptors(l, errno) == -ECANCELED ? -ECANCELED : 0;
+            if (pause_accepting(l, &descriptors_out, "accept", errno) == -ECANCELED)
+                return -ECANCELED;
+            return 0;
         default:
             return -errno;
         }
@@ -417,6 +444,7 @@ bool listeners_any(void) {
 }
 
 uint64_t listeners_accept_errors(void) { return t.accept_errors; }
+uint64_t listeners_spawn_failures(void) { return t.spawn_failures; }
 
 /* ---- reloads ----------------------------------------------------------------- */
 

@@ -57,6 +57,10 @@ bool listeners_task_exited(co_tid tid, int status, bool stopping);
 int64_t listeners_restart_due(int64_t now, int64_t at);
 /* Whether any listener is still open (or closing). */
 bool listeners_any(void);
+/* Accepts that failed (descriptors ran out) or whose handler could not
+ * start; of those, the handlers that could not start (no memory, no
+ * mappings: the connection was closed and accepting paused for 100 ms). */
 uint64_t listeners_accept_errors(void);
+uint64_t listeners_spawn_failures(void);
 
 #endif

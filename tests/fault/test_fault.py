@@ -638,6 +638,111 @@ def descriptor_exhaustion(ctx):
 
 
 # ---------------------------------------------------------------------------
+# 4b. no memory for a handler's stack
+
+def vmsize_bytes(pid):
+    """VmSize (address space mapped) of pid, in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * KiB
+    raise TestFailure("no VmSize in /proc/%d/status" % pid)
+
+
+def served_or_refused(s, payload, timeout=5.0):
+    """Sends payload and waits: True if it is echoed, False if the daemon
+    closes the connection (EOF or a reset) instead."""
+    s.settimeout(timeout)
+    s.sendall(payload)
+    got = b""
+    try:
+        while len(got) < len(payload):
+            chunk = s.recv(len(payload) - len(got))
+            if not chunk:
+                return False
+            got += chunk
+    except ConnectionResetError:
+        return False
+    except socket.timeout:
+        raise TestFailure("neither an echo nor a close in %.1f s" % timeout)
+    check(got == payload, "echo %r, expected %r" % (got, payload))
+    return True
+
+
+@test
+def handler_spawn_exhaustion(ctx):
+    """limits.stack_size 8MiB and, once the daemon is warm, an address
+    space limit (RLIMIT_AS, set with prlimit) with room for 3 more stacks
+    and 4 MiB of heap: 30 clients connect one after the other; the first
+    ones are served, then no stack can be mapped and each further client is
+    closed at once (no line per refused client: "cannot start a handler" at
+    most once a second); the daemon stays up, the clients it serves still
+    echo, and once they close their cached stacks serve new clients."""
+    if asan_build():
+        raise TestSkip("AddressSanitizer reserves terabytes of address space: "
+                       "RLIMIT_AS cannot be used")
+    stack, clients = 8 * 1024 * KiB, 30
+    d, (port,) = start_daemon(ctx, limits={"stack_size": "8MiB", "buffer_size": "4KiB"})
+    base = settled_baseline(d, port)
+    limit = vmsize_bytes(d.pid) + 3 * (stack + 64 * KiB) + 4 * 1024 * KiB
+    try:
+        _, hard = resource.prlimit(d.pid, resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY and hard < limit:
+            raise TestSkip("RLIMIT_AS hard limit %d is below the %d needed" % (hard, limit))
+        resource.prlimit(d.pid, resource.RLIMIT_AS, (limit, hard))
+    except (AttributeError, OSError, ValueError) as e:
+        raise TestSkip("cannot set the daemon's RLIMIT_AS: %s" % e)
+    mark, t0 = d.mark(), time.monotonic()
+    served, refused = [], []
+    for i in range(clients):
+        s = ctx.connect(port, timeout=10.0)
+        if served_or_refused(s, b"client %03d\n" % i):
+            check(not refused, "client %d served after client %d was refused"
+                  % (i, refused[-1] if refused else -1))
+            served.append(s)
+        else:
+            refused.append(i)
+            s.close()
+    span = time.monotonic() - t0
+    ctx.note("RLIMIT_AS %d MiB: %d clients served, %d refused in %.2f s"
+             % (limit >> 20, len(served), len(refused), span))
+    check(d.alive(), "the daemon died out of memory")
+    check(len(served) >= 2, "only %d clients served before stacks ran out" % len(served))
+    check(len(refused) >= clients - 8, "%d clients refused, expected at least %d"
+          % (len(refused), clients - 8))
+    # Each refusal paused accepts for 100 ms: the run took that long.
+    check(span >= 0.1 * (len(refused) - 1), "%d refusals in %.2f s: accepting did not pause"
+          % (len(refused), span))
+    lines = log_lines(d, mark, r"cannot start a handler")
+    check(lines, "no 'cannot start a handler' line")
+    check(all(re.search(r"Cannot allocate memory; pausing accepts for 100 ms", l)
+              for l in lines), "unexpected lines: %r" % lines[:3])
+    check(len(lines) <= span + 2, "%d 'cannot start a handler' lines in %.1f s"
+          % (len(lines), span))
+    for i, s in enumerate(served):
+        echo_ok(s, b"still here %03d\n" % i, timeout=5.0, what="served client %d" % i)
+    # Recovery: the served clients close; their stacks, cached, serve new
+    # clients (as many, at once) without a new mapping.
+    n = len(served)
+    for s in served:
+        s.close()
+
+    def all_served():
+        socks = [ctx.connect(port, timeout=10.0) for _ in range(n)]
+        try:
+            return all([served_or_refused(s, b"again %03d\n" % k) for k, s in enumerate(socks)])
+        finally:
+            for s in socks:
+                s.close()
+    wait_for(all_served, 10.0, "%d new clients served after the first ones closed" % n, 0.2)
+    check(d.alive(), "the daemon died")
+    st = stats(d)
+    check(st["accept_errors"] >= base["accept_errors"] + len(refused),
+          "accept_errors %d, expected at least %d more than %d"
+          % (st["accept_errors"], len(refused), base["accept_errors"]))
+
+
+# ---------------------------------------------------------------------------
 # 5. SIGTERM under load
 
 @test
