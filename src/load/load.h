@@ -41,6 +41,7 @@ enum load_error {
     ERR_UNEXPECTED_EOF,
     ERR_MESSAGE_TIMEOUT,
     ERR_MISMATCH,
+    ERR_SPAWN, /* no memory or mappings to start a connection's task */
     ERR_OTHER,
     ERR_KINDS
 };

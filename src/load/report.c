@@ -9,7 +9,7 @@
 
 const char *const load_error_names[ERR_KINDS] = {
     "connect_refused", "connect_timeout", "reset", "unexpected_eof",
-    "message_timeout", "mismatch",        "other",
+    "message_timeout", "mismatch",        "spawn", "other",
 };
 
 static double seconds(const load_results *res) {

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -275,7 +276,7 @@ static void open_loop(conn *c) {
     co_spawn_attr attr = {.name = "writer"};
     if (co_chan_new(&c->schedule, sizeof(int64_t), SCHEDULE_QUEUE) != 0 ||
         co_spawn_with(&c->writer, open_loop_writer, c, &attr) != 0) {
-        fail(c, ERR_OTHER);
+        fail(c, ERR_SPAWN);
         co_chan_free(c->schedule);
         return;
     }
@@ -356,11 +357,19 @@ static int root(void *arg) {
             if (due > now)
                 co_sleep(co_now() + (due - now) / 1000000);
         }
+        /* Out of memory or mappings, the connection is not made and
+         * counted as a spawn error; the run goes on with the others. */
         conn *c = new_conn(i);
-        if (!c || co_spawn(NULL, connection_task, c) != 0) {
+        int err = c ? co_spawn(NULL, connection_task, c) : -ENOMEM;
+        if (err) {
             free(c ? c->rbuf : NULL);
             free(c);
-            res->errors[ERR_OTHER]++;
+            if (!res->errors[ERR_SPAWN])
+                fprintf(stderr,
+                        "coecho-load: warning: cannot start connection %ld: %s; going on "
+                        "without it and any other that cannot start\n",
+                        i, strerror(-err));
+            res->errors[ERR_SPAWN]++;
             res->connections_failed++;
             continue;
         }

@@ -26,6 +26,7 @@ context, outcomes, runner) come from harness.py next to this file.
 import json
 import os
 import re
+import resource
 import select
 import shlex
 import signal
@@ -55,7 +56,7 @@ VERBOSE = bool(os.environ.get("COECHO_LOAD_IT_VERBOSE"))
 MiB = 1024 * 1024
 
 ERROR_KEYS = ("connect_refused", "connect_timeout", "reset", "unexpected_eof",
-              "message_timeout", "mismatch", "other")
+              "message_timeout", "mismatch", "spawn", "other")
 LATENCY_KEYS = ("p50", "p90", "p99", "p999", "max", "mean")
 
 
@@ -140,9 +141,10 @@ class LoadCtx(harness.Ctx):
         return out + super().diagnostics()
 
 
-def run_load(ctx, args, timeout=15.0):
+def run_load(ctx, args, timeout=15.0, on_start=None):
     """Runs coecho-load to completion with stdout and stderr in files (not a
-    terminal); kills it and fails the test if it outlives timeout."""
+    terminal); kills it and fails the test if it outlives timeout.
+    on_start(proc), if given, is called once it runs."""
     args = [str(a) for a in args]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
@@ -152,6 +154,8 @@ def run_load(ctx, args, timeout=15.0):
         ctx.track(proc)
         timed_out = False
         try:
+            if on_start:
+                on_start(proc)
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
@@ -602,6 +606,85 @@ def daemon_200_connections(ctx):
     check(sent <= stats.get("bytes_in", -1) <= sent + 200 * 64,
           "daemon read %r bytes, but the client reports %d verified 64-byte echoes"
           % (stats.get("bytes_in"), obj["messages"]))
+
+
+def has_socket(pid):
+    """Whether pid holds a socket (its first connection is under way)."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def vmsize_bytes(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise TestFailure("no VmSize in /proc/%d/status" % pid)
+
+
+@test
+def spawn_failures_are_an_error_kind(ctx):
+    """-c 60 --connect-rate 20 -d 4s; once the first connection is under
+    way its address space is limited (RLIMIT_AS, prlimit) to what it maps
+    plus 1 MiB, less than the 64 KiB stacks of the connections to come:
+    the connections that cannot start count as errors.spawn and as failed,
+    one warning on stderr; those that started run to the end with no other
+    error or mismatch; exit 1."""
+    if not hasattr(resource, "prlimit"):
+        raise TestSkip("no resource.prlimit")
+    with open(COECHO_LOAD, "rb") as f:
+        if b"__asan_init" in f.read():
+            raise TestSkip("AddressSanitizer reserves terabytes of address space: "
+                           "RLIMIT_AS cannot be used")
+    d, found = start_daemon(ctx)
+    target = "127.0.0.1:%d" % found[0][1]
+    conns = 60
+    limited = []
+
+    def limit(proc):
+        harness.wait_for(lambda: has_socket(proc.pid) or proc.poll() is not None, 5.0,
+                 "coecho-load's first connection")
+        try:
+            _, hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)
+            want = vmsize_bytes(proc.pid) + 1024 * 1024
+            if hard == resource.RLIM_INFINITY or hard >= want:
+                resource.prlimit(proc.pid, resource.RLIMIT_AS, (want, hard))
+                limited.append(want)
+        except (OSError, ValueError, TestFailure) as e:
+            ctx.note("cannot limit coecho-load: %s" % e)
+    r = run_load(ctx, ["-c", conns, "--connect-rate", "20", "-d", "4s", "-q", "--json",
+                       target], 20, on_start=limit)
+    if not limited:
+        raise TestSkip("cannot set coecho-load's RLIMIT_AS")
+    obj = parse_json(r)
+    errs = obj["errors"]
+    ctx.note("RLIMIT_AS %d MiB: %d up, errors %r" % (limited[0] >> 20, obj["connections"],
+                                                       error_counts(obj)))
+    check(r.rc == 1, "expected exit 1: %s" % r.summary())
+    check(errs["spawn"] >= 10, "errors.spawn %r, expected >= 10; %s" % (errs["spawn"],
+                                                                         r.summary()))
+    check(obj["connections"] >= 1, "no connection up; %s" % r.summary())
+    check(obj["connections"] + obj["connections_failed"] == conns,
+          "%d up + %d failed, expected %d" % (obj["connections"], obj["connections_failed"],
+                                              conns))
+    check(obj["connections_failed"] == errs["spawn"],
+          "%d failed but %d spawn errors" % (obj["connections_failed"], errs["spawn"]))
+    other = {k: v for k, v in errs.items() if v and k != "spawn"}
+    check(not other and obj["mismatches"] == 0,
+          "errors besides spawn: %r, mismatches %r" % (other, obj["mismatches"]))
+    check(obj["messages"] > 0, "no message echoed by the connections that started")
+    warnings = [l for l in r.stderr.splitlines() if "cannot start connection" in l]
+    check(len(warnings) == 1, "%d 'cannot start connection' lines on stderr: %r"
+          % (len(warnings), r.stderr[-500:]))
 
 
 @test
