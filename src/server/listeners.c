@@ -53,7 +53,7 @@ enum sharing { ALONE, REUSEPORT_FIRST, REUSEPORT_JOIN };
 
 static struct {
     listener l[CONFIG_MAX_LISTEN];
-    co_tid parent; /* of the accept tasks: the reaper */
+    co_tid parent;           /* of the accept tasks: the reaper */
     uint64_t accept_errors;  /* accepts that failed or whose handler could not start */
     uint64_t spawn_failures; /* handlers that could not start */
 } t;
