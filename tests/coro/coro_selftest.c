@@ -333,6 +333,37 @@ static int test_pool_release(void) {
     return 0;
 }
 
+/* ---- the mapping budget follows the guard kind ------------------------- */
+
+/* madvise guards cost no mapping: no budget. mprotect guards (this kernel
+ * with COECHO_STACK_GUARD=mprotect) cost two mappings a stack, whatever
+ * the slab: twenty new stacks take about forty off the budget's half. */
+static int test_budget(void) {
+    const char *kind = coro_stack_guard_kind();
+    const char *env = getenv("COECHO_STACK_GUARD");
+    if (env && strcmp(env, "mprotect") == 0)
+        CHECK(strcmp(kind, "mprotect") == 0);
+    if (strcmp(kind, "madvise") == 0) {
+        CHECK(coro_stack_budget() == -1);
+        return 0;
+    }
+    CHECK(strcmp(kind, "mprotect") == 0);
+    coro_stack_pool p;
+    coro_stack s[20];
+    coro_stack_pool_init(&p, 16 * 1024, 0);
+    long before = coro_stack_budget();
+    CHECK(before > 20);
+    for (int i = 0; i < 20; i++)
+        CHECK(coro_stack_get(&p, &s[i]) == 0);
+    long after = coro_stack_budget();
+    CHECK(before - after >= 19 && before - after <= 21);
+    for (int i = 0; i < 20; i++)
+        coro_stack_put(&p, &s[i]);
+    coro_stack_pool_destroy(&p);
+    CHECK(p.slabs == 0);
+    return 0;
+}
+
 /* ---- a guard hit is reported, then the process aborts -------------- */
 
 static coro deep_co;
@@ -401,6 +432,7 @@ int main(void) {
         {"ring", test_ring},
         {"pool_reuse", test_pool_reuse},
         {"pool_release", test_pool_release},
+        {"budget", test_budget},
         {"overflow_reported", test_overflow_reported},
     };
     coro_init_thread(&main_co);
