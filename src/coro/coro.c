@@ -8,6 +8,7 @@
 #include <fenv.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -157,6 +158,38 @@ void coro_transfer_final(coro *from, coro *to) {
 
 /* ---- stack pool ---------------------------------------------------------- */
 
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13; older headers lack it */
+#endif
+
+/* Larger than any frame the program makes, so no frame can step over it
+ * into the neighbouring stack (with -fstack-clash-protection, big frames
+ * probe page by page anyway). Costs no memory: a madvise guard has no pages
+ * and an mprotect'd one only address space. */
+#define GUARD_SIZE (64 * 1024)
+/* A slab is about this much address space, and holds at least MIN_SLAB
+ * stacks: few mmaps, and empty slabs are still small enough to give back. */
+#define SLAB_BYTES (8u << 20)
+#define MIN_SLAB 64
+#define MAX_SLAB 4096
+
+/* One mmap holding slab_stacks slots of [guard][stack]. The header lives
+ * outside the mapping so that releasing the slots' pages loses nothing. */
+struct coro_slab {
+    char *base;
+    struct coro_slab *next, *prev;           /* pool->all */
+    struct coro_slab *avail_next, *avail_prev; /* pool->avail, when nclean > 0 */
+    unsigned nslots;
+    unsigned live;    /* slots in use or cached */
+    unsigned guarded; /* slots [0, guarded) have their guard installed */
+    unsigned nclean;  /* entries of clean[] */
+    unsigned *valgrind_ids;
+    unsigned clean[]; /* free slots without pages; popped from the end */
+};
+
+enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT };
+static int guard_kind_cache; /* read and written with relaxed atomics */
+
 static size_t page_size(void) {
     static size_t cached;
     if (!cached) {
@@ -166,21 +199,265 @@ static size_t page_size(void) {
     return cached;
 }
 
+/* Tries MADV_GUARD_INSTALL once on a scratch mapping. Any failure there
+ * (EINVAL or ENOSYS on older kernels) means the mprotect fallback. */
+static int probe_guard_kind(void) {
+    const char *env = getenv("COECHO_STACK_GUARD");
+    if (env && strcmp(env, "mprotect") == 0)
+        return GUARD_MPROTECT;
+    size_t page = page_size();
+    void *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return GUARD_MPROTECT;
+    int kind = madvise(p, page, MADV_GUARD_INSTALL) == 0 ? GUARD_MADVISE : GUARD_MPROTECT;
+    munmap(p, 2 * page);
+    return kind;
+}
+
+/* Every thread that races here computes the same answer. */
+static int guard_kind(void) {
+    int kind = __atomic_load_n(&guard_kind_cache, __ATOMIC_RELAXED);
+    if (kind == GUARD_UNKNOWN) {
+        kind = probe_guard_kind();
+        __atomic_store_n(&guard_kind_cache, kind, __ATOMIC_RELAXED);
+    }
+    return kind;
+}
+
+const char *coro_stack_guard_kind(void) {
+    return guard_kind() == GUARD_MADVISE ? "madvise" : "mprotect";
+}
+
+/* Reads one long from a small file such as /proc/sys/vm/max_map_count. */
+static long read_long_file(const char *path, long fallback) {
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return fallback;
+    long v;
+    if (fscanf(f, "%ld", &v) != 1)
+        v = fallback;
+    fclose(f);
+    return v;
+}
+
+static long count_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return -1;
+    long n = 0;
+    int c;
+    while ((c = getc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+long coro_stack_budget(void) {
+    if (guard_kind() == GUARD_MADVISE)
+        return -1;
+    /* 65530 is the kernel's default, for when /proc is not mounted. */
+    long max = read_long_file("/proc/sys/vm/max_map_count", 65530);
+    long now = count_mappings();
+    if (now < 0)
+        now = 0;
+    /* An mprotect'd guard splits the slab: a stack and its guard are two
+     * mappings. */
+    return max > now ? (max - now) / 2 : 0;
+}
+
 void coro_stack_pool_init(coro_stack_pool *pool, size_t stack_size, size_t max_cached) {
     size_t page = page_size();
     memset(pool, 0, sizeof *pool);
     if (stack_size < page)
         stack_size = page;
     pool->stack_size = (stack_size + page - 1) & ~(page - 1);
+    pool->guard_size = (GUARD_SIZE + page - 1) & ~(page - 1);
+    pool->slot_size = pool->guard_size + pool->stack_size;
+    size_t n = SLAB_BYTES / pool->slot_size;
+    pool->slab_stacks = n < MIN_SLAB ? MIN_SLAB : n > MAX_SLAB ? MAX_SLAB : (unsigned)n;
     pool->max_cached = max_cached;
 }
 
-static void stack_unmap(coro_stack *s) {
-    VALGRIND_STACK_DEREGISTER(s->valgrind_id);
+static char *slot_base(const coro_stack_pool *pool, const struct coro_slab *slab, unsigned i) {
+    return slab->base + (size_t)i * pool->slot_size;
+}
+
+static void avail_push(coro_stack_pool *pool, struct coro_slab *slab) {
+    slab->avail_prev = NULL;
+    slab->avail_next = pool->avail;
+    if (pool->avail)
+        pool->avail->avail_prev = slab;
+    pool->avail = slab;
+}
+
+static void avail_remove(coro_stack_pool *pool, struct coro_slab *slab) {
+    if (slab->avail_prev)
+        slab->avail_prev->avail_next = slab->avail_next;
+    else
+        pool->avail = slab->avail_next;
+    if (slab->avail_next)
+        slab->avail_next->avail_prev = slab->avail_prev;
+}
+
+/* Maps a slab with every slot clean; guards come when a slot is first used,
+ * so that in the mprotect fallback a stack costs its mappings only once
+ * it exists. 0 or -errno. */
+static int slab_new(coro_stack_pool *pool) {
+    unsigned n = pool->slab_stacks;
+    struct coro_slab *slab = calloc(1, sizeof *slab + n * sizeof slab->clean[0]);
+    unsigned *ids = calloc(n, sizeof *ids);
+    if (!slab || !ids) {
+        free(slab);
+        free(ids);
+        return -ENOMEM;
+    }
+    void *base = mmap(NULL, (size_t)n * pool->slot_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
+        int err = errno;
+        free(slab);
+        free(ids);
+        return -err;
+    }
+    slab->base = base;
+    slab->nslots = n;
+    slab->valgrind_ids = ids;
+    for (unsigned i = 0; i < n; i++) /* slot 0 on top: slots are first used in order */
+        slab->clean[i] = n - 1 - i;
+    slab->nclean = n;
+    slab->next = pool->all;
+    if (pool->all)
+        pool->all->prev = slab;
+    pool->all = slab;
+    avail_push(pool, slab);
+    pool->slabs++;
+    pool->empty_slabs++;
+    return 0;
+}
+
+static void slab_unmap(coro_stack_pool *pool, struct coro_slab *slab) {
+    for (unsigned i = 0; i < slab->guarded; i++)
+        VALGRIND_STACK_DEREGISTER(slab->valgrind_ids[i]);
+    size_t len = (size_t)slab->nslots * pool->slot_size;
 #ifdef CORO_ASAN
-    ASAN_UNPOISON_MEMORY_REGION((char *)s->base + s->guard, s->size);
+    ASAN_UNPOISON_MEMORY_REGION(slab->base, len);
 #endif
-    munmap(s->base, s->size + s->guard);
+    munmap(slab->base, len); /* fails only on bad arguments */
+    if (slab->nclean)
+        avail_remove(pool, slab);
+    if (slab->prev)
+        slab->prev->next = slab->next;
+    else
+        pool->all = slab->next;
+    if (slab->next)
+        slab->next->prev = slab->prev;
+    pool->slabs--;
+    pool->empty_slabs--;
+    free(slab->valgrind_ids);
+    free(slab);
+}
+
+/* Installs slot i's guard: madvise when the kernel has guard regions (the
+ * slab stays one mapping), else mprotect (it splits). 0 or -errno. */
+static int guard_slot(coro_stack_pool *pool, struct coro_slab *slab, unsigned i) {
+    char *guard = slot_base(pool, slab, i);
+    if (guard_kind() == GUARD_MADVISE) {
+        if (madvise(guard, pool->guard_size, MADV_GUARD_INSTALL) == 0)
+            return 0;
+        if (errno != EINVAL && errno != ENOSYS)
+            return -errno;
+        /* The probe passed but this kernel refuses here: fall back for good. */
+        __atomic_store_n(&guard_kind_cache, GUARD_MPROTECT, __ATOMIC_RELAXED);
+    }
+    if (mprotect(guard, pool->guard_size, PROT_NONE) != 0)
+        return -errno; /* ENOMEM: vm.max_map_count reached */
+    return 0;
+}
+
+int coro_stack_take(coro_stack_pool *pool, coro_stack *out) {
+    if (!pool->avail) {
+        int err = slab_new(pool);
+        if (err)
+            return err;
+    }
+    struct coro_slab *slab = pool->avail;
+    unsigned i = slab->clean[slab->nclean - 1];
+    /* Slots are handed out in order the first time, so only slot `guarded`
+     * can lack its guard. */
+    if (i >= slab->guarded) {
+        int err = guard_slot(pool, slab, i);
+        if (err)
+            return err;
+        char *lo = slot_base(pool, slab, i) + pool->guard_size;
+        slab->valgrind_ids[i] = VALGRIND_STACK_REGISTER(lo, lo + pool->stack_size);
+        slab->guarded = i + 1;
+    }
+    if (--slab->nclean == 0)
+        avail_remove(pool, slab);
+    if (slab->live++ == 0)
+        pool->empty_slabs--;
+    out->base = slot_base(pool, slab, i);
+    out->size = pool->stack_size;
+    out->guard = pool->guard_size;
+    out->slab = slab;
+    out->index = i;
+    out->valgrind_id = slab->valgrind_ids[i];
+    pool->mapped++;
+    return 0;
+}
+
+/* Gives back the pages of slots [lo, hi] of slab, guards between them
+ * included (a madvise guard survives MADV_DONTNEED, an mprotect'd one has
+ * no pages), and files the slots as clean. A slab left with no live slot is
+ * unmapped unless it is the only empty one, kept for the next burst. */
+static void release_run(coro_stack_pool *pool, struct coro_slab *slab, unsigned lo, unsigned hi) {
+    char *from = slot_base(pool, slab, lo) + pool->guard_size;
+    char *to = slot_base(pool, slab, hi + 1);
+    /* On failure the pages merely stay resident: nothing relies on a clean
+     * slot reading as zeros (a task on a recycled stack checks its magic). */
+    (void)madvise(from, (size_t)(to - from), MADV_DONTNEED);
+    if (slab->nclean == 0)
+        avail_push(pool, slab);
+    for (unsigned i = lo; i <= hi; i++)
+        slab->clean[slab->nclean++] = i;
+    unsigned n = hi - lo + 1;
+    slab->live -= n;
+    pool->mapped -= n;
+    if (slab->live == 0 && ++pool->empty_slabs > 1)
+        slab_unmap(pool, slab);
+}
+
+/* Releases the oldest cached stacks down to half of max_cached, so the
+ * next put does not trim again at once; neighbours in a slab go in one
+ * madvise. */
+void coro_stack_trim(coro_stack_pool *pool) {
+    size_t keep = pool->max_cached / 2;
+    struct coro_slab *run_slab = NULL;
+    unsigned run_lo = 0, run_hi = 0;
+    while (pool->cached > keep) {
+        struct coro_stack_link *l = pool->free_tail;
+        coro_stack s = l->stack; /* l is gone once its pages are */
+        pool->free_tail = l->prev;
+        if (l->prev)
+            l->prev->next = NULL;
+        else
+            pool->free = NULL;
+        pool->cached--;
+        if (run_slab == s.slab && s.index == run_hi + 1) {
+            run_hi = s.index;
+            continue;
+        }
+        if (run_slab == s.slab && s.index + 1 == run_lo) {
+            run_lo = s.index;
+            continue;
+        }
+        if (run_slab)
+            release_run(pool, run_slab, run_lo, run_hi);
+        run_slab = s.slab;
+        run_lo = run_hi = s.index;
+    }
+    if (run_slab)
+        release_run(pool, run_slab, run_lo, run_hi);
 }
 
 int coro_stack_get(coro_stack_pool *pool, coro_stack *out) {
@@ -193,40 +470,19 @@ void coro_stack_put(coro_stack_pool *pool, coro_stack *stack) {
 
 char *coro_stack_top(const coro_stack *stack) { return coro_stack_top_inline(stack); }
 
+/* Empties the cache, then unmaps every slab with no stack in use. */
 void coro_stack_pool_destroy(coro_stack_pool *pool) {
-    while (pool->free) {
-        struct coro_stack_link *l = pool->free;
-        coro_stack s = l->stack;
-        pool->free = l->next;
-        stack_unmap(&s);
+    size_t max_cached = pool->max_cached;
+    pool->max_cached = 0;
+    coro_stack_trim(pool);
+    pool->max_cached = max_cached;
+    struct coro_slab *slab = pool->all;
+    while (slab) {
+        struct coro_slab *next = slab->next;
+        if (slab->live == 0)
+            slab_unmap(pool, slab);
+        slab = next;
     }
-    pool->mapped -= pool->cached;
-    pool->cached = 0;
-}
-
-int coro_stack_map(coro_stack_pool *pool, coro_stack *out) {
-    size_t guard = page_size();
-    size_t total = pool->stack_size + guard;
-    void *base = mmap(NULL, total, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED)
-        return -errno;
-    if (mprotect(base, guard, PROT_NONE) != 0) {
-        int err = errno;
-        munmap(base, total);
-        return -err;
-    }
-    out->base = base;
-    out->size = pool->stack_size;
-    out->guard = guard;
-    out->valgrind_id = VALGRIND_STACK_REGISTER((char *)base + guard, (char *)base + total);
-    pool->mapped++;
-    return 0;
-}
-
-void coro_stack_unmap(coro_stack_pool *pool, coro_stack *stack) {
-    stack_unmap(stack);
-    pool->mapped--;
 }
 
 /* Frames of a finished coroutine never returned: clear their redzones so

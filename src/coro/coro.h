@@ -34,12 +34,15 @@
 #endif
 #endif
 
-/* One mmap'd stack: [base, base + guard) is PROT_NONE, the usable part is
- * [base + guard, base + guard + size). Stacks grow down into the guard. */
+/* One stack, a slot of a slab (one mmap holding many stacks): [base, base +
+ * guard) is a guard region, the usable part is [base + guard, base + guard +
+ * size). Stacks grow down into the guard, which is larger than any frame. */
 typedef struct coro_stack {
     void *base;
     size_t size;
     size_t guard;
+    struct coro_slab *slab;
+    unsigned index; /* slot in the slab */
     unsigned valgrind_id;
 } coro_stack;
 
@@ -89,27 +92,52 @@ void coro_transfer_final(coro *from, coro *to);
 /* The coroutine running on this thread, or NULL before coro_init_thread(). */
 coro *coro_running(void);
 
-/* Stack pool: stacks of one size, mmap'd with a guard page, kept for reuse
- * up to max_cached so steady-state spawn/exit does not call mmap. The fields
- * are the pool's own (coro/stack.h); callers only read mapped. */
+/* Stack pool: stacks of one size, carved from slabs (one mmap holds many
+ * stacks, each behind a guard region) so that a stack costs no mapping of
+ * its own and spawning from the pool makes no system call. Up to max_cached
+ * idle stacks keep their pages for reuse; past that, the oldest half give
+ * their pages back to the kernel in one madvise per run of neighbours, and
+ * slabs left empty are unmapped (one is kept). The fields are the pool's own
+ * (coro/stack.h); callers only read the counters. */
 typedef struct coro_stack_pool {
     size_t stack_size; /* usable bytes, multiple of the page size */
+    size_t guard_size; /* guard region below each stack */
+    size_t slot_size;  /* guard_size + stack_size */
+    unsigned slab_stacks;
     size_t max_cached;
-    size_t cached;
-    size_t mapped; /* stacks currently mapped (cached + in use) */
-    struct coro_stack_link *free;
+    size_t cached; /* idle stacks that kept their pages */
+    size_t mapped; /* stacks holding memory: in use or cached */
+    size_t slabs;  /* slabs mapped */
+    size_t empty_slabs;
+    struct coro_stack_link *free; /* cached stacks, most recently freed first */
+    struct coro_stack_link *free_tail;
+    struct coro_slab *avail; /* slabs with released or never used slots */
+    struct coro_slab *all;
 } coro_stack_pool;
 
 /* stack_size is rounded up to whole pages. */
 void coro_stack_pool_init(coro_stack_pool *pool, size_t stack_size, size_t max_cached);
-/* Unmaps every cached stack. Stacks still in use stay the caller's. */
+/* Unmaps every slab with no stack in use. Stacks still in use stay the
+ * caller's, and so do their slabs. */
 void coro_stack_pool_destroy(coro_stack_pool *pool);
 
-/* Takes a stack from the pool, mapping a new one when none is cached.
- * Returns 0, or -errno when no stack could be mapped. */
+/* Takes a stack from the pool, mapping a new slab when none is free.
+ * Returns 0, or -errno when no stack could be mapped or guarded. */
 int coro_stack_get(coro_stack_pool *pool, coro_stack *out);
-/* Gives a stack back: cached for reuse, or unmapped when the cache is full. */
+/* Gives a stack back: cached for reuse; past max_cached, the oldest cached
+ * stacks give their pages back to the kernel. */
 void coro_stack_put(coro_stack_pool *pool, coro_stack *stack);
+
+/* How guard regions are made, decided once per process: "madvise" when
+ * MADV_GUARD_INSTALL works (Linux 6.13+; guards cost no mapping), else
+ * "mprotect" (each stack costs two mappings). COECHO_STACK_GUARD=mprotect in
+ * the environment forces the latter. */
+const char *coro_stack_guard_kind(void);
+
+/* How many more stacks fit under vm.max_map_count: -1 when guards cost no
+ * mapping (no limit from mappings), else (max_map_count - mappings now) / 2,
+ * at least 0. Counts /proc/self/maps, so it is not for a fast path. */
+long coro_stack_budget(void);
 
 /* Highest address a stack's user may touch: above it the pool keeps its
  * own bookkeeping, so whatever the user leaves below survives a trip
@@ -118,7 +146,7 @@ char *coro_stack_top(const coro_stack *stack);
 
 /* Installs a SIGSEGV/SIGBUS handler, on an alternate signal stack, that
  * reports "coroutine <id> (<name>) overflowed its <N> KiB stack" when the
- * fault hits the running coroutine's guard page, then aborts. Other faults
+ * fault hits the running coroutine's guard region, then aborts. Other faults
  * go to the handler that was there before. Idempotent; returns 0 or -errno. */
 int coro_guard_install(void);
 

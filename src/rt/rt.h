@@ -31,8 +31,8 @@ typedef int (*co_fn)(void *arg);
 enum { CO_READ = 1, CO_WRITE = 2 };
 
 typedef struct co_options {
-    size_t stack_size;       /* per task, plus a guard page; 0: 64 KiB */
-    size_t stack_cache;      /* stacks kept for reuse; 0: 1024 */
+    size_t stack_size;       /* per task, plus a 64 KiB guard region; 0: 64 KiB */
+    size_t stack_cache;      /* idle stacks kept with their pages; 0: 1024 */
 } co_options;
 
 /* Creates the runtime, runs root(arg) as the first task and drives the loop
@@ -148,7 +148,7 @@ int co_task_get_info(co_tid tid, co_task_info *info);
 typedef struct co_stats {
     size_t tasks;         /* live and zombie tasks */
     size_t ready;         /* tasks queued to run */
-    size_t stacks_mapped; /* stacks mapped, in use or cached */
+    size_t stacks_mapped; /* stacks holding memory: in use or cached */
     uint64_t spawned;     /* tasks created since co_run started */
     uint64_t switches;    /* context switches since co_run started */
     uint64_t batches;     /* batches of task runs (one per loop iteration) */

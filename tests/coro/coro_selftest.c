@@ -288,23 +288,87 @@ static int test_pool_reuse(void) {
     CHECK(p.stack_size % 4096 == 0 && p.stack_size >= 10000);
     CHECK(coro_stack_get(&p, &a) == 0);
     CHECK(coro_stack_get(&p, &b) == 0);
-    CHECK(p.mapped == 2);
+    CHECK(p.mapped == 2 && p.slabs == 1); /* one slab holds both */
+    CHECK(b.slab == a.slab && (char *)b.base == (char *)a.base + p.slot_size);
     coro_stack_put(&p, &a);
-    coro_stack_put(&p, &b); /* over max_cached: unmapped */
-    CHECK(p.mapped == 1 && p.cached == 1);
+    CHECK(p.mapped == 2 && p.cached == 1);
+    CHECK(coro_stack_get(&p, &c) == 0); /* the cached one, pages and all */
+    CHECK(c.base == a.base && p.mapped == 2 && p.cached == 0);
+    coro_stack_put(&p, &c);
+    coro_stack_put(&p, &b); /* over max_cached: the cache gives its pages back */
+    CHECK(p.mapped == 0 && p.cached == 0 && p.slabs == 1); /* one empty slab is kept */
     CHECK(coro_stack_get(&p, &c) == 0);
-    CHECK(c.base == a.base && p.mapped == 1 && p.cached == 0);
+    CHECK(c.slab == a.slab && p.slabs == 1);
     coro_stack_put(&p, &c);
     coro_stack_pool_destroy(&p);
-    CHECK(p.mapped == 0);
+    CHECK(p.mapped == 0 && p.slabs == 0);
     return 0;
 }
 
-/* ---- a guard-page hit is reported, then the process aborts -------------- */
+/* ---- released pages read as zeros; guards survive the release ----------- */
+
+static int test_pool_release(void) {
+    coro_stack_pool p;
+    coro_stack s[3];
+    coro_stack_pool_init(&p, 16 * 1024, 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK(coro_stack_get(&p, &s[i]) == 0);
+        memset((char *)s[i].base + s[i].guard, 0xa5, s[i].size);
+    }
+    coro_stack_put(&p, &s[1]); /* max_cached 0: released at once */
+    CHECK(p.mapped == 2 && p.cached == 0);
+    coro_stack again;
+    CHECK(coro_stack_get(&p, &again) == 0);
+    CHECK(again.base == s[1].base);
+    const char *lo = (char *)again.base + again.guard;
+    for (size_t i = 0; i < again.size; i += 1024)
+        CHECK(lo[i] == 0);
+    CHECK(((char *)s[0].base + s[0].guard)[0] == (char)0xa5); /* neighbours kept */
+    CHECK(((char *)s[2].base + s[2].guard)[0] == (char)0xa5);
+    coro_stack_put(&p, &again);
+    coro_stack_put(&p, &s[0]);
+    coro_stack_put(&p, &s[2]);
+    coro_stack_pool_destroy(&p);
+    CHECK(p.slabs == 0);
+    return 0;
+}
+
+/* ---- the mapping budget follows the guard kind ------------------------- */
+
+/* madvise guards cost no mapping: no budget. mprotect guards (this kernel
+ * with COECHO_STACK_GUARD=mprotect) cost two mappings a stack, whatever
+ * the slab: twenty new stacks take about forty off the budget's half. */
+static int test_budget(void) {
+    const char *kind = coro_stack_guard_kind();
+    const char *env = getenv("COECHO_STACK_GUARD");
+    if (env && strcmp(env, "mprotect") == 0)
+        CHECK(strcmp(kind, "mprotect") == 0);
+    if (strcmp(kind, "madvise") == 0) {
+        CHECK(coro_stack_budget() == -1);
+        return 0;
+    }
+    CHECK(strcmp(kind, "mprotect") == 0);
+    coro_stack_pool p;
+    coro_stack s[20];
+    coro_stack_pool_init(&p, 16 * 1024, 0);
+    long before = coro_stack_budget();
+    CHECK(before > 20);
+    for (int i = 0; i < 20; i++)
+        CHECK(coro_stack_get(&p, &s[i]) == 0);
+    long after = coro_stack_budget();
+    CHECK(before - after >= 19 && before - after <= 21);
+    for (int i = 0; i < 20; i++)
+        coro_stack_put(&p, &s[i]);
+    coro_stack_pool_destroy(&p);
+    CHECK(p.slabs == 0);
+    return 0;
+}
+
+/* ---- a guard hit is reported, then the process aborts -------------- */
 
 static coro deep_co;
 
-/* Unbounded in practice: the limit is never reached before the guard page. */
+/* Unbounded in practice: the limit is never reached before the guard. */
 static volatile int recursion_limit = 1 << 30;
 
 static int recurse(int n) {
@@ -367,6 +431,8 @@ int main(void) {
         {"alignment", test_alignment},
         {"ring", test_ring},
         {"pool_reuse", test_pool_reuse},
+        {"pool_release", test_pool_release},
+        {"budget", test_budget},
         {"overflow_reported", test_overflow_reported},
     };
     coro_init_thread(&main_co);

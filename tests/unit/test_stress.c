@@ -1,6 +1,7 @@
 /* Stress and machine-level tests: many tasks at once, a million spawn/reap
  * cycles with bounded stacks, floating-point control state per coroutine,
- * deep recursion close to the stack size, and the guard-page overflow report.
+ * deep recursion close to the stack size, and the guard overflow report, also
+ * for a big libc frame that runs past a small stack, in both guard kinds.
  *
  * Tasks never call cmocka's asserts (see task_check.h): they record what they
  * see with CHECK* or in fields of a result struct, and the test function
@@ -405,6 +406,7 @@ static void test_recursion_close_to_the_stack_size_works(void **state) {
  * handler, installed around each test, and the runtime's record that its own
  * handler was already installed by earlier runs. */
 #define OVERFLOW_CHILD_ARG "--overflow-child"
+#define FPRINTF_CHILD_ARG "--fprintf-overflow-child"
 #define OVERFLOW_TIMEOUT_MS 10000
 
 static volatile int keep_recursing = 1; /* never cleared; keeps the recursion unbounded */
@@ -439,8 +441,47 @@ static int overflow_child(void) {
     return 3;
 }
 
-static void test_stack_overflow_reports_task_and_aborts(void **state) {
-    (void)state;
+/* ---- a big libc frame near the end of a small stack ---------------------- */
+
+/* About 12 KiB of the 16 KiB stack in use, then fprintf to unbuffered
+ * stderr, whose frame holds a BUFSIZ (8 KiB) buffer: the call runs past the
+ * stack's end. The guard is larger than any such frame, so the process dies
+ * with the report instead of writing into the neighbouring stack. */
+#define FPRINTF_USE (12 * KIB)
+
+static int fprintf_task(void *arg) {
+    (void)arg;
+    volatile char used[FPRINTF_USE];
+    for (size_t i = 0; i < sizeof used; i += 64)
+        used[i] = (char)i;
+    fprintf(stderr, "%s %d %g\n", "fprintf reached", used[64], 1.5);
+    return used[128]; /* used after the call: the array stays live */
+}
+
+static int fprintf_root(void *arg) {
+    (void)arg;
+    co_spawn_attr attr = {.name = "printer"};
+    co_tid t, neighbour;
+    /* Spawned first, so it sits in the slot below the printer's. */
+    co_spawn_with(&neighbour, trivial_task, (void *)(intptr_t)7, NULL);
+    co_spawn_with(&t, fprintf_task, NULL, &attr);
+    dprintf(STDERR_FILENO, "printer tid=%llu\n", (unsigned long long)t);
+    co_join(t, NULL, CO_NEVER);
+    return 0;
+}
+
+static int fprintf_child(void) {
+    co_options opts = {.stack_size = 16 * KIB};
+    int rc = co_run(fprintf_root, NULL, &opts);
+    dprintf(STDERR_FILENO, "co_run returned %d\n", rc);
+    return 3;
+}
+
+/* Re-executes this program with child_arg (and guard=mprotect, when set, in
+ * the environment) and checks that it dies of SIGABRT after reporting that
+ * the task it names in "<name> tid=<n>" overflowed its kib KiB stack. */
+static void expect_overflow_report(const char *child_arg, const char *name, unsigned kib,
+                                   const char *guard) {
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     pid_t pid = fork();
@@ -449,7 +490,9 @@ static void test_stack_overflow_reports_task_and_aborts(void **state) {
         struct rlimit no_core = {0, 0};
         setrlimit(RLIMIT_CORE, &no_core); /* an abort need not dump core */
         dup2(p[1], STDERR_FILENO);        /* dup2 clears O_CLOEXEC on the copy */
-        execl("/proc/self/exe", "test_stress", OVERFLOW_CHILD_ARG, (char *)NULL);
+        if (guard)
+            setenv("COECHO_STACK_GUARD", guard, 1);
+        execl("/proc/self/exe", "test_stress", child_arg, (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -495,11 +538,14 @@ static void test_stack_overflow_reports_task_and_aborts(void **state) {
         fail_msg("the overflowing child hung for %d ms; it said:\n%s", OVERFLOW_TIMEOUT_MS, out);
 
     unsigned long long tid = 0;
-    const char *tid_line = strstr(out, "deep tid=");
-    if (!tid_line || sscanf(tid_line, "deep tid=%llu", &tid) != 1 || tid == 0)
+    char tid_prefix[64];
+    snprintf(tid_prefix, sizeof tid_prefix, "%s tid=", name);
+    const char *tid_line = strstr(out, tid_prefix);
+    if (!tid_line || sscanf(tid_line + strlen(tid_prefix), "%llu", &tid) != 1 || tid == 0)
         fail_msg("the child did not report the task id; it said:\n%s", out);
     char want[128];
-    snprintf(want, sizeof want, "coroutine %llu (deep) overflowed its 64 KiB stack\n", tid);
+    snprintf(want, sizeof want, "coroutine %llu (%s) overflowed its %u KiB stack\n", tid, name,
+             kib);
     const char *line = strstr(out, want);
     if (!line || (line != out && line[-1] != '\n'))
         fail_msg("no line \"%.*s\" in the child's stderr:\n%s", (int)strlen(want) - 1, want, out);
@@ -507,9 +553,31 @@ static void test_stack_overflow_reports_task_and_aborts(void **state) {
         fail_msg("child status %#x: want killed by SIGABRT; it said:\n%s", wstatus, out);
 }
 
+static void test_stack_overflow_reports_task_and_aborts(void **state) {
+    (void)state;
+    expect_overflow_report(OVERFLOW_CHILD_ARG, "deep", 64, NULL);
+}
+
+static void test_stack_overflow_with_mprotect_guards(void **state) {
+    (void)state;
+    expect_overflow_report(OVERFLOW_CHILD_ARG, "deep", 64, "mprotect");
+}
+
+static void test_fprintf_past_a_small_stack_is_reported(void **state) {
+    (void)state;
+    expect_overflow_report(FPRINTF_CHILD_ARG, "printer", 16, NULL);
+}
+
+static void test_fprintf_past_a_small_stack_with_mprotect_guards(void **state) {
+    (void)state;
+    expect_overflow_report(FPRINTF_CHILD_ARG, "printer", 16, "mprotect");
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], OVERFLOW_CHILD_ARG) == 0)
         return overflow_child();
+    if (argc == 2 && strcmp(argv[1], FPRINTF_CHILD_ARG) == 0)
+        return fprintf_child();
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ten_thousand_tasks_alive_at_once),
@@ -517,6 +585,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_fp_control_state_stays_with_its_coroutine),
         cmocka_unit_test(test_recursion_close_to_the_stack_size_works),
         cmocka_unit_test(test_stack_overflow_reports_task_and_aborts),
+        cmocka_unit_test(test_stack_overflow_with_mprotect_guards),
+        cmocka_unit_test(test_fprintf_past_a_small_stack_is_reported),
+        cmocka_unit_test(test_fprintf_past_a_small_stack_with_mprotect_guards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
