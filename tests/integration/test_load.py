@@ -633,10 +633,11 @@ def vmsize_bytes(pid):
 
 @test
 def spawn_failures_are_an_error_kind(ctx):
-    """-c 60 --connect-rate 20 -d 4s; once the first connection is under
+    """-c 200 --connect-rate 100 -d 4s; once the first connection is under
     way its address space is limited (RLIMIT_AS, prlimit) to what it maps
-    plus 1 MiB, less than the 64 KiB stacks of the connections to come:
-    the connections that cannot start count as errors.spawn and as failed,
+    plus 1 MiB, less than the next 8 MiB slab of stacks that the connections
+    past the first slab's 64 need: those connections count as errors.spawn
+    and as failed,
     one warning on stderr; those that started run to the end with no other
     error or mismatch; exit 1."""
     if not hasattr(resource, "prlimit"):
@@ -647,7 +648,7 @@ def spawn_failures_are_an_error_kind(ctx):
                            "RLIMIT_AS cannot be used")
     d, found = start_daemon(ctx)
     target = "127.0.0.1:%d" % found[0][1]
-    conns = 60
+    conns = 200
     limited = []
 
     def limit(proc):
@@ -661,7 +662,7 @@ def spawn_failures_are_an_error_kind(ctx):
                 limited.append(want)
         except (OSError, ValueError, TestFailure) as e:
             ctx.note("cannot limit coecho-load: %s" % e)
-    r = run_load(ctx, ["-c", conns, "--connect-rate", "20", "-d", "4s", "-q", "--json",
+    r = run_load(ctx, ["-c", conns, "--connect-rate", "100", "-d", "4s", "-q", "--json",
                        target], 20, on_start=limit)
     if not limited:
         raise TestSkip("cannot set coecho-load's RLIMIT_AS")
