@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "stack.h"
@@ -156,11 +158,120 @@ void coro_transfer_final(coro *from, coro *to) {
     abort(); /* a finished coroutine is never resumed */
 }
 
-/* ---- stack pool ---------------------------------------------------------- */
+/* ---- many pages at once ------------------------------------------------- */
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13; older headers lack it */
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+/* PIDFD_SELF_THREAD_GROUP (Linux 6.14): process_madvise on ourselves, with
+ * any advice since 6.13, without a pidfd (one opened at start would name
+ * the parent after a fork). */
+#define PIDFD_SELF_PROCESS (-10001)
+/* iovecs per process_madvise; small enough for any caller's stack. */
+#define ADVISE_BATCH 256
+
+static size_t page_size(void) {
+    static size_t cached;
+    if (!cached) {
+        long p = sysconf(_SC_PAGESIZE);
+        cached = p > 0 ? (size_t)p : 4096;
+    }
+    return cached;
+}
+
+/* process_madvise on ourselves: 1 works, 0 not tried, -1 refused. */
+static int vector_advice;
+
+/* Gives the same advice for n ranges: one system call where the kernel
+ * takes a vector, else one each. 0 or the -errno of the first failure. */
+static int advise_many(const struct iovec *iov, size_t n, int advice) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (__atomic_load_n(&vector_advice, __ATOMIC_RELAXED) >= 0) {
+        long r = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, n, advice, 0u);
+        if (r >= 0 && (size_t)r == total) {
+            __atomic_store_n(&vector_advice, 1, __ATOMIC_RELAXED);
+            return 0;
+        }
+        /* An old kernel (EBADF, EINVAL, ENOSYS, EPERM) or a partial run:
+         * the ranges one by one say which, if any, fails. */
+        if (r < 0 && __atomic_load_n(&vector_advice, __ATOMIC_RELAXED) == 0)
+            __atomic_store_n(&vector_advice, -1, __ATOMIC_RELAXED);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (madvise(iov[i].iov_base, iov[i].iov_len, advice) != 0)
+            return -errno;
+    return 0;
+}
+
+/* ---- parking ------------------------------------------------------------- */
+
+#ifndef CORO_UCONTEXT
+/* Parked frames hold AddressSanitizer's poisoned redzones, which memcpy
+ * would report: that build copies word by word, uninstrumented. */
+#ifdef CORO_ASAN
+__attribute__((no_sanitize_address)) static void copy_frames(void *to, const void *from,
+                                                             size_t len) {
+    volatile uint64_t *d = to;
+    const volatile uint64_t *s = from;
+    for (size_t i = 0; i < len / sizeof *d; i++)
+        d[i] = s[i];
+}
+#else
+static void copy_frames(void *to, const void *from, size_t len) { memcpy(to, from, len); }
+#endif
+#endif
+
+int coro_park(coro *c) {
+#ifdef CORO_UCONTEXT
+    (void)c;
+    return -ENOTSUP;
+#else
+    char *end = c->stack_lo + c->stack_size;
+    size_t len = (size_t)(end - (char *)c->sp); /* a multiple of 8: the switch pushed words */
+    void *buf = malloc(len);
+    if (!buf)
+        return -ENOMEM;
+    copy_frames(buf, c->sp, len);
+    c->parked = buf;
+    c->parked_len = len;
+    return 0;
+#endif
+}
+
+void coro_unpark(coro *c) {
+#ifndef CORO_UCONTEXT
+    char *end = c->stack_lo + c->stack_size;
+    char *lo = (char *)((uintptr_t)c->sp & ~(uintptr_t)(page_size() - 1));
+    /* Faulting the pages in one by one costs more (15 us each in a VM
+     * measured here) than asking for them at once; if the kernel will
+     * not, the copy faults them in. */
+    (void)madvise(lo, (size_t)(end - lo), MADV_POPULATE_WRITE);
+    copy_frames(c->sp, c->parked, c->parked_len);
+#endif
+    free(c->parked);
+    c->parked = NULL;
+    c->parked_len = 0;
+}
+
+void coro_discard_stacks(coro *const cs[], size_t n) {
+    struct iovec iov[ADVISE_BATCH];
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; k < ADVISE_BATCH && i < n; k++, i++) {
+            iov[k].iov_base = cs[i]->stack_lo;
+            iov[k].iov_len = cs[i]->stack_size;
+        }
+        /* On failure the pages merely stay resident. */
+        (void)advise_many(iov, k, MADV_DONTNEED);
+    }
+}
+
+/* ---- stack pool ---------------------------------------------------------- */
 
 /* Larger than any frame the program makes, so no frame can step over it
  * into the neighbouring stack (with -fstack-clash-protection, big frames
@@ -181,7 +292,8 @@ struct coro_slab {
     struct coro_slab *avail_next, *avail_prev; /* pool->avail, when nclean > 0 */
     unsigned nslots;
     unsigned live;    /* slots in use or cached */
-    unsigned guarded; /* slots [0, guarded) have their guard installed */
+    unsigned guarded; /* slots [0, guarded) were handed out once: guarded */
+    bool bulk_guarded; /* every slot's guard went in when it was mapped */
     unsigned nclean;  /* entries of clean[] */
     unsigned *valgrind_ids;
     unsigned clean[]; /* free slots without pages; popped from the end */
@@ -189,15 +301,6 @@ struct coro_slab {
 
 enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT };
 static int guard_kind_cache; /* read and written with relaxed atomics */
-
-static size_t page_size(void) {
-    static size_t cached;
-    if (!cached) {
-        long p = sysconf(_SC_PAGESIZE);
-        cached = p > 0 ? (size_t)p : 4096;
-    }
-    return cached;
-}
 
 /* Tries MADV_GUARD_INSTALL once on a scratch mapping. Any failure there
  * (EINVAL or ENOSYS on older kernels) means the mprotect fallback. */
@@ -299,9 +402,25 @@ static void avail_remove(coro_stack_pool *pool, struct coro_slab *slab) {
         slab->avail_next->avail_prev = slab->avail_prev;
 }
 
-/* Maps a slab with every slot clean; guards come when a slot is first used,
- * so that in the mprotect fallback a stack costs its mappings only once
- * it exists. 0 or -errno. */
+/* Installs every slot's guard region in one go (a vector of madvise), so
+ * that taking a stack makes no system call. Only for madvise guards: an
+ * mprotect'd guard costs mappings, so those come one by one as slots are
+ * first used. On failure, the slots are guarded one by one. */
+static void guard_slab(coro_stack_pool *pool, struct coro_slab *slab) {
+    struct iovec iov[ADVISE_BATCH];
+    for (unsigned i = 0; i < slab->nslots;) {
+        size_t k = 0;
+        for (; k < ADVISE_BATCH && i < slab->nslots; k++, i++) {
+            iov[k].iov_base = slot_base(pool, slab, i);
+            iov[k].iov_len = pool->guard_size;
+        }
+        if (advise_many(iov, k, MADV_GUARD_INSTALL) != 0)
+            return;
+    }
+    slab->bulk_guarded = true;
+}
+
+/* Maps a slab with every slot clean. 0 or -errno. */
 static int slab_new(coro_stack_pool *pool) {
     unsigned n = pool->slab_stacks;
     struct coro_slab *slab = calloc(1, sizeof *slab + n * sizeof slab->clean[0]);
@@ -332,6 +451,8 @@ static int slab_new(coro_stack_pool *pool) {
     avail_push(pool, slab);
     pool->slabs++;
     pool->empty_slabs++;
+    if (guard_kind() == GUARD_MADVISE)
+        guard_slab(pool, slab);
     return 0;
 }
 
@@ -385,7 +506,7 @@ int coro_stack_take(coro_stack_pool *pool, coro_stack *out) {
     /* Slots are handed out in order the first time, so only slot `guarded`
      * can lack its guard. */
     if (i >= slab->guarded) {
-        int err = guard_slot(pool, slab, i);
+        int err = slab->bulk_guarded ? 0 : guard_slot(pool, slab, i);
         if (err)
             return err;
         char *lo = slot_base(pool, slab, i) + pool->guard_size;

@@ -62,6 +62,9 @@ typedef struct coro {
     /* Labels for the overflow message; owned by the caller. */
     uint64_t id;
     const char *name;
+    /* While parked: the live frames, copied aside (see coro_park). */
+    void *parked;
+    size_t parked_len;
 #ifdef CORO_ASAN
     void *asan_fake_stack;
     const void *asan_bottom;
@@ -91,6 +94,22 @@ void coro_transfer_final(coro *from, coro *to);
 
 /* The coroutine running on this thread, or NULL before coro_init_thread(). */
 coro *coro_running(void);
+
+/* Parking, for coroutines that wait long: coro_park copies a suspended
+ * coroutine's live frames (from its saved stack pointer to the top of its
+ * stack, a few hundred bytes for most) to the heap, after which its stack's
+ * pages may be given back with coro_discard_stacks; coro_unpark copies them
+ * back to the same addresses, and must run before the coroutine resumes.
+ * Anything that points into the stack meanwhile reads zeros: only its owner
+ * may keep such pointers. coro_park returns 0, -ENOMEM, or -ENOTSUP in the
+ * ucontext build (its stack pointer is not at hand). */
+int coro_park(coro *c);
+void coro_unpark(coro *c);
+
+/* Gives back the resident pages of the stacks of n coroutines (their
+ * contents are lost: park them first): one system call per 1,024 stacks
+ * where the kernel allows it (process_madvise on itself, Linux 6.13). */
+void coro_discard_stacks(coro *const cs[], size_t n);
 
 /* Stack pool: stacks of one size, carved from slabs (one mmap holds many
  * stacks, each behind a guard region) so that a stack costs no mapping of
