@@ -57,6 +57,7 @@ int co_chan_send(co_chan *ch, const void *elem, int64_t deadline) {
         return -EPIPE;
     task *r = first_waiter(&ch->receivers);
     if (r) { /* a waiting receiver means the buffer is empty */
+        rt_unpark(r);
         memcpy(r->chan_elem, elem, ch->elem_size);
         rt_wake(r, 0);
         return 0;
@@ -85,6 +86,7 @@ int co_chan_recv(co_chan *ch, void *elem, int64_t deadline) {
         ch->head = (ch->head + 1) % ch->capacity;
         ch->count--;
         if (s) { /* the oldest waiting sender takes the freed slot */
+            rt_unpark(s);
             memcpy(chan_slot(ch, ch->count), s->chan_elem, ch->elem_size);
             ch->count++;
             rt_wake(s, 0);
@@ -92,6 +94,7 @@ int co_chan_recv(co_chan *ch, void *elem, int64_t deadline) {
         return 0;
     }
     if (s) {
+        rt_unpark(s);
         memcpy(elem, s->chan_elem, ch->elem_size);
         rt_wake(s, 0);
         return 0;

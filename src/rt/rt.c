@@ -28,6 +28,7 @@ enum {
 
 #define DEFAULT_STACK_SIZE (64 * 1024)
 #define DEFAULT_STACK_CACHE 1024
+#define DEFAULT_PARK_AFTER_MS 1000
 
 struct rt_sched rt_sched;
 
@@ -56,6 +57,8 @@ coro *rt_pick_next(void) {
         next->state = CO_RUNNING;
         next->last_run = rt_sched.tick;
         rt_sched.current = next;
+        if (__builtin_expect(!next->started || next->co.parked, 0))
+            rt_task_prepare(next);
         return &next->co;
     }
     rt_sched.current = NULL;
@@ -101,6 +104,10 @@ int rt_block(task *self, list_link *waitq, co_wait_kind kind, int64_t deadline) 
         ev_io_stop(rt_sched.loop, &self->io); /* likewise, and nobody would read it */
     if (waitq)
         list_push_back(waitq, &self->qlink);
+    if (rt_sched.park_after) {
+        self->blocked_at = rt_sched.tick;
+        list_push_back(&rt_sched.blocked, &self->blocked);
+    }
     self->waitq = waitq;
     self->state = CO_BLOCKED;
     self->waiting = (unsigned char)kind;
@@ -120,6 +127,54 @@ int co_yield(void) {
     make_ready(self);
     rt_run_next(&self->co);
     return self->killed ? -ECANCELED : 0;
+}
+
+/* ---- parking ------------------------------------------------------------- */
+
+enum {
+    PARK_MAX_PER_ROUND = 4096, /* bounds the pause one round makes */
+    PARK_BATCH = 256           /* stacks given back per system call */
+};
+
+/* Parks the tasks blocked longer than park_after, oldest first, at most
+ * PARK_MAX_PER_ROUND a round; with more left, the next round comes soon. */
+static void park_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)revents;
+    int64_t cutoff = co_now() - rt_sched.park_after;
+    coro *batch[PARK_BATCH];
+    size_t n = 0, done = 0;
+    while (!list_empty(&rt_sched.blocked) && done < PARK_MAX_PER_ROUND) {
+        task *t = container_of(rt_sched.blocked.next, task, blocked);
+        if (t->blocked_at > cutoff)
+            break;
+        RT_ASSERT(t->state == CO_BLOCKED && t->started && !t->co.parked,
+                  "only a blocked task that ran is parked, once");
+        list_remove(&t->blocked);
+        done++;
+        int err = coro_park(&t->co);
+        if (err == -ENOTSUP) { /* this build cannot: stop trying */
+            rt_sched.park_after = 0;
+            break;
+        }
+        if (err) /* no memory for the frames: the stack keeps its pages */
+            continue;
+        rt_sched.nparked++;
+        batch[n++] = &t->co;
+        if (n == PARK_BATCH) {
+            coro_discard_stacks(batch, n);
+            n = 0;
+        }
+    }
+    if (n)
+        coro_discard_stacks(batch, n);
+    bool more = done == PARK_MAX_PER_ROUND;
+    w->repeat = more ? 0.01 : (double)rt_sched.park_after / 2000.0;
+    if (rt_sched.park_after) {
+        ev_timer_again(loop, w);
+    } else {
+        ev_ref(loop); /* balances the unref at start */
+        ev_timer_stop(loop, w);
+    }
 }
 
 /* ---- batches ------------------------------------------------------------- */
@@ -162,6 +217,7 @@ void co_get_stats(co_stats *stats) {
     stats->spawned = rt_sched.spawned;
     stats->switches = rt_sched.switches;
     stats->batches = rt_sched.batches;
+    stats->parked = rt_sched.nparked;
 }
 
 /* ---- run ----------------------------------------------------------------- */
@@ -182,6 +238,7 @@ static void free_everything(void) {
     for (size_t i = 0; i <= rt_sched.map.mask; i++)
         if (rt_sched.map.slots[i].key)
             rt_task_release(rt_sched.map.slots[i].value); /* zombies nobody reaped */
+    rt_task_free_cached();
     taskmap_destroy(&rt_sched.map);
     coro_stack_pool_destroy(&rt_sched.pool);
     ev_loop_destroy(rt_sched.loop);
@@ -206,6 +263,9 @@ static int sched_init(const co_options *opts) {
     coro_init_thread(&rt_sched.main_co);
     list_init(&rt_sched.ready);
     list_init(&rt_sched.signal_waiters);
+    list_init(&rt_sched.blocked);
+    int64_t park_after = opts && opts->park_after_ms ? opts->park_after_ms : DEFAULT_PARK_AFTER_MS;
+    rt_sched.park_after = park_after > 0 ? park_after : 0;
 
     ev_prepare_init(&rt_sched.prepare, prepare_cb);
     ev_prepare_start(rt_sched.loop, &rt_sched.prepare);
@@ -215,6 +275,12 @@ static int sched_init(const co_options *opts) {
     ev_check_start(rt_sched.loop, &rt_sched.check);
     ev_unref(rt_sched.loop);
     ev_idle_init(&rt_sched.idle, idle_cb);
+    if (rt_sched.park_after) {
+        double every = (double)rt_sched.park_after / 2000.0;
+        ev_timer_init(&rt_sched.park_timer, park_cb, every, every);
+        ev_timer_start(rt_sched.loop, &rt_sched.park_timer);
+        ev_unref(rt_sched.loop); /* parking keeps no run alive */
+    }
     return 0;
 }
 
@@ -228,6 +294,10 @@ static void sched_finish(void) {
     ev_check_stop(rt_sched.loop, &rt_sched.check);
     if (ev_is_active(&rt_sched.idle))
         ev_idle_stop(rt_sched.loop, &rt_sched.idle);
+    if (ev_is_active(&rt_sched.park_timer)) {
+        ev_ref(rt_sched.loop);
+        ev_timer_stop(rt_sched.loop, &rt_sched.park_timer);
+    }
     free_everything();
 }
 

@@ -14,7 +14,17 @@
  * and a deadline in the past makes a call that would block fail at once
  * with -ETIMEDOUT.
  *
- * Every call except co_run and co_now must be made from inside a task. */
+ * Every call except co_run and co_now must be made from inside a task.
+ *
+ * A task's stack is its own. A task that has waited longer than
+ * co_options.park_after_ms is parked: its live frames are copied aside and
+ * its stack's pages given back to the kernel, then copied back, to the same
+ * addresses, before it runs again. So no task may keep a pointer into
+ * another task's stack (a local variable's address) where another task
+ * reads or writes it while the owner waits: state shared between tasks
+ * lives on the heap or in static storage. Passing a local's address to a
+ * call of this header that the owner blocks in (co_chan_send's element,
+ * co_read's buffer) is fine: the runtime brings the frames back first. */
 #ifndef COECHO_RT_H
 #define COECHO_RT_H
 
@@ -33,6 +43,7 @@ enum { CO_READ = 1, CO_WRITE = 2 };
 typedef struct co_options {
     size_t stack_size;       /* per task, plus a 64 KiB guard region; 0: 64 KiB */
     size_t stack_cache;      /* idle stacks kept with their pages; 0: 1024 */
+    int64_t park_after_ms;   /* park tasks blocked this long; 0: 1000; < 0: never */
 } co_options;
 
 /* Creates the runtime, runs root(arg) as the first task and drives the loop
@@ -152,6 +163,7 @@ typedef struct co_stats {
     uint64_t spawned;     /* tasks created since co_run started */
     uint64_t switches;    /* context switches since co_run started */
     uint64_t batches;     /* batches of task runs (one per loop iteration) */
+    size_t parked;        /* blocked tasks whose stacks gave their pages back */
 } co_stats;
 
 void co_get_stats(co_stats *stats);

@@ -34,10 +34,10 @@
 _Noreturn void rt_assert_failed(const char *invariant, const char *cond, const char *file,
                                 int line);
 
-/* A task lives at the top of its own stack, on the page its first frames
- * use anyway, so an idle task costs one resident page. */
+/* A task lives on the heap, not on its stack: a task that waits long is
+ * parked (its live frames copied aside, its stack's pages given back), and
+ * what the loop and the lists point at must stay put meanwhile. */
 typedef struct task {
-    unsigned magic; /* TASK_MAGIC once its lists and watchers are set up */
     coro co;
     list_link qlink;    /* on the ready queue or on waitq */
     list_link *waitq;   /* the wait list qlink is on, if any */
@@ -45,6 +45,8 @@ typedef struct task {
     list_link children; /* live children */
     list_link zombies;  /* exited children not yet reaped */
     list_link joiners;  /* tasks blocked in co_join on this one */
+    list_link blocked;  /* on rt_sched.blocked while blocked and not parked */
+    int64_t blocked_at; /* batch start (co_now) when it blocked */
     struct task *parent;
     co_tid id;
     co_fn fn;
@@ -58,6 +60,7 @@ typedef struct task {
     unsigned char state;   /* co_state, TASK_NEW or TASK_FREED */
     unsigned char waiting; /* co_wait_kind */
     bool killed;
+    bool started; /* its coroutine was set up on its stack (first run) */
     ev_io io;
     ev_timer timer;
     coro_stack stack;
@@ -80,6 +83,12 @@ struct rt_sched {
     int budget;
     task *dead; /* exited task nobody reaps: released after the switch */
     coro_stack_pool pool;
+    task *free_tasks; /* released tasks kept for reuse, linked by parent */
+    size_t nfree_tasks;
+    list_link blocked;      /* blocked tasks not parked, oldest first */
+    ev_timer park_timer;    /* parks the tasks blocked longer than park_after */
+    int64_t park_after;     /* ms; 0: never park */
+    size_t nparked;
     taskmap map;
     task *reaper;
     task *root;
@@ -103,6 +112,8 @@ static inline void make_ready(task *t) {
     RT_ASSERT(!linked(&t->qlink), "a task made ready is on no queue (not made ready twice)");
     RT_ASSERT(t->state == CO_RUNNING || t->state == CO_BLOCKED || t->state == TASK_NEW,
               "only a new, running or blocked task is made ready");
+    if (linked(&t->blocked))
+        list_remove(&t->blocked);
     t->state = CO_READY;
     list_push_back(&rt_sched.ready, &t->qlink);
     rt_sched.nready++;
@@ -130,6 +141,17 @@ int rt_block(task *self, list_link *waitq, co_wait_kind kind, int64_t deadline);
 /* task.c */
 int rt_task_create(task **out, co_fn fn, void *arg, task *parent, const char *name);
 void rt_task_release(task *t);
+void rt_task_free_cached(void);
+/* Sets a task's coroutine up on its first run, or brings a parked one's
+ * frames back; run by rt_pick_next before switching to it. */
+void rt_task_prepare(task *t);
+
+/* Brings a parked task's frames back now, for code that must read or write
+ * them while it still waits (a channel's element). */
+static inline void rt_unpark(task *t) {
+    if (t->co.parked)
+        rt_task_prepare(t);
+}
 
 /* io.c and timer.c: the callbacks of a task's own watchers. */
 void rt_task_io_cb(struct ev_loop *loop, ev_io *w, int revents);

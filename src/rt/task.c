@@ -12,9 +12,8 @@
 
 #include "sched.h"
 
-enum { TASK_MAGIC = 0x7a5c0de5u };
-
-/* Returns the task's stack, and with it the task, to the pool. */
+/* Returns the task's stack to the pool, and the task to the cache of
+ * released tasks (which keeps as many as the pool keeps stacks). */
 void rt_task_release(task *t) {
     RT_ASSERT(t->state != TASK_FREED, "a task is released once");
     RT_ASSERT(!ev_is_active(&t->io) && !ev_is_active(&t->timer),
@@ -22,9 +21,25 @@ void rt_task_release(task *t) {
     RT_ASSERT(!linked(&t->qlink), "a released task is on no queue");
     RT_ASSERT(list_empty(&t->children) && list_empty(&t->zombies) && list_empty(&t->joiners),
               "a released task has no children, zombies or joiners");
+    RT_ASSERT(!t->co.parked, "a released task is not parked");
     t->state = TASK_FREED;
-    coro_stack stack = t->stack;
-    coro_stack_put_inline(&rt_sched.pool, &stack);
+    coro_stack_put_inline(&rt_sched.pool, &t->stack);
+    if (rt_sched.nfree_tasks < rt_sched.pool.max_cached) {
+        t->parent = rt_sched.free_tasks;
+        rt_sched.free_tasks = t;
+        rt_sched.nfree_tasks++;
+    } else {
+        free(t);
+    }
+}
+
+void rt_task_free_cached(void) {
+    while (rt_sched.free_tasks) {
+        task *t = rt_sched.free_tasks;
+        rt_sched.free_tasks = t->parent;
+        free(t);
+    }
+    rt_sched.nfree_tasks = 0;
 }
 
 /* Removes a zombie for good. */
@@ -117,33 +132,58 @@ static void task_entry(void *arg) {
     task_exit(t, t->fn(t->arg));
 }
 
-/* Takes a stack from the pool and places the task at its top. A recycled
- * stack still holds its last task, with stopped watchers and empty lists:
- * those are set up only the first time a stack carries a task. 0 or
- * -errno. */
-static int task_alloc(task **out) {
-    coro_stack stack;
-    int err = coro_stack_get_inline(&rt_sched.pool, &stack);
-    if (err)
-        return err;
-    uintptr_t at = ((uintptr_t)coro_stack_top_inline(&stack) - sizeof(task)) & ~(uintptr_t)63;
-    task *t = (task *)at;
-    if (t->magic != TASK_MAGIC) {
-        t->magic = TASK_MAGIC;
-        list_init(&t->qlink);
-        list_init(&t->sibling);
-        list_init(&t->children);
-        list_init(&t->zombies);
-        list_init(&t->joiners);
-        ev_init(&t->io, rt_task_io_cb);
-        ev_init(&t->timer, rt_task_timer_cb);
-    } else {
-        RT_ASSERT(t->state == TASK_FREED, "a recycled stack carries no live task");
+/* A released task, whose lists and watchers are still set up, or a new one. */
+static task *task_new_or_cached(void) {
+    task *t = rt_sched.free_tasks;
+    if (t) {
+        RT_ASSERT(t->state == TASK_FREED, "a cached task carries no live task");
+        rt_sched.free_tasks = t->parent;
+        rt_sched.nfree_tasks--;
+        return t;
     }
-    t->stack = stack;
+    t = malloc(sizeof *t);
+    if (!t)
+        return NULL;
+    list_init(&t->qlink);
+    list_init(&t->sibling);
+    list_init(&t->children);
+    list_init(&t->zombies);
+    list_init(&t->joiners);
+    list_init(&t->blocked);
+    ev_init(&t->io, rt_task_io_cb);
+    ev_init(&t->timer, rt_task_timer_cb);
+    t->co.parked = NULL;
+    t->state = TASK_FREED;
+    return t;
+}
+
+/* A task with a stack; nothing is written on the stack until its first
+ * run, so spawning touches none of its pages. 0 or -errno. */
+static int task_alloc(task **out) {
+    task *t = task_new_or_cached();
+    if (!t)
+        return -ENOMEM;
+    int err = coro_stack_get_inline(&rt_sched.pool, &t->stack);
+    if (err) {
+        t->parent = rt_sched.free_tasks; /* back to the cache, for the next try */
+        rt_sched.free_tasks = t;
+        rt_sched.nfree_tasks++;
+        return err;
+    }
     t->state = TASK_NEW;
+    t->started = false;
     *out = t;
     return 0;
+}
+
+void rt_task_prepare(task *t) {
+    if (!t->started) {
+        coro_init(&t->co, &t->stack, task_entry, t);
+        t->started = true;
+        return;
+    }
+    coro_unpark(&t->co);
+    rt_sched.nparked--;
 }
 
 static void set_name(task *t, const char *name) {
@@ -175,7 +215,6 @@ int rt_task_create(task **out, co_fn fn, void *arg, task *parent, const char *na
     if (parent)
         adopt(parent, t, false);
     set_name(t, name ? name : "task");
-    coro_init_below(&t->co, &t->stack, (char *)t, task_entry, t);
     t->co.id = t->id;
     t->co.name = t->name;
     rt_sched.nlive++;
