@@ -176,15 +176,15 @@ static void close_connection(connection *c, bool reset) {
 }
 
 int echo_handle_client(void *arg) {
-    connection_start start = *(connection_start *)arg;
-    free(arg);
-    connection c = {.tid = co_self(), .fd = start.fd, .peer = start.peer};
-    conn_register(&c);
+    connection_start *start = arg;
+    connection *c = &start->conn;
+    c->tid = co_self();
+    conn_register(c);
 
     /* Spawned, but first run only after every connection was killed. */
-    int r = conn_all_killed() ? -ECANCELED : serve(&c, start.idle_timeout_ms, start.buffer_size);
+    int r = conn_all_killed() ? -ECANCELED : serve(c, start->idle_timeout_ms, start->buffer_size);
     if (r == 0)
-        r = drain_after_eof(&c, start.idle_timeout_ms);
+        r = drain_after_eof(c, start->idle_timeout_ms);
     int status = 0;
     switch (r) {
     case 0:           /* the client closed its side and took every byte back */
@@ -196,10 +196,11 @@ int echo_handle_client(void *arg) {
         conn_count_timeout();
         break;
     default:
-        log_warn("connection %llu: %s", (unsigned long long)c.tid, strerror(-r));
+        log_warn("connection %llu: %s", (unsigned long long)c->tid, strerror(-r));
         status = -r;
     }
-    close_connection(&c, r != 0 && unacknowledged(c.fd) > 0);
-    conn_release(&c);
+    close_connection(c, r != 0 && unacknowledged(c->fd) > 0);
+    conn_release(c);
+    free(start);
     return status;
 }

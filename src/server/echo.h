@@ -9,17 +9,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server/ipcount.h"
+#include "server/conn.h"
 
-/* What a handler starts with: admitted by conn, limits as they were then. */
+/* What a handler starts with: the connection (fd and peer, admitted by
+ * conn) and the limits as they were then. On the heap for the connection's
+ * life, as rt.h asks: conn's list of live connections is read by other
+ * tasks while the handler waits. */
 typedef struct connection_start {
-    int fd;
-    ip_key peer;
+    connection conn;
     int64_t idle_timeout_ms;
     size_t buffer_size;
 } connection_start;
 
-/* The handler task; arg: a malloc'd connection_start, freed here. */
+/* The handler task; arg: a malloc'd connection_start, freed when it ends. */
 int echo_handle_client(void *arg);
 
 /* Frees the cached buffers that went unused since the last call. */

@@ -276,7 +276,7 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
         close(fd);
         return -ENOMEM;
     }
-    int r = conn_admit(peer, &start->peer);
+    int r = conn_admit(peer, &start->conn.peer);
     if (r != 0) {
         free(start);
         close(fd);
@@ -285,7 +285,7 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
         log_debug("%s: connection rejected: over max_connections_per_ip", l->bound);
         return 0;
     }
-    start->fd = fd;
+    start->conn.fd = fd;
     start->idle_timeout_ms = settings()->idle_timeout_ms;
     start->buffer_size = settings()->buffer_size;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
@@ -293,7 +293,7 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
     int err = co_spawn_with(NULL, echo_handle_client, start, &attr);
     if (!err)
         return 0;
-    conn_unadmit(&start->peer);
+    conn_unadmit(&start->conn.peer);
     free(start);
     close(fd);
     t.spawn_failures++;
