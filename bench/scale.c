@@ -5,12 +5,14 @@
  * an hour away, one in -c (default 10) receives on a channel, one in -f
  * (default 100) waits on co_wait_fd for its end of a socketpair to become
  * readable. Once every task is blocked it reads VmRSS and the lines of
- * /proc/self/maps, then wakes them all (kills the sleepers, closes the
- * channel, writes one byte to each socketpair) and reaps them. Prints one
- * "key=value" line per figure on stdout:
+ * /proc/self/maps; once the runtime parked them all (-p: its park_after_ms;
+ * "never" skips this) VmRSS again; then it wakes them all (kills the
+ * sleepers, closes the channel, writes one byte to each socketpair) and
+ * reaps them. Prints one "key=value" line per figure on stdout:
  *
  *   tasks spawned spawn_ns first_run_ns rss_before rss_blocked
- *   rss_per_task maps_before maps_blocked wake_ms status
+ *   rss_per_task maps_before maps_blocked parked park_ms rss_parked
+ *   rss_per_parked_task wake_ms status
  *
  * status is "ok", or "failed" with an error= line when a spawn (or a
  * socketpair) failed: the figures are then those of the tasks spawned so
@@ -33,6 +35,7 @@
 
 static struct {
     long n, chan_every, fd_every;
+    long park_ms; /* co_options.park_after_ms: 0 the default, -1 never */
     size_t stack_size;
     co_chan *chan;
     int *fds;    /* socketpairs: [2k] the task's end, [2k+1] ours */
@@ -151,6 +154,20 @@ static int root(void *arg) {
     int64_t t2 = now_ns();
     long rss1 = vmrss_bytes(), maps1 = maps_count();
 
+    /* Then wait for the runtime to park them (if it does), up to a minute. */
+    co_stats st;
+    int64_t p0 = now_ns();
+    co_get_stats(&st);
+    for (int64_t end = co_now() + 60000; b.park_ms >= 0 && co_now() < end;) {
+        co_get_stats(&st);
+        if ((long)st.parked >= b.spawned)
+            break;
+        co_sleep(co_now() + 50);
+    }
+    int64_t p1 = now_ns();
+    long rss2 = vmrss_bytes();
+    long parked = (long)st.parked;
+
     int64_t t3 = now_ns();
     for (long k = 0; k < b.nsleepers; k++)
         co_kill(b.sleepers[k]);
@@ -176,6 +193,8 @@ static int root(void *arg) {
     printf("rss_before=%ld\nrss_blocked=%ld\nrss_per_task=%.1f\n", rss0, rss1,
            (double)(rss1 - rss0) / (double)s);
     printf("maps_before=%ld\nmaps_blocked=%ld\n", maps0, maps1);
+    printf("parked=%ld\npark_ms=%.1f\nrss_parked=%ld\nrss_per_parked_task=%.1f\n", parked,
+           (double)(p1 - p0) / 1e6, rss2, (double)(rss2 - rss0) / (double)s);
     printf("wake_ms=%.3f\nwoken=%ld\n", (double)(t4 - t3) / 1e6, b.woken);
     if (b.error) {
         printf("status=failed\nerror=%s after %ld tasks: %s\n", b.failed_at, b.spawned,
@@ -204,7 +223,7 @@ static long arg_long(const char *s, const char *what) {
 int main(int argc, char **argv) {
     int c;
     b.n = 1000000, b.chan_every = 10, b.fd_every = 100;
-    while ((c = getopt(argc, argv, "n:c:f:s:h")) != -1) {
+    while ((c = getopt(argc, argv, "n:c:f:s:p:h")) != -1) {
         switch (c) {
         case 'n':
             b.n = arg_long(optarg, "task count");
@@ -218,12 +237,17 @@ int main(int argc, char **argv) {
         case 's':
             b.stack_size = (size_t)arg_long(optarg, "stack size");
             break;
+        case 'p':
+            b.park_ms = strcmp(optarg, "never") == 0 ? -1 : arg_long(optarg, "park delay");
+            break;
         default:
             fprintf(c == 'h' ? stdout : stderr,
                     "usage: scale [-n TASKS] [-c CHAN_EVERY] [-f FD_EVERY] [-s STACK_BYTES]\n"
+                    "             [-p PARK_MS|never]\n"
                     "  TASKS (default 1000000) block: one in CHAN_EVERY (default 10; 0 none) on\n"
                     "  a channel, one in FD_EVERY (default 100; 0 none) on a socketpair, the\n"
-                    "  others on a timer; then all are woken.\n");
+                    "  others on a timer; then, once the runtime parked them all (after\n"
+                    "  PARK_MS, default its own 1000; never: not parked), all are woken.\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -249,7 +273,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "scale: out of memory\n");
         return 1;
     }
-    co_options opts = {.stack_size = b.stack_size};
+    co_options opts = {.stack_size = b.stack_size, .park_after_ms = b.park_ms};
     int r = co_run(root, NULL, &opts);
     if (r < 0) {
         fprintf(stderr, "scale: cannot run: %s\n", strerror(-r));

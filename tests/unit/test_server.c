@@ -143,9 +143,9 @@ typedef struct echo_case {
 static co_tid start_handler(int fd, int64_t idle_ms) {
     connection_start *start = malloc(sizeof *start);
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-    if (!start || conn_admit((struct sockaddr *)&peer, &start->peer) != 0)
+    if (!start || conn_admit((struct sockaddr *)&peer, &start->conn.peer) != 0)
         return 0;
-    start->fd = fd;
+    start->conn.fd = fd;
     start->idle_timeout_ms = idle_ms;
     start->buffer_size = 512;
     co_tid tid;
