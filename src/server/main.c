@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "common/cli.h"
+/* For coro_stack_budget(): rt.h does not re-export it yet. */
+#include "coro/coro.h"
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/listeners.h"
@@ -212,6 +214,53 @@ static void check_fd_limit(const config *cfg) {
                  cfg->max_connections, limit);
 }
 
+/* Tasks other than handlers (supervisor, signals, notify, reload, one accept
+ * task per listener), plus room for the mappings the rest of the process
+ * makes (libev, malloc arenas, large buffers), counted in stacks. */
+enum { STACK_BUDGET_MARGIN = 64 };
+
+/* vm.max_map_count, for the message only: coro_stack_budget() reads it too. */
+static long read_max_map_count(void) {
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    long v = -1;
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+
+/* With mprotect stack guards each handler's stack costs two mappings, so
+ * vm.max_map_count, not max_connections, may be the real limit; say so once
+ * with the value that would fit. Each worker is a copy of this process, so
+ * one check covers them all. Guards that cost no mapping need no check. */
+static void check_stack_budget(const config *cfg) {
+    long budget = coro_stack_budget();
+    if (budget < 0)
+        return;
+    long margin = (long)cfg->nlisten + STACK_BUDGET_MARGIN;
+    long wanted = (long)cfg->max_connections + margin;
+    if (budget >= wanted)
+        return;
+    long allowed = budget > margin ? budget - margin : 0;
+    long max = read_max_map_count();
+    if (max < 0) {
+        log_warn("max_connections %u does not fit the memory mappings left (vm.max_map_count) "
+                 "with %s stack guards: about %ld connections fit",
+                 cfg->max_connections, coro_stack_guard_kind(), allowed);
+        return;
+    }
+    /* budget = (max - in use) / 2, so this is in use + 2 * wanted, rounded
+     * up to a round number. */
+    long needed = max + 2 * (wanted - budget);
+    needed = (needed + 999) / 1000 * 1000;
+    log_warn("vm.max_map_count %ld allows about %ld connections with %s stack guards "
+             "(max_connections %u); accepting will pause when mappings run out; "
+             "raise it with sysctl -w vm.max_map_count=%ld",
+             max, allowed, coro_stack_guard_kind(), cfg->max_connections, needed);
+}
+
 int main(int argc, char **argv) {
     options o = {.level = LOG_LEVEL_INFO};
     parse_flags(argc, argv, &o);
@@ -225,6 +274,7 @@ int main(int argc, char **argv) {
     log_set_level(cfg->log_level);
     int nworkers = resolve_workers(cfg->workers);
     check_fd_limit(cfg);
+    check_stack_budget(cfg);
     server_block_signals();
     bool passed = adopt_passed_sockets();
     bool own_sets = nworkers > 1 && cfg->reuse_port && !passed;
