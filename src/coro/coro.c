@@ -273,9 +273,10 @@ void coro_discard_stacks(coro *const cs[], size_t n) {
  * and an mprotect'd one only address space. */
 #define GUARD_SIZE (64 * 1024)
 /* A slab is about this much address space, and holds at least MIN_SLAB
- * stacks: few mmaps, and empty slabs are still small enough to give back. */
+ * stacks: few mmaps, and empty slabs are still small enough to give back
+ * (and with 8 MiB stacks a slab is 65 MiB, not half a gigabyte). */
 #define SLAB_BYTES (8u << 20)
-#define MIN_SLAB 64
+#define MIN_SLAB 8
 #define MAX_SLAB 4096
 
 /* One mmap holding slab_stacks slots of [guard][stack]. The header lives

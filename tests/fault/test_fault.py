@@ -682,10 +682,11 @@ def served_or_refused(s, payload, timeout=5.0):
 
 @test
 def handler_spawn_exhaustion(ctx):
-    """limits.stack_size 8MiB and, once the daemon is warm, an address
-    space limit (RLIMIT_AS, set with prlimit) with room for 3 more stacks
-    and 4 MiB of heap: 30 clients connect one after the other; the first
-    ones are served, then no stack can be mapped and each further client is
+    """limits.stack_size 8MiB (slabs of 8 stacks, 65 MiB) and, once the
+    daemon is warm, an address space limit (RLIMIT_AS, set with prlimit)
+    with room for 3 more stacks and 4 MiB of heap, not for another slab: 30
+    clients connect one after the other; the first ones are served (the
+    free slots of the slab in use), then no stack can be mapped and each further client is
     closed at once (no line per refused client: "cannot start a handler" at
     most once a second); the daemon stays up, the clients it serves still
     echo, and once they close their cached stacks serve new clients."""
