@@ -220,6 +220,10 @@ void co_get_stats(co_stats *stats) {
     stats->parked = rt_sched.nparked;
 }
 
+const char *co_stack_guard_kind(void) { return coro_stack_guard_kind(); }
+
+long co_stack_budget(void) { return coro_stack_budget(); }
+
 /* ---- run ----------------------------------------------------------------- */
 
 /* Cancels every live task; used when the loop ran dry with tasks still

@@ -168,6 +168,14 @@ typedef struct co_stats {
 
 void co_get_stats(co_stats *stats);
 
+/* How stacks are guarded: "madvise" (guard regions cost no mapping) or
+ * "mprotect" (each task costs two of vm.max_map_count's mappings;
+ * COECHO_STACK_GUARD=mprotect forces it). And how many more tasks fit in
+ * the mappings left: -1 when guards cost none. Callable outside a run;
+ * the budget reads /proc, so not on a fast path. */
+const char *co_stack_guard_kind(void);
+long co_stack_budget(void);
+
 /* Signals, delivered through the loop instead of interrupting a task.
  * co_signal_watch(signo) stops signo's default action and queues each
  * arrival (the same signal arriving twice before it is taken counts once);

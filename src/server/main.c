@@ -15,8 +15,7 @@
 #include <unistd.h>
 
 #include "common/cli.h"
-/* For coro_stack_budget(): rt.h does not re-export it yet. */
-#include "coro/coro.h"
+#include "rt/rt.h"
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/listeners.h"
@@ -219,7 +218,7 @@ static void check_fd_limit(const config *cfg) {
  * makes (libev, malloc arenas, large buffers), counted in stacks. */
 enum { STACK_BUDGET_MARGIN = 64 };
 
-/* vm.max_map_count, for the message only: coro_stack_budget() reads it too. */
+/* vm.max_map_count, for the message only: co_stack_budget() reads it too. */
 static long read_max_map_count(void) {
     FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
     long v = -1;
@@ -236,7 +235,7 @@ static long read_max_map_count(void) {
  * with the value that would fit. Each worker is a copy of this process, so
  * one check covers them all. Guards that cost no mapping need no check. */
 static void check_stack_budget(const config *cfg) {
-    long budget = coro_stack_budget();
+    long budget = co_stack_budget();
     if (budget < 0)
         return;
     long margin = (long)cfg->nlisten + STACK_BUDGET_MARGIN;
@@ -248,7 +247,7 @@ static void check_stack_budget(const config *cfg) {
     if (max < 0) {
         log_warn("max_connections %u does not fit the memory mappings left (vm.max_map_count) "
                  "with %s stack guards: about %ld connections fit",
-                 cfg->max_connections, coro_stack_guard_kind(), allowed);
+                 cfg->max_connections, co_stack_guard_kind(), allowed);
         return;
     }
     /* budget = (max - in use) / 2, so this is in use + 2 * wanted, rounded
@@ -258,7 +257,7 @@ static void check_stack_budget(const config *cfg) {
     log_warn("vm.max_map_count %ld allows about %ld connections with %s stack guards "
              "(max_connections %u); accepting will pause when mappings run out; "
              "raise it with sysctl -w vm.max_map_count=%ld",
-             max, allowed, coro_stack_guard_kind(), cfg->max_connections, needed);
+             max, allowed, co_stack_guard_kind(), cfg->max_connections, needed);
 }
 
 int main(int argc, char **argv) {

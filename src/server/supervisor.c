@@ -43,12 +43,13 @@ static void log_stats(void) {
     conn_get_stats(&c);
     log_info("stats: connections=%zu accepted=%llu closed=%llu rejected_per_ip=%llu "
              "timed_out=%llu accept_errors=%llu bytes_in=%llu bytes_out=%llu listeners=%zu "
-             "accepts_paused=%zu tasks=%zu buffers_cached=%zu spawn_failures=%llu",
+             "accepts_paused=%zu tasks=%zu buffers_cached=%zu spawn_failures=%llu parked=%zu",
              c.active, (unsigned long long)c.accepted, (unsigned long long)c.closed,
              (unsigned long long)c.rejected_per_ip, (unsigned long long)c.timed_out,
              (unsigned long long)listeners_accept_errors(), (unsigned long long)c.bytes_in,
              (unsigned long long)c.bytes_out, listeners_count(), c.accepts_paused, rt.tasks,
-             echo_cached_buffer_bytes(), (unsigned long long)listeners_spawn_failures());
+             echo_cached_buffer_bytes(), (unsigned long long)listeners_spawn_failures(),
+             rt.parked);
 }
 
 /* ---- systemd notify ------------------------------------------------------ */

@@ -36,7 +36,7 @@ from harness import (COECHOD, KiB, LISTEN_RE, MiB, SRCDIR, TEST_DEADLINE,  # noq
                      have_ipv6_loopback, pids_with_arg, process_gone, pump,
                      recv_exact, recv_until_eof, run_coechod, run_suite,
                      send_without_reading, tree_rss_kib, wait_accepting,
-                     wait_closed, wait_refused, wait_steady, yaml_config)
+                     wait_closed, wait_for, wait_refused, wait_steady, yaml_config)
 
 
 # ---------------------------------------------------------------------------
@@ -550,6 +550,52 @@ def sigusr1_stats(ctx):
     d.wait_log(r"(?i)connections", 3.0, mark, what="with statistics ('connections')")
     echo_ok(c, b"after SIGUSR1\n", what="after SIGUSR1")
     check(d.alive(), "daemon exited on SIGUSR1")
+
+
+def stats_line(d, timeout=10.0):
+    """The counters of one SIGUSR1 statistics line, as a dict."""
+    mark = d.mark()
+    d.send_signal(signal.SIGUSR1)
+    m = d.wait_log(r"stats: connections=\d+.*", timeout, mark, what="with SIGUSR1 statistics")
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(0))}
+
+
+@test
+def idle_handlers_are_parked_and_wake(ctx):
+    """200 clients echo once and wait: within a few seconds SIGUSR1 counts
+    their 200 handlers parked (stacks given back after a second blocked).
+    Then every client sends again, 64 B to 256 KiB, half-closes and gets
+    exactly its bytes back; once they are gone only the daemon's own few
+    tasks may be parked, and SIGTERM ends the daemon with status 0."""
+    n = 200
+    d = ctx.daemon(["-l", "127.0.0.1:0"], config=yaml_config(extra="shutdown_grace: 5s"))
+    port = d.port()
+    clients = [ctx.connect(port) for _ in range(n)]
+    for i, c in enumerate(clients):
+        echo_ok(c, b"first %03d\n" % i, what="first echo of client %d" % i)
+    last = {}
+
+    def all_parked():
+        last.update(stats_line(d))
+        return last["parked"] >= n
+    wait_for(all_parked, 20.0, "%d idle handlers parked" % n, interval=0.2)
+    check(last["connections"] == n, "%d connections counted, expected %d"
+          % (last["connections"], n))
+    rng = random.Random(12)
+    streams = [Stream(c, rng.randbytes(rng.choice((64, 4 * KiB, 256 * KiB))),
+                      "client %d after parking" % i) for i, c in enumerate(clients)]
+    pump(streams, timeout=30)
+
+    def all_closed():
+        last.update(stats_line(d))
+        return last["connections"] == 0
+    wait_for(all_closed, 10.0, "the daemon to count no connection", interval=0.1)
+    # The daemon's own tasks (accept, signals) wait long and park too.
+    check(last["parked"] <= last["tasks"] < 10, "%d tasks parked of %d with no connection"
+          % (last["parked"], last["tasks"]))
+    d.send_signal(signal.SIGTERM)
+    rc = d.wait_exit(15.0)
+    check(rc == 0, "daemon exit status %s after SIGTERM" % rc)
 
 
 @test
