@@ -3,7 +3,9 @@
 // (default 10) receives on a channel, one in -f (default 100) reads its
 // end of a socketpair, the others wait on a timer an hour away (or a
 // shared done channel, which wakes them). Once all are blocked it reads
-// VmRSS and the lines of /proc/self/maps, then wakes them all (closes the
+// VmRSS and the lines of /proc/self/maps, and VmRSS again after -idle
+// (default 3 s), a collection and debug.FreeOSMemory (Go shrinks idle
+// goroutines' stacks at collections), then wakes them all (closes the
 // done and data channels, writes one byte to each socketpair) and waits
 // for them. Prints the same "key=value" lines as scale-tasks. Standard
 // library only.
@@ -17,6 +19,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -50,6 +53,7 @@ func main() {
 	n := flag.Int("n", 1000000, "goroutines")
 	chanEvery := flag.Int("c", 10, "one in this many receives on a channel (0: none)")
 	fdEvery := flag.Int("f", 100, "one in this many reads a socketpair (0: none)")
+	idle := flag.Duration("idle", 3*time.Second, "blocked this long, then a GC, before rss_parked")
 	flag.Parse()
 	if *n < 1 || *chanEvery == 1 || *fdEvery == 1 {
 		fmt.Fprintln(os.Stderr, "go-scale: need -n >= 1, and -c, -f of 0 or >= 2")
@@ -143,6 +147,15 @@ func main() {
 	t2 := time.Now()
 	rss1, maps1 := vmrss(), maps()
 
+	// What coecho gets by parking, Go gets (if at all) by shrinking idle
+	// goroutines' stacks at a collection: idle, collect, return memory.
+	p0 := time.Now()
+	time.Sleep(*idle)
+	runtime.GC()
+	debug.FreeOSMemory()
+	p1 := time.Now()
+	rss2 := vmrss()
+
 	t3 := time.Now()
 	close(done)
 	close(data)
@@ -166,6 +179,8 @@ func main() {
 	fmt.Printf("rss_before=%d\nrss_blocked=%d\nrss_per_task=%.1f\n", rss0, rss1,
 		float64(rss1-rss0)/s)
 	fmt.Printf("maps_before=%d\nmaps_blocked=%d\n", maps0, maps1)
+	fmt.Printf("parked=0\npark_ms=%.1f\nrss_parked=%d\nrss_per_parked_task=%.1f\n",
+		float64(p1.Sub(p0).Nanoseconds())/1e6, rss2, float64(rss2-rss0)/s)
 	fmt.Printf("wake_ms=%.3f\nwoken=%d\n", float64(t4.Sub(t3).Nanoseconds())/1e6, woken)
 	fmt.Printf("gomaxprocs=%d\n", runtime.GOMAXPROCS(0))
 	if failure != nil {
