@@ -167,6 +167,11 @@ void coro_transfer_final(coro *from, coro *to) {
  * any advice since 6.13, without a pidfd (one opened at start would name
  * the parent after a fork). */
 #define PIDFD_SELF_PROCESS (-10001)
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440 /* Linux 5.10, the same on x86-64 and aarch64 */
+#endif
+/* The kernel advises at most about 2 GiB a call: batches stay below. */
+#define ADVISE_MAX_BYTES ((size_t)1 << 30)
 /* iovecs per process_madvise; small enough for any caller's stack. */
 #define ADVISE_BATCH 256
 
@@ -196,7 +201,8 @@ static int advise_many(const struct iovec *iov, size_t n, int advice) {
         }
         /* An old kernel (EBADF, EINVAL, ENOSYS, EPERM) or a partial run:
          * the ranges one by one say which, if any, fails. */
-        if (r < 0 && __atomic_load_n(&vector_advice, __ATOMIC_RELAXED) == 0)
+        if (r < 0 && (errno == EBADF || errno == EINVAL || errno == ENOSYS || errno == EPERM) &&
+            __atomic_load_n(&vector_advice, __ATOMIC_RELAXED) == 0)
             __atomic_store_n(&vector_advice, -1, __ATOMIC_RELAXED);
     }
     for (size_t i = 0; i < n; i++)
@@ -256,7 +262,10 @@ void coro_discard_stacks(coro *const cs[], size_t n) {
     struct iovec iov[ADVISE_BATCH];
     for (size_t i = 0; i < n;) {
         size_t k = 0;
-        for (; k < ADVISE_BATCH && i < n; k++, i++) {
+        size_t bytes = 0;
+        for (; k < ADVISE_BATCH && i < n && (k == 0 || bytes + cs[i]->stack_size <= ADVISE_MAX_BYTES);
+             k++, i++) {
+            bytes += cs[i]->stack_size;
             iov[k].iov_base = cs[i]->stack_lo;
             iov[k].iov_len = cs[i]->stack_size;
         }
@@ -530,7 +539,7 @@ static void release_run(coro_stack_pool *pool, struct coro_slab *slab, unsigned 
     char *from = slot_base(pool, slab, lo) + pool->guard_size;
     char *to = slot_base(pool, slab, hi + 1);
     /* On failure the pages merely stay resident: nothing relies on a clean
-     * slot reading as zeros (a task on a recycled stack checks its magic). */
+     * slot reading as zeros. */
     (void)madvise(from, (size_t)(to - from), MADV_DONTNEED);
     if (slab->nclean == 0)
         avail_push(pool, slab);

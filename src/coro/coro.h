@@ -108,7 +108,7 @@ void coro_unpark(coro *c);
 
 /* Gives back the resident pages of the stacks of n coroutines (their
  * contents are lost: park them first): one system call per 1,024 stacks
- * where the kernel allows it (process_madvise on itself, Linux 6.13). */
+ * where the kernel allows it (process_madvise on itself, Linux 6.14). */
 void coro_discard_stacks(coro *const cs[], size_t n);
 
 /* Stack pool: stacks of one size, carved from slabs (one mmap holds many

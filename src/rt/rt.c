@@ -156,8 +156,11 @@ static void park_cb(struct ev_loop *loop, ev_timer *w, int revents) {
             rt_sched.park_after = 0;
             break;
         }
-        if (err) /* no memory for the frames: the stack keeps its pages */
-            continue;
+        if (err) { /* no memory for the frames: try again next round */
+            t->blocked_at = co_now();
+            list_push_back(&rt_sched.blocked, &t->blocked);
+            break;
+        }
         rt_sched.nparked++;
         batch[n++] = &t->co;
         if (n == PARK_BATCH) {
@@ -270,6 +273,9 @@ static int sched_init(const co_options *opts) {
     list_init(&rt_sched.blocked);
     int64_t park_after = opts && opts->park_after_ms ? opts->park_after_ms : DEFAULT_PARK_AFTER_MS;
     rt_sched.park_after = park_after > 0 ? park_after : 0;
+#ifdef CORO_UCONTEXT
+    rt_sched.park_after = 0; /* swapcontext hides the stack pointer: no parking */
+#endif
 
     ev_prepare_init(&rt_sched.prepare, prepare_cb);
     ev_prepare_start(rt_sched.loop, &rt_sched.prepare);

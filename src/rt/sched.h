@@ -147,7 +147,8 @@ void rt_task_free_cached(void);
 void rt_task_prepare(task *t);
 
 /* Brings a parked task's frames back now, for code that must read or write
- * them while it still waits (a channel's element). */
+ * them while it still waits (a channel's element). The task is then on no
+ * blocked list, so the caller wakes it next, as chan.c does. */
 static inline void rt_unpark(task *t) {
     if (t->co.parked)
         rt_task_prepare(t);

@@ -4,8 +4,10 @@
  *
  * Owns all of it: the accept tasks ask to admit a client, a handler
  * registers its record and releases it when it ends, and nobody else
- * changes these counts. A connection record lives in its handler's frame
- * and is linked here only while the connection is open. */
+ * changes these counts. A connection record lives on the heap (other
+ * tasks walk this list while handlers wait, and a waiting handler's stack
+ * may be parked: see rt.h) and is linked here only while the connection
+ * is open. */
 #ifndef COECHO_CONN_H
 #define COECHO_CONN_H
 

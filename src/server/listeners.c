@@ -274,14 +274,17 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
     int one = 1;
     if (!start) {
         close(fd);
+        t.spawn_failures++;
         return -ENOMEM;
     }
     int r = conn_admit(peer, &start->conn.peer);
     if (r != 0) {
         free(start);
         close(fd);
-        if (r != -EDQUOT)
+        if (r != -EDQUOT) {
+            t.spawn_failures++;
             return r; /* no memory to count connections per address */
+        }
         log_debug("%s: connection rejected: over max_connections_per_ip", l->bound);
         return 0;
     }
