@@ -21,7 +21,7 @@
 #ifdef HAVE_VALGRIND_VALGRIND_H
 #include <valgrind/valgrind.h>
 #else
-#define VALGRIND_STACK_REGISTER(lo, hi) 0u
+#define VALGRIND_STACK_REGISTER(lo, hi) ((void)(lo), (void)(hi), 0u)
 #define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
 #endif
 
