@@ -383,6 +383,24 @@ void coro_stack_pool_init(coro_stack_pool *pool, size_t stack_size, size_t max_c
     size_t n = SLAB_BYTES / pool->slot_size;
     pool->slab_stacks = n < MIN_SLAB ? MIN_SLAB : n > MAX_SLAB ? MAX_SLAB : (unsigned)n;
     pool->max_cached = max_cached;
+    pool->guards_left = -1;
+}
+
+/* Mappings kept back from mprotect'd guards for everything else (libev's
+ * arrays, malloc's large blocks): when they run out, stacks run out first
+ * and the process keeps working, with fewer connections. */
+#define MAPPINGS_RESERVE 256
+
+/* The count starts at the first mprotect'd guard, from the mappings then. */
+static int take_guard_budget(coro_stack_pool *pool) {
+    if (pool->guards_left < 0) {
+        long budget = coro_stack_budget(); /* (max - in use) / 2 */
+        pool->guards_left = budget > MAPPINGS_RESERVE / 2 ? budget - MAPPINGS_RESERVE / 2 : 0;
+    }
+    if (pool->guards_left == 0)
+        return -ENOMEM;
+    pool->guards_left--;
+    return 0;
 }
 
 static char *slot_base(const coro_stack_pool *pool, const struct coro_slab *slab, unsigned i) {
@@ -461,6 +479,8 @@ static int slab_new(coro_stack_pool *pool) {
 }
 
 static void slab_unmap(coro_stack_pool *pool, struct coro_slab *slab) {
+    if (!slab->bulk_guarded && pool->guards_left >= 0)
+        pool->guards_left += slab->guarded; /* their mappings go with it */
     for (unsigned i = 0; i < slab->guarded; i++)
         VALGRIND_STACK_DEREGISTER(slab->valgrind_ids[i]);
     size_t len = (size_t)slab->nslots * pool->slot_size;
@@ -494,8 +514,13 @@ static int guard_slot(coro_stack_pool *pool, struct coro_slab *slab, unsigned i)
         /* The probe passed but this kernel refuses here: fall back for good. */
         __atomic_store_n(&guard_kind_cache, GUARD_MPROTECT, __ATOMIC_RELAXED);
     }
-    if (mprotect(guard, pool->guard_size, PROT_NONE) != 0)
+    int err = take_guard_budget(pool);
+    if (err)
+        return err;
+    if (mprotect(guard, pool->guard_size, PROT_NONE) != 0) {
+        pool->guards_left++;
         return -errno; /* ENOMEM: vm.max_map_count reached */
+    }
     return 0;
 }
 

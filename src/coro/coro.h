@@ -128,6 +128,7 @@ typedef struct coro_stack_pool {
     size_t mapped; /* stacks holding memory: in use or cached */
     size_t slabs;  /* slabs mapped */
     size_t empty_slabs;
+    long guards_left; /* mprotect'd guards still allowed; -1: not counted */
     struct coro_stack_link *free; /* cached stacks, most recently freed first */
     struct coro_stack_link *free_tail;
     struct coro_slab *avail; /* slabs with released or never used slots */
