@@ -306,8 +306,23 @@ struct coro_slab {
 enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT };
 static int guard_kind_cache; /* read and written with relaxed atomics */
 
+/* True when the kernel refuses to read the guarded page at p: a write(2)
+ * from it fails with EFAULT. Emulators such as qemu-user accept
+ * MADV_GUARD_INSTALL as a hint and ignore it; their guard would not be one. */
+static bool guard_is_enforced(const void *p) {
+    int fds[2];
+    if (pipe(fds) != 0)
+        return false;
+    ssize_t r = write(fds[1], p, 1);
+    bool enforced = r < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+    return enforced;
+}
+
 /* Tries MADV_GUARD_INSTALL once on a scratch mapping. Any failure there
- * (EINVAL or ENOSYS on older kernels) means the mprotect fallback. */
+ * (EINVAL or ENOSYS on older kernels, or a guard not enforced) means the
+ * mprotect fallback. */
 static int probe_guard_kind(void) {
     const char *env = getenv("COECHO_STACK_GUARD");
     if (env && strcmp(env, "mprotect") == 0)
@@ -316,7 +331,9 @@ static int probe_guard_kind(void) {
     void *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return GUARD_MPROTECT;
-    int kind = madvise(p, page, MADV_GUARD_INSTALL) == 0 ? GUARD_MADVISE : GUARD_MPROTECT;
+    int kind = madvise(p, page, MADV_GUARD_INSTALL) == 0 && guard_is_enforced(p)
+                   ? GUARD_MADVISE
+                   : GUARD_MPROTECT;
     munmap(p, 2 * page);
     return kind;
 }
