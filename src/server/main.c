@@ -20,13 +20,11 @@
 #include "server/log.h"
 #include "server/listeners.h"
 #include "server/master.h"
+#include "server/paths.h" /* made by make: COECHOD_DEFAULT_CONFIG */
 #include "server/settings.h"
 #include "server/supervisor.h"
 #include "server/systemd.h"
 
-#ifndef COECHOD_DEFAULT_CONFIG
-#define COECHOD_DEFAULT_CONFIG "/etc/coechod/coechod.yaml"
-#endif
 
 static const char usage_text[] =
     "usage: coechod [-c FILE] [-f|--foreground] [-d|--daemon] [-t|--check-config]\n"

@@ -6,6 +6,9 @@ configuration:
   coechod_flags             the OPTIONS of coechod.8 are the flags of
                             `coechod --help`, paired as --help pairs them
   coecho_load_flags         the same for coecho-load.1 and `coecho-load --help`
+  files_name_the_built_in_path
+                            the FILES of coechod.8 and coechod.yaml.5 name the
+                            default configuration file `coechod --help` names
   conf_keys_documented      every key of conf/coechod.yaml (commented-out
                             example keys too) is in the KEYS of coechod.yaml.5
   documented_keys_exist     every key in the KEYS of coechod.yaml.5 is known to
@@ -54,7 +57,14 @@ COECHOD = os.path.abspath(os.environ.get("COECHOD")
 COECHO_LOAD = os.path.abspath(os.environ.get("COECHO_LOAD")
                               or os.path.join(BUILDDIR, "src", "load", "coecho-load"))
 MANDOC = os.environ.get("MANDOC") or shutil.which("mandoc")
-MANDIR = os.path.join(SRCDIR, "man")
+
+
+
+def page_path(name):
+    """coechod.8 and coechod.yaml.5 are made by make in BUILDDIR/man from
+    templates (.in) in SRCDIR/man; coecho-load.1 is only in SRCDIR/man."""
+    built = os.path.join(BUILDDIR, "man", name)
+    return built if os.path.isfile(built) else os.path.join(SRCDIR, "man", name)
 CONF = os.path.join(SRCDIR, "conf", "coechod.yaml")
 PAGES = ("coechod.8", "coechod.yaml.5", "coecho-load.1")
 
@@ -85,8 +95,9 @@ def run(args, timeout=10.0):
 
 
 def read_page(name):
-    path = os.path.join(MANDIR, name)
-    check(os.path.isfile(path), "%s does not exist (SRCDIR=%s)" % (path, SRCDIR))
+    path = page_path(name)
+    check(os.path.isfile(path), "%s does not exist (BUILDDIR=%s, SRCDIR=%s)"
+          % (path, BUILDDIR, SRCDIR))
     with open(path, encoding="utf-8") as f:
         return f.read()
 
@@ -317,7 +328,7 @@ def mandoc_lint(ctx):
     """mandoc -Tlint -W warning prints nothing and exits 0 for each page."""
     problems = []
     for page in PAGES:
-        path = os.path.join(MANDIR, page)
+        path = page_path(page)
         if not os.path.isfile(path):
             problems.append("%s does not exist" % path)
             continue
@@ -332,6 +343,24 @@ def mandoc_lint(ctx):
 def coechod_flags(ctx):
     """coechod --help and the OPTIONS of coechod.8 list the same flags."""
     compare_flags(COECHOD, "coechod.8")
+
+
+@test
+def files_name_the_built_in_path(ctx):
+    """The FILES of coechod.8 and coechod.yaml.5 name the default
+    configuration file that `coechod --help` prints: the one of the
+    directories this tree was configured with, not a fixed one."""
+    rc, out, err = run([COECHOD, "--help"])
+    check(rc == 0, "coechod --help: exit %d: %s" % (rc, err.strip()))
+    m = re.search(r"\(default (/\S+)", out)
+    check(m, "coechod --help names no default configuration file:\n%s" % out)
+    default = m.group(1)
+    ctx.note("coechod --help: default %s" % default)
+    for page in ("coechod.8", "coechod.yaml.5"):
+        files = "\n".join(section(read_page(page), "FILES", page))
+        named = re.findall(r"^\.It Pa (/\S+coechod\.yaml)$", files, re.M)
+        check(named == [default], "FILES of %s names %s, coechod --help says %s"
+              % (page, named or "no configuration file", default))
 
 
 @test
