@@ -32,6 +32,9 @@ LABELS = {
     "node": "node-echo",
     "asyncio": "asyncio-echo",
 }
+# coechod's max_connections in the benchmarks' configuration: bench/echo
+# refuses points with more connections than this.
+COECHOD_MAX_CONNECTIONS = 20000
 TOOLCHAIN = {"go": ("go", "golang-go"), "node": ("node", "nodejs"),
              "asyncio": ("python3", "python3")}
 
@@ -218,8 +221,9 @@ class Servers:
         if name == "coechod":
             self.conf = os.path.join(self.tmp, "coechod.yaml")
             with open(self.conf, "w") as f:
-                f.write("limits:\n  max_connections: 20000\n  idle_timeout: 0\n"
-                        "  backlog: 4096\nshutdown_grace: 1s\nlog: { level: error }\n")
+                f.write("limits:\n  max_connections: %d\n  idle_timeout: 0\n"
+                        "  backlog: 4096\nshutdown_grace: 1s\nlog: { level: error }\n"
+                        % COECHOD_MAX_CONNECTIONS)
             return None
         if name == "libev":
             exe = os.path.join(self.build, "bench", "peers", "libev-echo")
