@@ -139,6 +139,30 @@ static void dump_log_level(const ys_field *f, const void *obj, FILE *out, int in
     fprintf(out, " %s\n", config_log_level_name(*level));
 }
 
+/* A path that must be absolute, or "" for none: --daemon runs in /, and a
+ * file may be opened again long after the start, so a relative path would
+ * not name the file meant. */
+static bool parse_absolute_path(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                                const char *path, void *obj) {
+    char *dst = (char *)obj + f->offset;
+    if (!ys_string_value(ctx, node, path, dst, f->size))
+        return false;
+    if (dst[0] != '\0' && dst[0] != '/') {
+        char buf[YS_DESCRIBE_SIZE];
+        ys_report(ctx, node, path, "must be an absolute path (starting with /), got %s",
+                  ys_describe(node, false, buf, sizeof buf));
+        return false;
+    }
+    return true;
+}
+
+static void dump_string(const ys_field *f, const void *obj, FILE *out, int indent) {
+    (void)indent;
+    putc(' ', out);
+    ys_write_string(out, (const char *)obj + f->offset);
+    putc('\n', out);
+}
+
 /* ---- listen ------------------------------------------------------------------- */
 
 /* A listen entry as its fields are read. */
@@ -310,7 +334,8 @@ static const ys_field top_fields[] = {
     {AT_TOP("reuse_port"), .kind = YS_BOOL, MEMBER(reuse_port), .flags = START_ONLY},
     {AT_TOP("log"), .kind = YS_SECTION, .section = &log_section},
     /* Written at start and removed at exit; privileges, once dropped, are gone. */
-    {AT_TOP("pid_file"), .kind = YS_STRING, MEMBER(pid_file), .flags = FIXED},
+    {AT_TOP("pid_file"), .kind = YS_CUSTOM, MEMBER(pid_file), .flags = FIXED,
+     .parse = parse_absolute_path, .dump = dump_string},
     {AT_TOP("user"), .kind = YS_STRING, MEMBER(user), .flags = FIXED},
 };
 static const ys_section top_section = {"at the top level", top_fields, NFIELDS(top_fields)};

@@ -7,7 +7,7 @@
  *   shutdown_grace: duration
  *   workers: integer >= 1 or "auto"
  *   log: { level: error|warn|info|debug }
- *   pid_file: string          user: string
+ *   pid_file: absolute path   user: string
  * Durations take ms/s/m/h ("0" alone is allowed), sizes B/KiB/MiB (a bare
  * number is bytes). Errors name file:line:column, the key path and what was
  * expected. */

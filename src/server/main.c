@@ -5,6 +5,7 @@
 #endif
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -118,8 +119,34 @@ static void parse_flags(int argc, char **argv, options *o) {
         usage_error("%s", "-d and -f exclude each other");
 }
 
+/* path made absolute from the working directory, which --daemon leaves
+ * for /: a SIGHUP reads the file the start read. Symbolic links are kept,
+ * so a link switched to another file is followed at the next reload. */
+static const char *absolute_path(const char *path) {
+    static char abs[PATH_MAX];
+    if (path[0] == '/')
+        return path;
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) {
+        fprintf(stderr, "coechod: -c %s: cannot make the path absolute: getcwd: %s\n", path,
+                strerror(errno));
+        exit(1);
+    }
+    const char *rest = path;
+    while (rest[0] == '.' && rest[1] == '/') /* "./a.yaml": "/cwd/a.yaml" */
+        rest += 2 + strspn(rest + 2, "/");
+    if (snprintf(abs, sizeof abs, "%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", rest) >=
+        (int)sizeof abs) {
+        fprintf(stderr, "coechod: -c %s: cannot make the path absolute: %s\n", path,
+                strerror(ENAMETOOLONG));
+        exit(1);
+    }
+    return abs;
+}
+
 /* Built-in defaults, the file over them, then the flags over the file:
- * the settings in force from now on. */
+ * the settings in force from now on. The file is read by the path as
+ * given, so that errors name it so; reloads use it made absolute. */
 static void load_settings(const options *o) {
     const char *path = o->config_path;
     if (!path && access(COECHOD_DEFAULT_CONFIG, F_OK) == 0)
@@ -135,7 +162,7 @@ static void load_settings(const options *o) {
         fputs(errs->text, stderr);
         exit(1);
     }
-    settings_init(cfg, path);
+    settings_init(cfg, path ? absolute_path(path) : NULL);
     if (o->nlisten)
         settings_override_listeners(o->listen, o->nlisten);
     if (o->have_level)

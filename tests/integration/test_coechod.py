@@ -905,6 +905,57 @@ def daemon_mode(ctx):
         time.sleep(0.05)
 
 
+def limited_per_ip(ctx, port, timeout):
+    """Waits until a second connection from 127.0.0.1 to port is closed
+    unechoed (max_connections_per_ip 1 with one held open); True, or False
+    after timeout seconds of every one echoing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = ctx.connect(port)
+        try:
+            c.settimeout(1.0)
+            c.sendall(b"x")
+            if c.recv(1) == b"":
+                return True
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            pass
+        finally:
+            c.close()
+        time.sleep(0.1)
+    return False
+
+
+@test
+def daemon_relative_config(ctx):
+    """`coechod -d -c FILE` with FILE relative to the starting directory:
+    the daemon (in /) reloads that file on SIGHUP, not FILE under /."""
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    ctx.write_config(yaml_config([("127.0.0.1", 0)], extra="pid_file: %s" % pidfile),
+                     "relative.yaml")
+    r = run_coechod(["-d", "-c", "relative.yaml"], cwd=ctx.dir, timeout=20.0)
+    check(r.rc == 0, "coechod -d -c relative.yaml: %s" % r.summary())
+    pid = pidfile_pid(pidfile)
+    held = None
+    try:
+        port = int(LISTEN_RE.search(r.stderr).group(2))
+        held = ctx.connect(port)
+        echo_ok(held, b"held\n", what="first connection")
+        with ctx.connect(port) as second:
+            echo_ok(second, b"second\n", what="second connection before the reload")
+        ctx.write_config(yaml_config([("127.0.0.1", 0)], limits={"max_connections_per_ip": 1},
+                                     extra="pid_file: %s" % pidfile), "relative.yaml")
+        os.kill(pid, signal.SIGHUP)
+        check(limited_per_ip(ctx, port, 10.0), "max_connections_per_ip 1 not in force 10 s "
+              "after SIGHUP: the daemon did not reload relative.yaml")
+        echo_ok(held, b"still\n", what="first connection after the reload")
+    finally:
+        if held is not None:
+            held.close()  # would hold the stop for shutdown_grace
+        stop_daemon(pid)
+
+
 def daemon_pid_dir(ctx, name="run", mode=0o755):
     """A directory for a pid file in the test's private one, with mode
     (its path without symlinks, as the daemon's messages name it)."""

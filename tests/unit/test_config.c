@@ -356,6 +356,7 @@ static void test_strings(void **state) {
     char yaml[8192];
     char name[4200];
     memset(name, 'p', sizeof cfg.pid_file - 1);
+    name[0] = '/';
     name[sizeof cfg.pid_file - 1] = '\0';
     snprintf(yaml, sizeof yaml, "pid_file: %s\n", name);
     expect_load(yaml, &cfg);
@@ -371,6 +372,16 @@ static void test_strings(void **state) {
     expect_error("user: \"no\\0body\"\n", ":1:7: user: expected a string without NUL characters");
     expect_error("user: { name: x }\n",
                  ":1:7: user: expected a string (\"\" for none), got a mapping");
+
+    /* --daemon runs in /: a relative pid file would be written there. */
+    expect_error("pid_file: coechod.pid\n",
+                 ":1:11: pid_file: must be an absolute path (starting with /), got "
+                 "\"coechod.pid\"");
+    expect_error("pid_file: './run/coechod.pid'\n",
+                 ":1:11: pid_file: must be an absolute path (starting with /), got "
+                 "\"./run/coechod.pid\"");
+    expect_load("pid_file: \"\"\n", &cfg);
+    assert_string_equal(cfg.pid_file, "");
 }
 
 static void test_log_levels(void **state) {
@@ -952,14 +963,14 @@ static void test_nesting_limit(void **state) {
     t.len = 0;
     add(&t, "# ");
     add_repeated(&t, "[", 100);
-    add(&t, "\npid_file: \"");
+    add(&t, "\npid_file: \"/");
     add_repeated(&t, "{", 100);
     add(&t, "\"\nuser: |\n  ");
     add_repeated(&t, "[", 100);
     add(&t, "\n");
     config cfg;
     expect_load(t.s, &cfg);
-    assert_int_equal(strlen(cfg.pid_file), 100);
+    assert_int_equal(strlen(cfg.pid_file), 101);
     free(t.s);
 }
 
@@ -989,7 +1000,7 @@ static void test_anchor_and_alias_limits(void **state) {
     free(yaml);
     /* Anchors and aliases that are not tokens do not count. */
     text t = {NULL, 0, 0};
-    add(&t, "pid_file: \"");
+    add(&t, "pid_file: \"/");
     add_repeated(&t, "&a *a ", 600);
     add(&t, "\"\nuser: a&b*c\n");
     add_repeated(&t, "# &x *x\n", 1001);
