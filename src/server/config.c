@@ -317,6 +317,8 @@ static const ys_section limits_section = {"under limits", limits_fields, NFIELDS
 static const ys_field log_fields[] = {
     {UNDER("log", "level"), .kind = YS_CUSTOM, MEMBER(log_level), .parse = parse_log_level,
      .dump = dump_log_level},
+    {UNDER("log", "file"), .kind = YS_CUSTOM, MEMBER(log_file), .parse = parse_absolute_path,
+     .dump = dump_string},
 };
 static const ys_section log_section = {"under log", log_fields, NFIELDS(log_fields)};
 

@@ -6,7 +6,7 @@
  *             idle_timeout, buffer_size, stack_size, backlog }
  *   shutdown_grace: duration
  *   workers: integer >= 1 or "auto"
- *   log: { level: error|warn|info|debug }
+ *   log: { level: error|warn|info|debug, file: absolute path }
  *   pid_file: absolute path   user: string
  * Durations take ms/s/m/h ("0" alone is allowed), sizes B/KiB/MiB (a bare
  * number is bytes). Errors name file:line:column, the key path and what was
@@ -44,6 +44,7 @@ typedef struct config {
     int workers;                     /* 1 - 1024, 0 = "auto"; default 1 */
     bool reuse_port;                 /* workers > 1: a SO_REUSEPORT socket each; default true */
     enum log_level log_level;        /* default info */
+    char log_file[4096];             /* absolute; "" = stderr or syslog */
     char pid_file[4096];             /* "" = none */
     char user[256];                  /* "" = keep the current user */
 } config;

@@ -34,8 +34,9 @@ static const char usage_text[] =
     "  -c, --config FILE      configuration file (default " COECHOD_DEFAULT_CONFIG
     " if it exists,\n"
     "                         else built-in defaults: 127.0.0.1:7007 and [::1]:7007)\n"
-    "  -f, --foreground       stay in the foreground, log to stderr (the default)\n"
-    "  -d, --daemon           detach, log to syslog, write pid_file\n"
+    "  -f, --foreground       stay in the foreground, log to stderr or log.file\n"
+    "                         (the default)\n"
+    "  -d, --daemon           detach, log to syslog or log.file, write pid_file\n"
     "  -t, --check-config     validate, print the effective configuration, exit\n"
     "  -l, --listen ADDR:PORT listen here instead of the configured listeners\n"
     "                         (repeatable; IPv6 as [::1]:7007; port 0 = any free port)\n"
@@ -285,6 +286,32 @@ static void check_stack_budget(const config *cfg) {
              max, allowed, co_stack_guard_kind(), cfg->max_connections, needed);
 }
 
+/* --daemon without log.file logs to syslog: one that cannot be reached
+ * would lose every message after the start, so say so while there is a
+ * terminal to say it on. Exits 1 then. */
+static void require_syslog(void) {
+    char err[256];
+    if (log_check_syslog(err, sizeof err) == 0)
+        return;
+    fprintf(stderr,
+            "coechod: -d: syslog cannot be reached (%s), so every message would be lost; "
+            "set log.file in the configuration, or run in the foreground (-f)\n",
+            err);
+    exit(1);
+}
+
+/* Where the log goes from now on: stderr, or log.file (opened now, before
+ * detaching, so that an error reaches the terminal). Exits 1 on failure. */
+static void open_log(const config *cfg) {
+    char err[4096 + 256];
+    log_open(LOG_TO_STDERR);
+    log_set_level(cfg->log_level);
+    if (cfg->log_file[0] && log_use_file(cfg->log_file, err, sizeof err) != 0) {
+        log_error("log.file %s", err);
+        exit(1);
+    }
+}
+
 int main(int argc, char **argv) {
     options o = {.level = LOG_LEVEL_INFO};
     parse_flags(argc, argv, &o);
@@ -294,8 +321,9 @@ int main(int argc, char **argv) {
         config_dump(cfg, stdout);
         return fflush(stdout) == 0 ? 0 : 1;
     }
-    log_open(LOG_TO_STDERR);
-    log_set_level(cfg->log_level);
+    if (o.daemon && !cfg->log_file[0])
+        require_syslog();
+    open_log(cfg);
     int nworkers = resolve_workers(cfg->workers);
     check_fd_limit(cfg);
     check_stack_budget(cfg);

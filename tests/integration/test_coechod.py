@@ -30,13 +30,14 @@ import time
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, SCRIPT_DIR)
-from harness import (BUILDDIR, COECHOD, KiB, LISTEN_RE, MiB, SRCDIR, TEST_DEADLINE,  # noqa: E402
-                     Stream, TestFailure, TestSkip, check, configured_version,
-                     connect_refused, cpu_seconds, echo_ok, expect_silence,
+from harness import (BUILDDIR, COECHOD, KiB, LISTEN_RE, MiB, SRCDIR, STAMP_RE,  # noqa: E402
+                     TEST_DEADLINE, Stream, TestFailure, TestSkip, check, configured_version,
+                     connect_refused, cpu_seconds, echo_ok, expect_silence, file_lines,
                      have_ipv6_loopback, pids_with_arg, process_gone, pump,
                      recv_exact, recv_until_eof, run_coechod, run_suite,
                      send_without_reading, tree_rss_kib, wait_accepting,
-                     wait_closed, wait_for, wait_refused, wait_steady, yaml_config)
+                     wait_closed, wait_file_line, wait_for, wait_refused, wait_steady,
+                     yaml_config)
 
 
 # ---------------------------------------------------------------------------
@@ -835,7 +836,8 @@ def daemon_mode(ctx):
     # stderr) before the daemon detaches.
     cfg = ctx.write_config(yaml_config([("127.0.0.1", 0)],
                                        extra="pid_file: %s" % pidfile))
-    r = run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0)
+    r = run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0,
+                    env=ctx.syslog_env())
     check(r.rc == 0, "coechod --daemon: %s" % r.summary())
     ports = [int(m.group(2)) for m in LISTEN_RE.finditer(r.stderr)]
     check(len(ports) == 1, "coechod --daemon: expected one 'listening on' line before it "
@@ -883,7 +885,8 @@ def daemon_mode(ctx):
 
     cfg2 = ctx.write_config(yaml_config([("127.0.0.1", 0)],
                                         extra="pid_file: %s" % pidfile), "second.yaml")
-    r2 = run_coechod(["--daemon", "-c", cfg2], cwd=ctx.dir, timeout=20.0)
+    r2 = run_coechod(["--daemon", "-c", cfg2], cwd=ctx.dir, timeout=20.0,
+                     env=ctx.syslog_env())
     check(r2.rc != 0, "second --daemon with a live pid file exited 0")
     check("locked by a running coechod (pid %d)" % pid in r2.stderr,
           "second --daemon does not name the running one: %r" % r2.stderr.strip()[-300:])
@@ -934,7 +937,8 @@ def daemon_relative_config(ctx):
     pidfile = os.path.join(ctx.dir, "coechod.pid")
     ctx.write_config(yaml_config([("127.0.0.1", 0)], extra="pid_file: %s" % pidfile),
                      "relative.yaml")
-    r = run_coechod(["-d", "-c", "relative.yaml"], cwd=ctx.dir, timeout=20.0)
+    r = run_coechod(["-d", "-c", "relative.yaml"], cwd=ctx.dir, timeout=20.0,
+                    env=ctx.syslog_env())
     check(r.rc == 0, "coechod -d -c relative.yaml: %s" % r.summary())
     pid = pidfile_pid(pidfile)
     held = None
@@ -956,6 +960,129 @@ def daemon_relative_config(ctx):
         stop_daemon(pid)
 
 
+@test
+def daemon_without_syslog(ctx):
+    """Without log.file, `coechod -d` where syslog's socket cannot be
+    reached exits 1 before detaching, naming the socket, the reason and
+    the remedy, and leaves nothing running and no pid file."""
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    cfg = ctx.write_config(yaml_config([("127.0.0.1", 0)], extra="pid_file: %s" % pidfile))
+    sock = os.path.join(ctx.dir, "syslog.sock")
+    env = {"COECHOD_SYSLOG_SOCKET": sock}
+    # No socket at all, then one that nobody reads any more.
+    for reason in ("No such file or directory", "Connection refused"):
+        r = run_coechod(["-d", "-c", cfg], cwd=ctx.dir, timeout=20.0, env=env)
+        check(r.rc == 1, "coechod -d with %s: %s: %s, expected exit 1" % (sock, reason,
+                                                                         r.summary()))
+        for want in ("%s: %s" % (sock, reason), "log.file", "(-f)"):
+            check(want in r.stderr, "%s: stderr lacks %r: %r" % (reason, want, r.stderr.strip()))
+        check(not pids_with_arg(cfg), "%s: left a daemon running" % reason)
+        check(not os.path.exists(pidfile), "%s: wrote the pid file" % reason)
+        if not os.path.exists(sock):
+            gone = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            gone.bind(sock)
+            gone.close()
+
+
+def log_config(log, extra=""):
+    return yaml_config([("127.0.0.1", 0)], extra="log:\n  file: %s\n%s" % (log, extra))
+
+
+def check_stamped(path):
+    """Every line of the file is one whole log line: no two mixed."""
+    bad = [l for l in file_lines(path) if not re.match(STAMP_RE, l)]
+    check(not bad, "%s holds %d line(s) not in the log format, e.g. %r" % (path, len(bad),
+                                                                          bad[:2]))
+
+
+@test
+def daemon_log_file(ctx):
+    """With log.file, `coechod -d` needs no syslog (its socket here does not
+    exist) and logs to the file, stamped as on stderr: "listening on", a
+    SIGUSR1 statistics line, a reload. Once moved away (as logrotate
+    does), the file is made again at the next SIGHUP, whose lines go
+    there."""
+    log = os.path.join(ctx.dir, "coechod.log")
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    cfg = ctx.write_config(log_config(log, "pid_file: %s" % pidfile))
+    nosyslog = {"COECHOD_SYSLOG_SOCKET": os.path.join(ctx.dir, "no-such.sock")}
+    r = run_coechod(["-d", "-c", cfg], cwd=ctx.dir, timeout=20.0, env=nosyslog)
+    check(r.rc == 0, "coechod -d with log.file: %s" % r.summary())
+    pid = pidfile_pid(pidfile)
+    try:
+        m, _ = wait_file_line(log, "^" + STAMP_RE + r"listening on 127\.0\.0\.1:(\d+)$", 5.0)
+        with ctx.connect(int(m.group(1))) as c:
+            echo_ok(c)
+        os.kill(pid, signal.SIGUSR1)
+        wait_file_line(log, r"info: stats: connections=\d+ accepted=1 ", 10.0)
+        os.kill(pid, signal.SIGHUP)
+        _, at = wait_file_line(log, r"info: reloaded %s$" % re.escape(cfg), 10.0)
+        os.rename(log, log + ".1")
+        os.kill(pid, signal.SIGHUP)
+        wait_file_line(log, r"info: log\.file %s: opened$" % re.escape(log), 10.0)
+        wait_file_line(log, r"info: reloaded ", 10.0)
+        os.kill(pid, signal.SIGUSR1)
+        wait_file_line(log, r"info: stats: connections=", 10.0)
+        check(len(file_lines(log + ".1")) == at + 1,
+              "lines went on to the moved file after the SIGHUP: %r"
+              % file_lines(log + ".1")[at + 1:])
+    finally:
+        stop_daemon(pid)
+    wait_file_line(log, r"info: stopped: 1 connection\(s\) served$", 5.0)
+    check_stamped(log)
+    check_stamped(log + ".1")
+
+
+@test
+def log_file_foreground(ctx):
+    """In the foreground, log.file takes the lines too; until coechod
+    serves, its warnings (max_connections over a descriptor limit of 64)
+    also go to stderr, its other lines do not. A reload that names
+    another log.file moves the log there."""
+    log = os.path.join(ctx.dir, "coechod.log")
+    d = ctx.daemon([], config=log_config(log), nofile=64)
+    wait_file_line(log, r"info: listening on 127\.0\.0\.1:\d+$", 5.0)
+    warning = r"warn: max_connections 10000 does not fit the descriptor limit 64"
+    wait_file_line(log, warning, 5.0)
+    d.wait_log(warning, 5.0, what="the start's warning on stderr too")
+    d.send_signal(signal.SIGUSR1)
+    wait_file_line(log, r"info: stats: connections=", 10.0)
+    with d.cond:
+        leaked = [l for l in d.lines if re.search(r"info: (listening on|stats:)", l)]
+    check(not leaked, "info lines on stderr next to log.file: %r" % leaked)
+    other = os.path.join(ctx.dir, "other.log")
+    ctx.write_config(log_config(other))
+    d.send_signal(signal.SIGHUP)
+    wait_file_line(other, r"info: log\.file %s: opened$" % re.escape(other), 10.0)
+    d.send_signal(signal.SIGUSR1)
+    wait_file_line(other, r"info: stats: connections=", 10.0)
+    check_stamped(log)
+    check_stamped(other)
+
+
+@test
+def log_file_refused(ctx):
+    """A log.file that cannot be opened, or is a symbolic link, stops the
+    start with the reason on stderr, before detaching; the file a link
+    points to stays untouched."""
+    victim = os.path.join(ctx.dir, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    link = os.path.join(ctx.dir, "link.log")
+    os.symlink(victim, link)
+    missing = os.path.join(ctx.dir, "no-such-dir", "coechod.log")
+    for log, reason in ((missing, "No such file or directory"),
+                        (link, "is a symbolic link; refusing")):
+        cfg = ctx.write_config(log_config(log))
+        r = run_coechod(["-d", "-c", cfg], cwd=ctx.dir, timeout=20.0)
+        check(r.rc == 1, "log.file %s: %s, expected exit 1" % (log, r.summary()))
+        want = "log.file %s: %s" % (log, reason)
+        check(want in r.stderr, "stderr lacks %r: %r" % (want, r.stderr.strip()))
+        check(not pids_with_arg(cfg), "log.file %s: left a daemon running" % log)
+    with open(victim) as f:
+        check(f.read() == "precious\n", "the daemon wrote through the symbolic link")
+
+
 def daemon_pid_dir(ctx, name="run", mode=0o755):
     """A directory for a pid file in the test's private one, with mode
     (its path without symlinks, as the daemon's messages name it)."""
@@ -969,7 +1096,8 @@ def start_daemon_mode(ctx, pidfile, extra="", name="coechod.yaml"):
     """Runs `coechod --daemon` with pid_file; returns (Result, config)."""
     cfg = ctx.write_config(yaml_config([("127.0.0.1", 0)],
                                        extra="pid_file: %s\n%s" % (pidfile, extra)), name)
-    return run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0), cfg
+    return run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0,
+                       env=ctx.syslog_env()), cfg
 
 
 def pidfile_pid(pidfile):

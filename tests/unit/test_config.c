@@ -110,6 +110,7 @@ static void assert_config_equal(const config *a, const config *b) {
     assert_int_equal(a->shutdown_grace_ms, b->shutdown_grace_ms);
     assert_int_equal(a->workers, b->workers);
     assert_int_equal(a->log_level, b->log_level);
+    assert_string_equal(a->log_file, b->log_file);
     assert_string_equal(a->pid_file, b->pid_file);
     assert_string_equal(a->user, b->user);
 }
@@ -150,6 +151,7 @@ static void test_defaults(void **state) {
     assert_int_equal(cfg.shutdown_grace_ms, 10000);
     assert_int_equal(cfg.workers, 1);
     assert_int_equal(cfg.log_level, LOG_LEVEL_INFO);
+    assert_string_equal(cfg.log_file, "");
     assert_string_equal(cfg.pid_file, "");
     assert_string_equal(cfg.user, "");
 }
@@ -382,6 +384,15 @@ static void test_strings(void **state) {
                  "\"./run/coechod.pid\"");
     expect_load("pid_file: \"\"\n", &cfg);
     assert_string_equal(cfg.pid_file, "");
+
+    /* log.file likewise: reopened after the start, in /. */
+    expect_load("log:\n  file: /var/log/coechod.log\n", &cfg);
+    assert_string_equal(cfg.log_file, "/var/log/coechod.log");
+    expect_error("log: { file: coechod.log }\n",
+                 ":1:14: log.file: must be an absolute path (starting with /), got "
+                 "\"coechod.log\"");
+    expect_error("log: { file: ~ }\n",
+                 ":1:14: log.file: expected a string (\"\" for none), got null");
 }
 
 static void test_log_levels(void **state) {
@@ -418,7 +429,8 @@ static void test_unknown_key_messages(void **state) {
                  ":2:3: limits.workers: unknown key; workers belongs at the top level");
     expect_error("level: info\n", ":1:1: level: unknown key; level belongs under log");
     expect_error("port: 7007\n", ":1:1: port: unknown key; port belongs in listen entries");
-    expect_error("log: { colour: yes }\n", ":1:8: log.colour: unknown key; expected one of level");
+    expect_error("log: { colour: yes }\n",
+                 ":1:8: log.colour: unknown key; expected one of level, file");
     expect_error("limits: { rate: 1 }\n",
                  ":1:11: limits.rate: unknown key; expected one of max_connections, "
                  "max_connections_per_ip, per_ip_ipv6_prefix, idle_timeout, buffer_size, "
@@ -587,6 +599,7 @@ static void test_dump_exact(void **state) {
     cfg.workers = 0;
     cfg.reuse_port = false;
     cfg.log_level = LOG_LEVEL_WARN;
+    snprintf(cfg.log_file, sizeof cfg.log_file, "/var/log/coechod.log");
     snprintf(cfg.pid_file, sizeof cfg.pid_file, "/run/\"c\".pid");
     char *text = dump_to_string(&cfg);
     assert_string_equal(text, "# coechod configuration: every setting with its effective value\n"
@@ -605,6 +618,7 @@ static void test_dump_exact(void **state) {
                               "reuse_port: false\n"
                               "log:\n"
                               "  level: warn\n"
+                              "  file: \"/var/log/coechod.log\"\n"
                               "pid_file: \"/run/\\\"c\\\".pid\"\n"
                               "user: \"\"\n");
     free(text);
@@ -653,6 +667,7 @@ static void test_dump_round_trip(void **state) {
     cfg.log_level = LOG_LEVEL_DEBUG;
     snprintf(cfg.pid_file, sizeof cfg.pid_file, "/run/a \"quoted\" \\ path\tü #x: y");
     snprintf(cfg.user, sizeof cfg.user, "- user: [x] &y *z\x01");
+    snprintf(cfg.log_file, sizeof cfg.log_file, "/var/log/a \"b\"\\c.log");
     assert_round_trip(&cfg);
 
     /* Every good example survives the trip too. */
@@ -1162,6 +1177,7 @@ static void test_good_examples(void **state) {
     assert_int_equal(cfg.shutdown_grace_ms, 1500);
     assert_int_equal(cfg.workers, 1024);
     assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);
+    assert_string_equal(cfg.log_file, "/var/log/coechod.log");
     assert_string_equal(cfg.pid_file, "/run/coechod/coechod.pid");
     assert_string_equal(cfg.user, "coechod");
 }
