@@ -139,6 +139,10 @@ static void dump_log_level(const ys_field *f, const void *obj, FILE *out, int in
     fprintf(out, " %s\n", config_log_level_name(*level));
 }
 
+static void note_position(config_pos *at, const yaml_node_t *node) {
+    ys_node_position(node, &at->line, &at->column);
+}
+
 /* A path that must be absolute, or "" for none: --daemon runs in /, and a
  * file may be opened again long after the start, so a relative path would
  * not name the file meant. */
@@ -154,6 +158,25 @@ static bool parse_absolute_path(ys_ctx *ctx, const ys_field *f, const yaml_node_
         return false;
     }
     return true;
+}
+
+/* The values coechod -t checks against this host, with their positions. */
+static bool parse_log_file(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                           const char *path, void *obj) {
+    note_position(&((config *)obj)->where.log_file, node);
+    return parse_absolute_path(ctx, f, node, path, obj);
+}
+
+static bool parse_pid_file(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                           const char *path, void *obj) {
+    note_position(&((config *)obj)->where.pid_file, node);
+    return parse_absolute_path(ctx, f, node, path, obj);
+}
+
+static bool parse_user(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node, const char *path,
+                       void *obj) {
+    note_position(&((config *)obj)->where.user, node);
+    return ys_string_value(ctx, node, path, (char *)obj + f->offset, f->size);
 }
 
 static void dump_string(const ys_field *f, const void *obj, FILE *out, int indent) {
@@ -264,6 +287,7 @@ static bool parse_listen(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node
         listen_addr la;
         if (parse_listen_entry(ctx, item, itempath, &la)) {
             check_duplicate_listener(ctx, item, itempath, cfg, &la);
+            note_position(&cfg->where.listen[cfg->nlisten], item);
             cfg->listen[cfg->nlisten++] = la;
         }
     }
@@ -317,7 +341,7 @@ static const ys_section limits_section = {"under limits", limits_fields, NFIELDS
 static const ys_field log_fields[] = {
     {UNDER("log", "level"), .kind = YS_CUSTOM, MEMBER(log_level), .parse = parse_log_level,
      .dump = dump_log_level},
-    {UNDER("log", "file"), .kind = YS_CUSTOM, MEMBER(log_file), .parse = parse_absolute_path,
+    {UNDER("log", "file"), .kind = YS_CUSTOM, MEMBER(log_file), .parse = parse_log_file,
      .dump = dump_string},
 };
 static const ys_section log_section = {"under log", log_fields, NFIELDS(log_fields)};
@@ -337,8 +361,9 @@ static const ys_field top_fields[] = {
     {AT_TOP("log"), .kind = YS_SECTION, .section = &log_section},
     /* Written at start and removed at exit; privileges, once dropped, are gone. */
     {AT_TOP("pid_file"), .kind = YS_CUSTOM, MEMBER(pid_file), .flags = FIXED,
-     .parse = parse_absolute_path, .dump = dump_string},
-    {AT_TOP("user"), .kind = YS_STRING, MEMBER(user), .flags = FIXED},
+     .parse = parse_pid_file, .dump = dump_string},
+    {AT_TOP("user"), .kind = YS_CUSTOM, MEMBER(user), .flags = FIXED, .parse = parse_user,
+     .dump = dump_string},
 };
 static const ys_section top_section = {"at the top level", top_fields, NFIELDS(top_fields)};
 

@@ -30,6 +30,17 @@ typedef struct listen_addr {
 
 #define CONFIG_MAX_LISTEN 64
 
+/* Where a value was read: line and column in the file, from 1; line 0 when
+ * it came from elsewhere (a default, -l). For the messages of coechod -t. */
+typedef struct config_pos {
+    unsigned line, column;
+} config_pos;
+
+typedef struct config_where {
+    config_pos listen[CONFIG_MAX_LISTEN]; /* each entry */
+    config_pos log_file, pid_file, user;  /* each value */
+} config_where;
+
 typedef struct config {
     listen_addr listen[CONFIG_MAX_LISTEN];
     size_t nlisten;
@@ -47,6 +58,7 @@ typedef struct config {
     char log_file[4096];             /* absolute; "" = stderr or syslog */
     char pid_file[4096];             /* "" = none */
     char user[256];                  /* "" = keep the current user */
+    config_where where;              /* not a setting: where the file set them */
 } config;
 
 /* Collected error messages, one per line, each

@@ -132,6 +132,11 @@ void ys_report(ys_ctx *ctx, const yaml_node_t *node, const char *path, const cha
 
 bool ys_gave_up(const ys_ctx *ctx) { return ctx->gave_up; }
 
+void ys_node_position(const yaml_node_t *node, unsigned *line, unsigned *column) {
+    *line = (unsigned)node->start_mark.line + 1;
+    *column = (unsigned)node->start_mark.column + 1;
+}
+
 /* An error about the file as a whole: no position, no key. */
 __attribute__((format(printf, 2, 3))) static void report_file(ys_ctx *ctx, const char *fmt, ...) {
     va_list ap;

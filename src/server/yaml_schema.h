@@ -123,6 +123,8 @@ void ys_write_string(FILE *out, const char *s);
 /* Records an error at node: "FILE:LINE:COL: PATH: message". */
 __attribute__((format(printf, 4, 5))) void ys_report(ys_ctx *ctx, const yaml_node_t *node,
                                                      const char *path, const char *fmt, ...);
+/* Where node starts, line and column from 1, as the messages say it. */
+void ys_node_position(const yaml_node_t *node, unsigned *line, unsigned *column);
 /* Whether errors stopped counting (too many): a walk should stop. */
 bool ys_gave_up(const ys_ctx *ctx);
 

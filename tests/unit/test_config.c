@@ -395,6 +395,40 @@ static void test_strings(void **state) {
                  ":1:14: log.file: expected a string (\"\" for none), got null");
 }
 
+/* Where the values coechod -t checks against the host were read. */
+static void test_positions(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("# where\n"
+                "listen:\n"
+                "  - { address: 127.0.0.1, port: 1 }\n"
+                "  -   address: \"::1\"\n"
+                "      port: 2\n"
+                "log: { file: /var/log/c.log }\n"
+                "pid_file:   /run/c.pid\n"
+                "user: 'nobody'\n",
+                &cfg);
+    assert_int_equal(cfg.where.listen[0].line, 3);
+    assert_int_equal(cfg.where.listen[0].column, 5);
+    assert_int_equal(cfg.where.listen[1].line, 4);
+    assert_int_equal(cfg.where.listen[1].column, 7);
+    assert_int_equal(cfg.where.listen[2].line, 0);
+    assert_int_equal(cfg.where.log_file.line, 6);
+    assert_int_equal(cfg.where.log_file.column, 14);
+    assert_int_equal(cfg.where.pid_file.line, 7);
+    assert_int_equal(cfg.where.pid_file.column, 13);
+    assert_int_equal(cfg.where.user.line, 8);
+    assert_int_equal(cfg.where.user.column, 7);
+
+    /* Defaults come from nowhere in the file. */
+    expect_load("workers: 2\n", &cfg);
+    assert_int_equal(cfg.where.listen[0].line, 0);
+    assert_int_equal(cfg.where.listen[1].line, 0);
+    assert_int_equal(cfg.where.log_file.line, 0);
+    assert_int_equal(cfg.where.pid_file.line, 0);
+    assert_int_equal(cfg.where.user.line, 0);
+}
+
 static void test_log_levels(void **state) {
     (void)state;
     static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -1194,6 +1228,7 @@ int main(void) {
         cmocka_unit_test(test_per_ip_ipv6_prefix),
         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_positions),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_unknown_key_messages),
         cmocka_unit_test(test_listen_in_a_file),
