@@ -73,7 +73,14 @@ int log_check_syslog(char *err, size_t errlen) {
 
 /* A regular file with a single link: not a FIFO or device that could block
  * or swallow the lines, nor a hard link planted to make us append to
- * another file. 0, or -errno with err. */
+ * another file. 0, or -EPERM with err. */
+static int check_mode(const struct stat *st, const char *path, char *err, size_t errlen) {
+    if (S_ISREG(st->st_mode) && st->st_nlink == 1)
+        return 0;
+    snprintf(err, errlen, "%s: not a regular file with a single link; refusing", path);
+    return -EPERM;
+}
+
 static int check_regular(int fd, const char *path, char *err, size_t errlen) {
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -81,11 +88,35 @@ static int check_regular(int fd, const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: fstat: %s", path, strerror(e));
         return -e;
     }
-    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
-        snprintf(err, errlen, "%s: not a regular file with a single link; refusing", path);
-        return -EPERM;
+    return check_mode(&st, path, err, errlen);
+}
+
+/* The directory part of an absolute path: "/" for "/a". */
+static void parent_dir(const char *path, char *dir, size_t size) {
+    const char *slash = strrchr(path, '/');
+    int len = slash && slash != path ? (int)(slash - path) : 1;
+    snprintf(dir, size, "%.*s", len, path);
+}
+
+int log_check_file(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISLNK(st.st_mode))
+            return check_mode(&st, path, err, errlen);
+        snprintf(err, errlen, "%s: is a symbolic link; refusing", path);
+        return -ELOOP;
     }
-    return 0;
+    int e = errno;
+    char dir[ERR_SIZE];
+    parent_dir(path, dir, sizeof dir);
+    if (e == ENOENT && stat(dir, &st) != 0)
+        e = errno;
+    else if (e == ENOENT && !S_ISDIR(st.st_mode))
+        e = ENOTDIR;
+    else if (e == ENOENT)
+        return 0; /* created at start */
+    snprintf(err, errlen, "%s: %s: %s", path, dir, strerror(e));
+    return -e;
 }
 
 /* Opens path to append to, never following a symbolic link. O_NONBLOCK

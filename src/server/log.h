@@ -36,6 +36,11 @@ int log_check_syslog(char *err, size_t errlen);
  * anything but a regular file is refused. 0, or -errno with err. */
 int log_use_file(const char *path, char *err, size_t errlen);
 
+/* The checks log_use_file makes, creating nothing: path, if it exists, is
+ * a regular file with a single link, not a symbolic link; else its
+ * directory exists. 0, or -errno with err (for coechod -t). */
+int log_check_file(const char *path, char *err, size_t errlen);
+
 /* SIGHUP (logrotate moved the file, or log.file changed): opens path again
  * unless it still names the file open; "" goes back to the target. On
  * failure the file open stays in use, and the reason is logged. */

@@ -686,15 +686,17 @@ def check_config_bad_corpus(ctx):
 
 @test
 def check_config_good_corpus(ctx):
-    """Every tests/configs/good/*.yaml passes -t (exit 0, the effective
-    configuration on stdout), and that output passes -t unchanged."""
+    """Every tests/configs/good/*.yaml passes -t --no-host-check (exit 0,
+    the effective configuration on stdout), and that output passes it
+    unchanged."""
     good = os.path.join(SRCDIR, "tests", "configs", "good")
     names = sorted(f for f in (os.listdir(good) if os.path.isdir(good) else [])
                    if f.endswith(".yaml"))
     check(names, "no *.yaml in %s" % good)
     problems = []
     for name in names:
-        r = run_coechod(["-t", "-c", name], cwd=good)
+        # Not this host's: users, addresses and directories of other machines.
+        r = run_coechod(["-t", "--no-host-check", "-c", name], cwd=good)
         if r.rc != 0:
             problems.append("%s: %s, expected exit 0" % (name, r.summary()))
             continue
@@ -702,7 +704,7 @@ def check_config_good_corpus(ctx):
             problems.append("%s: -t output lacks max_connections: %r" % (name, r.stdout[:200]))
             continue
         ctx.write_config(r.stdout, "dumped.yaml")
-        r2 = run_coechod(["-t", "-c", "dumped.yaml"], cwd=ctx.dir)
+        r2 = run_coechod(["-t", "--no-host-check", "-c", "dumped.yaml"], cwd=ctx.dir)
         if r2.rc != 0 or r2.stdout != r.stdout:
             problems.append("%s: its -t output does not read back unchanged (%s)"
                             % (name, r2.summary()))
@@ -740,6 +742,79 @@ def check_config_roundtrip(ctx):
     check(r2.rc == 0, "re-reading the -t output: %s" % r2.summary())
     check(r2.stdout == r.stdout, "-t output changes when read back:\n%s\n---\n%s"
           % (r.stdout, r2.stdout))
+
+
+def host_problems_config(missing):
+    """A valid file, every value of which this host cannot run."""
+    return ("listen:\n"
+            "  - { address: 127.0.0.1, port: 0 }\n"
+            "  - { address: 192.0.2.1, port: 7007 }\n"
+            "log:\n"
+            "  file: %s/coechod.log\n"
+            "pid_file: %s/coechod.pid\n"
+            "user: no-such-user-coechod\n" % (missing, missing))
+
+
+@test
+def check_config_host(ctx):
+    """-t also checks, creating nothing, what the start needs of this host:
+    every problem is reported as FILE:LINE:COL: key: message (the value's
+    position), exit 1: an address that is none of this host's (192.0.2.1,
+    TEST-NET), log.file and pid_file in a directory that does not exist,
+    a user that does not exist. -l addresses are named as such."""
+    # The pid file's message names the directory with its links resolved.
+    missing = os.path.join(os.path.realpath(ctx.dir), "no-such-dir")
+    ctx.write_config(host_problems_config(missing), "host.yaml")
+    r = run_coechod(["-t", "-c", "host.yaml"], cwd=ctx.dir)
+    check(r.rc == 1, "-t on host.yaml: %s, expected exit 1" % r.summary())
+    check(r.stdout == "", "-t printed a configuration despite the problems: %r" % r.stdout[:200])
+    d = re.escape(missing)
+    for rx in (r"host\.yaml:3:5: listen\[1\]: 192\.0\.2\.1:7007: cannot bind: .*"
+               r"\(not an address of this host\)",
+               r"host\.yaml:5:9: log\.file: %s/coechod\.log: %s: No such file or directory"
+               % (d, d),
+               r"host\.yaml:6:11: pid_file: %s/coechod\.pid: %s: No such file or directory"
+               % (d, d),
+               r"host\.yaml:7:7: user: no such user \"no-such-user-coechod\""):
+        check(re.search("(?m)^" + rx + "$", r.stderr),
+              "stderr lacks a line matching %r:\n%s" % (rx, r.stderr.strip()))
+    check(len(r.stderr.strip().splitlines()) == 4, "expected 4 problems:\n%s" % r.stderr)
+    check(not os.path.exists(missing), "-t created %s" % missing)
+
+    r = run_coechod(["-t", "-c", "host.yaml", "-l", "192.0.2.1:7008"], cwd=ctx.dir)
+    check(r.rc == 1 and re.search(r"(?m)^coechod: -l 192\.0\.2\.1:7008: cannot bind: ",
+                                  r.stderr),
+          "-t -l 192.0.2.1:7008: %s, expected exit 1 naming -l" % r.summary())
+    check("listen[1]" not in r.stderr, "-l replaced the file's listeners, yet -t checked "
+          "them: %r" % r.stderr)
+
+    r = run_coechod(["-t", "--no-host-check", "-c", "host.yaml"], cwd=ctx.dir)
+    check(r.rc == 0, "-t --no-host-check: %s, expected exit 0" % r.summary())
+    check("no-such-user-coechod" in r.stdout, "-t --no-host-check printed %r" % r.stdout[:300])
+    r = run_coechod(["--no-host-check", "-c", "host.yaml"], cwd=ctx.dir)
+    check(r.rc == 2, "--no-host-check without -t: %s, expected exit 2" % r.summary())
+
+
+@test
+def check_config_host_ok(ctx):
+    """-t passes a configuration this host can run (exit 0, the effective
+    configuration) though a running coechod holds its port, and creates
+    neither its pid file nor its log file."""
+    import pwd
+    d = ctx.daemon([], config=yaml_config())
+    port = d.port()
+    log = os.path.join(ctx.dir, "coechod.log")
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    ctx.write_config(yaml_config([("127.0.0.1", port)],
+                                 extra='log: { file: %s }\npid_file: %s\nuser: "%s"'
+                                 % (log, pidfile, user)), "ok.yaml")
+    r = run_coechod(["-t", "-c", "ok.yaml"], cwd=ctx.dir)
+    check(r.rc == 0, "-t with port %d in use: %s, expected exit 0" % (port, r.summary()))
+    check('pid_file: "%s"' % pidfile in r.stdout, "-t printed %r" % r.stdout[:400])
+    check(not os.path.exists(log) and not os.path.exists(pidfile),
+          "-t created the log file or the pid file")
+    check(d.alive(), "the running coechod exited")
 
 
 @test
