@@ -139,6 +139,53 @@ static void dump_log_level(const ys_field *f, const void *obj, FILE *out, int in
     fprintf(out, " %s\n", config_log_level_name(*level));
 }
 
+static void note_position(config_pos *at, const yaml_node_t *node) {
+    ys_node_position(node, &at->line, &at->column);
+}
+
+/* A path that must be absolute, or "" for none: --daemon runs in /, and a
+ * file may be opened again long after the start, so a relative path would
+ * not name the file meant. */
+static bool parse_absolute_path(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                                const char *path, void *obj) {
+    char *dst = (char *)obj + f->offset;
+    if (!ys_string_value(ctx, node, path, dst, f->size))
+        return false;
+    if (dst[0] != '\0' && dst[0] != '/') {
+        char buf[YS_DESCRIBE_SIZE];
+        ys_report(ctx, node, path, "must be an absolute path (starting with /), got %s",
+                  ys_describe(node, false, buf, sizeof buf));
+        return false;
+    }
+    return true;
+}
+
+/* The values coechod -t checks against this host, with their positions. */
+static bool parse_log_file(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                           const char *path, void *obj) {
+    note_position(&((config *)obj)->where.log_file, node);
+    return parse_absolute_path(ctx, f, node, path, obj);
+}
+
+static bool parse_pid_file(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                           const char *path, void *obj) {
+    note_position(&((config *)obj)->where.pid_file, node);
+    return parse_absolute_path(ctx, f, node, path, obj);
+}
+
+static bool parse_user(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node, const char *path,
+                       void *obj) {
+    note_position(&((config *)obj)->where.user, node);
+    return ys_string_value(ctx, node, path, (char *)obj + f->offset, f->size);
+}
+
+static void dump_string(const ys_field *f, const void *obj, FILE *out, int indent) {
+    (void)indent;
+    putc(' ', out);
+    ys_write_string(out, (const char *)obj + f->offset);
+    putc('\n', out);
+}
+
 /* ---- listen ------------------------------------------------------------------- */
 
 /* A listen entry as its fields are read. */
@@ -240,6 +287,7 @@ static bool parse_listen(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node
         listen_addr la;
         if (parse_listen_entry(ctx, item, itempath, &la)) {
             check_duplicate_listener(ctx, item, itempath, cfg, &la);
+            note_position(&cfg->where.listen[cfg->nlisten], item);
             cfg->listen[cfg->nlisten++] = la;
         }
     }
@@ -293,6 +341,8 @@ static const ys_section limits_section = {"under limits", limits_fields, NFIELDS
 static const ys_field log_fields[] = {
     {UNDER("log", "level"), .kind = YS_CUSTOM, MEMBER(log_level), .parse = parse_log_level,
      .dump = dump_log_level},
+    {UNDER("log", "file"), .kind = YS_CUSTOM, MEMBER(log_file), .parse = parse_log_file,
+     .dump = dump_string},
 };
 static const ys_section log_section = {"under log", log_fields, NFIELDS(log_fields)};
 
@@ -310,8 +360,10 @@ static const ys_field top_fields[] = {
     {AT_TOP("reuse_port"), .kind = YS_BOOL, MEMBER(reuse_port), .flags = START_ONLY},
     {AT_TOP("log"), .kind = YS_SECTION, .section = &log_section},
     /* Written at start and removed at exit; privileges, once dropped, are gone. */
-    {AT_TOP("pid_file"), .kind = YS_STRING, MEMBER(pid_file), .flags = FIXED},
-    {AT_TOP("user"), .kind = YS_STRING, MEMBER(user), .flags = FIXED},
+    {AT_TOP("pid_file"), .kind = YS_CUSTOM, MEMBER(pid_file), .flags = FIXED,
+     .parse = parse_pid_file, .dump = dump_string},
+    {AT_TOP("user"), .kind = YS_CUSTOM, MEMBER(user), .flags = FIXED, .parse = parse_user,
+     .dump = dump_string},
 };
 static const ys_section top_section = {"at the top level", top_fields, NFIELDS(top_fields)};
 

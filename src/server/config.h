@@ -6,8 +6,8 @@
  *             idle_timeout, buffer_size, stack_size, backlog }
  *   shutdown_grace: duration
  *   workers: integer >= 1 or "auto"
- *   log: { level: error|warn|info|debug }
- *   pid_file: string          user: string
+ *   log: { level: error|warn|info|debug, file: absolute path }
+ *   pid_file: absolute path   user: string
  * Durations take ms/s/m/h ("0" alone is allowed), sizes B/KiB/MiB (a bare
  * number is bytes). Errors name file:line:column, the key path and what was
  * expected. */
@@ -30,6 +30,17 @@ typedef struct listen_addr {
 
 #define CONFIG_MAX_LISTEN 64
 
+/* Where a value was read: line and column in the file, from 1; line 0 when
+ * it came from elsewhere (a default, -l). For the messages of coechod -t. */
+typedef struct config_pos {
+    unsigned line, column;
+} config_pos;
+
+typedef struct config_where {
+    config_pos listen[CONFIG_MAX_LISTEN]; /* each entry */
+    config_pos log_file, pid_file, user;  /* each value */
+} config_where;
+
 typedef struct config {
     listen_addr listen[CONFIG_MAX_LISTEN];
     size_t nlisten;
@@ -44,8 +55,10 @@ typedef struct config {
     int workers;                     /* 1 - 1024, 0 = "auto"; default 1 */
     bool reuse_port;                 /* workers > 1: a SO_REUSEPORT socket each; default true */
     enum log_level log_level;        /* default info */
+    char log_file[4096];             /* absolute; "" = stderr or syslog */
     char pid_file[4096];             /* "" = none */
     char user[256];                  /* "" = keep the current user */
+    config_where where;              /* not a setting: where the file set them */
 } config;
 
 /* Collected error messages, one per line, each

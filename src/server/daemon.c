@@ -350,21 +350,42 @@ static bool same_file(int fd, int dfd, const char *name) {
            a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-int pidfile_check(const char *path, char *err, size_t errlen) {
+/* Checks the directories (0 or -errno with err), then opens the file in
+ * them read-only into *fd: a descriptor, -ENOENT when there is none, or
+ * -errno with err. */
+static int check_and_open(const char *path, int *fd, char *err, size_t errlen) {
     char resolved[PATH_MAX];
     const char *base;
     int dfd = open_parent(path, resolved, &base, err, errlen);
     if (dfd < 0)
         return dfd;
-    int fd = open_in(dfd, base, O_RDONLY, path, err, errlen);
+    *fd = open_in(dfd, base, O_RDONLY, path, err, errlen);
     close(dfd);
+    return 0;
+}
+
+int pidfile_check(const char *path, char *err, size_t errlen) {
+    int fd;
+    int r = check_and_open(path, &fd, err, errlen);
+    if (r)
+        return r;
     if (fd == -ENOENT)
         return 0; /* no file, no daemon */
     if (fd < 0)
         return fd;
-    int r = lock_pidfile(fd, LOCK_SH, path, err, errlen);
+    r = lock_pidfile(fd, LOCK_SH, path, err, errlen);
     close(fd); /* releases our shared lock */
     return r;
+}
+
+int pidfile_check_path(const char *path, char *err, size_t errlen) {
+    int fd;
+    int r = check_and_open(path, &fd, err, errlen);
+    if (r)
+        return r;
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0 || fd == -ENOENT ? 0 : fd;
 }
 
 static int write_pid(int fd, const char *path, char *err, size_t errlen) {

@@ -26,6 +26,9 @@ int pidfile_write(const char *path, char *err, size_t errlen);
 /* The same checks and refusal, modifying nothing, to tell the terminal
  * before detaching. */
 int pidfile_check(const char *path, char *err, size_t errlen);
+/* The same checks but the lock, which a running coechod may hold: for
+ * coechod -t. */
+int pidfile_check_path(const char *path, char *err, size_t errlen);
 /* At exit: unlinks the file written, or empties it when we may not. */
 void pidfile_remove(void);
 

@@ -80,10 +80,11 @@ static void format_bound(listener *l) {
     snprintf(l->bound, sizeof l->bound, "%s:%u", host, port);
 }
 
-/* SO_REUSEPORT would let us join another process's listener on the same
- * port (another coechod, same user) and silently share its traffic: a
- * plain bind first must succeed. 0 or -errno. */
-static int port_is_free(const listen_addr *addr) {
+/* Also, before a SO_REUSEPORT group is made: SO_REUSEPORT would let us join
+ * another process's listener on the same port (another coechod, same
+ * user) and silently share its traffic, so a plain bind first must
+ * succeed. */
+int listeners_try_bind(const listen_addr *addr) {
     int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1, r = 0;
     if (fd < 0)
@@ -107,7 +108,8 @@ static int open_socket(const listen_addr *addr, int backlog, enum sharing sharin
     if (fd < 0)
         goto fail;
     step = "bind";
-    if (sharing == REUSEPORT_FIRST && hostport_port(&addr->addr) != 0 && (errno = -port_is_free(addr)) != 0)
+    if (sharing == REUSEPORT_FIRST && hostport_port(&addr->addr) != 0 &&
+        (errno = -listeners_try_bind(addr)) != 0)
         goto fail;
     step = "SO_REUSEADDR";
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
@@ -163,7 +165,7 @@ static void release(listener *l) {
     memset(l, 0, sizeof *l);
 }
 
-static bool default_listeners(const config *cfg) {
+bool listeners_are_defaults(const config *cfg) {
     config defaults;
     config_defaults(&defaults);
     return cfg->nlisten == defaults.nlisten &&
@@ -172,7 +174,7 @@ static bool default_listeners(const config *cfg) {
 
 int listeners_open(const config *cfg, bool reuse_port) {
     char err[256];
-    bool defaults = default_listeners(cfg);
+    bool defaults = listeners_are_defaults(cfg);
     size_t opened = 0;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         int fd = open_socket(&cfg->listen[i], cfg->backlog, reuse_port ? REUSEPORT_FIRST : ALONE,

@@ -20,6 +20,13 @@
  * machine without IPv6 (a warning). Logs each "listening on"; 0, or
  * -errno with the reason logged. */
 int listeners_open(const config *cfg, bool reuse_port);
+/* Whether cfg listens on the built-in defaults, of which [::1] may be
+ * missing. */
+bool listeners_are_defaults(const config *cfg);
+/* Binds a socket to addr as a listener would be (SO_REUSEADDR, IPv6
+ * only), without listen(2), and closes it: 0, or -errno (EADDRINUSE: a
+ * listener holds the port; EADDRNOTAVAIL: not an address of this host). */
+int listeners_try_bind(const listen_addr *addr);
 
 /* In a forked worker: drops the table inherited from the main process
  * (whose sockets it closes or adopts by itself), closing nothing. */

@@ -3,20 +3,29 @@
 #endif
 #include "server/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+enum { MSG_SIZE = 1024, LINE_SIZE = MSG_SIZE + 128, ERR_SIZE = 4096 + 256 };
+
 static struct {
     enum log_target target;
     enum log_level level;
-    bool journal; /* stderr is the journal: it adds timestamps itself */
+    bool journal;    /* stderr is the journal: it adds timestamps itself */
+    bool started;    /* log_started(): a file alone gets the lines */
+    int file_fd;     /* log.file, or -1 */
     char prefix[32]; /* "worker 2: " in a worker process */
-} logger = {LOG_TO_STDERR, LOG_LEVEL_INFO, false, ""};
+} logger = {LOG_TO_STDERR, LOG_LEVEL_INFO, false, false, -1, ""};
 
 static const int syslog_priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
@@ -30,30 +39,228 @@ void log_open(enum log_target target) {
 void log_set_level(enum log_level level) { logger.level = level; }
 void log_set_worker(int id) { snprintf(logger.prefix, sizeof logger.prefix, "worker %d: ", id); }
 enum log_level log_get_level(void) { return logger.level; }
+void log_started(void) { logger.started = true; }
+
+/* ---- syslog's socket ------------------------------------------------------- */
+
+static int connect_unix(const struct sockaddr_un *sa, int type) {
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int r = connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0 ? 0 : -errno;
+    close(fd);
+    return r;
+}
+
+int log_check_syslog(char *err, size_t errlen) {
+    const char *path = getenv(LOG_SYSLOG_SOCKET_ENV);
+    if (!path || !path[0])
+        path = LOG_SYSLOG_SOCKET;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int r = -ENAMETOOLONG;
+    if (strlen(path) < sizeof sa.sun_path) {
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        r = connect_unix(&sa, SOCK_DGRAM);
+        if (r == -EPROTOTYPE) /* a stream socket: syslog(3) tries that next */
+            r = connect_unix(&sa, SOCK_STREAM);
+    }
+    if (r)
+        snprintf(err, errlen, "%s: %s", path, strerror(-r));
+    return r;
+}
+
+/* ---- log.file --------------------------------------------------------------- */
+
+/* A regular file with a single link: not a FIFO or device that could block
+ * or swallow the lines, nor a hard link planted to make us append to
+ * another file. 0, or -EPERM with err. */
+static int check_mode(const struct stat *st, const char *path, char *err, size_t errlen) {
+    if (S_ISREG(st->st_mode) && st->st_nlink == 1)
+        return 0;
+    snprintf(err, errlen, "%s: not a regular file with a single link; refusing", path);
+    return -EPERM;
+}
+
+static int check_regular(int fd, const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: fstat: %s", path, strerror(e));
+        return -e;
+    }
+    return check_mode(&st, path, err, errlen);
+}
+
+/* The directory part of an absolute path: "/" for "/a". */
+static void parent_dir(const char *path, char *dir, size_t size) {
+    const char *slash = strrchr(path, '/');
+    int len = slash && slash != path ? (int)(slash - path) : 1;
+    snprintf(dir, size, "%.*s", len, path);
+}
+
+int log_check_file(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISLNK(st.st_mode))
+            return check_mode(&st, path, err, errlen);
+        snprintf(err, errlen, "%s: is a symbolic link; refusing", path);
+        return -ELOOP;
+    }
+    int e = errno;
+    char dir[ERR_SIZE];
+    parent_dir(path, dir, sizeof dir);
+    if (e == ENOENT && stat(dir, &st) != 0)
+        e = errno;
+    else if (e == ENOENT && !S_ISDIR(st.st_mode))
+        e = ENOTDIR;
+    else if (e == ENOENT)
+        return 0; /* created at start */
+    snprintf(err, errlen, "%s: %s: %s", path, dir, strerror(e));
+    return -e;
+}
+
+/* Opens path to append to, never following a symbolic link. O_NONBLOCK
+ * makes the open of a FIFO return at once (it is refused next); it changes
+ * nothing for a regular file. The descriptor is above 2, so that --daemon's
+ * /dev/null on the standard streams never replaces it. The descriptor, or
+ * -errno with err. */
+static int open_file(const char *path, char *err, size_t errlen) {
+    int flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
+    int fd = open(path, flags, 0640);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            snprintf(err, errlen, "%s: is a symbolic link; refusing", path);
+        else
+            snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    int r = check_regular(fd, path, err, errlen);
+    if (!r && fd <= STDERR_FILENO) {
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+        if (high < 0) {
+            r = -errno;
+            snprintf(err, errlen, "%s: fcntl: %s", path, strerror(-r));
+        } else {
+            close(fd);
+            fd = high;
+        }
+    }
+    if (r) {
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+static void use_fd(int fd) {
+    if (logger.file_fd >= 0)
+        close(logger.file_fd);
+    logger.file_fd = fd;
+}
+
+int log_use_file(const char *path, char *err, size_t errlen) {
+    if (!path[0]) {
+        use_fd(-1);
+        return 0;
+    }
+    int fd = open_file(path, err, errlen);
+    if (fd < 0)
+        return fd;
+    use_fd(fd);
+    return 0;
+}
+
+/* Whether path (not followed) names the file open as log.file. */
+static bool names_open_file(const char *path) {
+    struct stat opened, named;
+    if (logger.file_fd < 0 || fstat(logger.file_fd, &opened) != 0 || lstat(path, &named) != 0)
+        return false;
+    return opened.st_dev == named.st_dev && opened.st_ino == named.st_ino;
+}
+
+void log_reopen(const char *path) {
+    if (!path[0]) {
+        if (logger.file_fd >= 0)
+            log_info("log.file is now unset: logging to %s",
+                     logger.target == LOG_TO_SYSLOG ? "syslog" : "standard error");
+        use_fd(-1);
+        return;
+    }
+    if (names_open_file(path))
+        return;
+    char err[ERR_SIZE];
+    int fd = open_file(path, err, sizeof err);
+    if (fd < 0) {
+        log_error("log.file %s; logging on %s", err,
+                  logger.file_fd >= 0 ? "to the file open until now" : "as before");
+        return;
+    }
+    use_fd(fd);
+    log_info("log.file %s: opened", path);
+}
+
+/* ---- lines ----------------------------------------------------------------- */
+
+/* One write(2) a line: with O_APPEND, the lines of the processes sharing
+ * the file never mix. What cannot be written is lost: there is nowhere
+ * left to say so. */
+static void write_line(int fd, const char *line, size_t len) {
+    ssize_t n;
+    while ((n = write(fd, line, len)) < 0 && errno == EINTR)
+        ;
+}
+
+/* "YYYY-MM-DD HH:MM:SS.mmm coechod[PID] LEVEL: message" and a line break,
+ * cut short (still one line) if too long. */
+static void write_stamped(int fd, enum log_level level, const char *msg) {
+    struct timespec ts;
+    struct tm tm;
+    char stamp[32], line[LINE_SIZE];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    int n = snprintf(line, sizeof line, "%s.%03ld coechod[%d] %s: %s\n", stamp,
+                     ts.tv_nsec / 1000000, (int)getpid(), config_log_level_name(level), msg);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    if (len > 0) {
+        line[len - 1] = '\n';
+        write_line(fd, line, len);
+    }
+}
+
+static void write_stderr(enum log_level level, const char *msg) {
+    if (!logger.journal) {
+        write_stamped(STDERR_FILENO, level, msg);
+        return;
+    }
+    char line[LINE_SIZE];
+    int n = snprintf(line, sizeof line, "<%d>%s\n", syslog_priority[level], msg);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    if (len > 0) {
+        line[len - 1] = '\n';
+        write_line(STDERR_FILENO, line, len);
+    }
+}
 
 void log_msg(enum log_level level, const char *fmt, ...) {
     if (level > logger.level)
         return;
-    char msg[1024];
+    char msg[MSG_SIZE];
     va_list ap;
     va_start(ap, fmt);
     size_t at = (size_t)snprintf(msg, sizeof msg, "%s", logger.prefix);
     vsnprintf(msg + at, sizeof msg - at, fmt, ap);
     va_end(ap);
+    if (logger.file_fd >= 0) {
+        write_stamped(logger.file_fd, level, msg);
+        if (!logger.started && level <= LOG_LEVEL_WARN)
+            write_stderr(level, msg);
+        return;
+    }
     if (logger.target == LOG_TO_SYSLOG) {
         syslog(syslog_priority[level], "%s", msg);
         return;
     }
-    if (logger.journal) {
-        fprintf(stderr, "<%d>%s\n", syslog_priority[level], msg);
-        return;
-    }
-    struct timespec ts;
-    struct tm tm;
-    char stamp[32];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ld coechod[%d] %s: %s\n", stamp, ts.tv_nsec / 1000000, (int)getpid(),
-            config_log_level_name(level), msg);
+    write_stderr(level, msg);
 }

@@ -5,6 +5,7 @@
 #endif
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,21 +22,27 @@
 #include "server/listeners.h"
 #include "server/master.h"
 #include "server/paths.h" /* made by make: COECHOD_DEFAULT_CONFIG */
+#include "server/preflight.h"
 #include "server/settings.h"
 #include "server/supervisor.h"
 #include "server/systemd.h"
 
 
 static const char usage_text[] =
-    "usage: coechod [-c FILE] [-f|--foreground] [-d|--daemon] [-t|--check-config]\n"
-    "               [-l ADDR:PORT]... [--log-level LEVEL] [-V|--version] [-h|--help]\n"
+    "usage: coechod [-c FILE] [-f|--foreground] [-d|--daemon]\n"
+    "               [-t|--check-config [--no-host-check]] [-l ADDR:PORT]...\n"
+    "               [--log-level LEVEL] [-V|--version] [-h|--help]\n"
     "\n"
     "  -c, --config FILE      configuration file (default " COECHOD_DEFAULT_CONFIG
     " if it exists,\n"
     "                         else built-in defaults: 127.0.0.1:7007 and [::1]:7007)\n"
-    "  -f, --foreground       stay in the foreground, log to stderr (the default)\n"
-    "  -d, --daemon           detach, log to syslog, write pid_file\n"
-    "  -t, --check-config     validate, print the effective configuration, exit\n"
+    "  -f, --foreground       stay in the foreground, log to stderr or log.file\n"
+    "                         (the default)\n"
+    "  -d, --daemon           detach, log to syslog or log.file, write pid_file\n"
+    "  -t, --check-config     validate the file and what it needs of this host (user,\n"
+    "                         directories, addresses), print the effective\n"
+    "                         configuration, exit\n"
+    "      --no-host-check    with -t: check the file alone (one for another machine)\n"
     "  -l, --listen ADDR:PORT listen here instead of the configured listeners\n"
     "                         (repeatable; IPv6 as [::1]:7007; port 0 = any free port)\n"
     "      --log-level LEVEL  error, warn, info or debug\n"
@@ -49,6 +56,7 @@ typedef struct options {
     bool daemon;
     bool foreground;
     bool check_only;
+    bool no_host_check;
     bool have_level;
     enum log_level level;
     listen_addr listen[CONFIG_MAX_LISTEN];
@@ -58,12 +66,13 @@ typedef struct options {
 #define usage_error(...) cli_usage_error("coechod", usage_text, __VA_ARGS__)
 
 static void parse_flags(int argc, char **argv, options *o) {
-    enum { OPT_LOG_LEVEL = 256 };
+    enum { OPT_LOG_LEVEL = 256, OPT_NO_HOST_CHECK };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"foreground", no_argument, NULL, 'f'},
         {"daemon", no_argument, NULL, 'd'},
         {"check-config", no_argument, NULL, 't'},
+        {"no-host-check", no_argument, NULL, OPT_NO_HOST_CHECK},
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"version", no_argument, NULL, 'V'},
@@ -86,6 +95,9 @@ static void parse_flags(int argc, char **argv, options *o) {
             break;
         case 't':
             o->check_only = true;
+            break;
+        case OPT_NO_HOST_CHECK:
+            o->no_host_check = true;
             break;
         case 'l':
             if (o->nlisten == CONFIG_MAX_LISTEN)
@@ -116,11 +128,40 @@ static void parse_flags(int argc, char **argv, options *o) {
         usage_error("unexpected argument \"%s\"", argv[optind]);
     if (o->daemon && o->foreground)
         usage_error("%s", "-d and -f exclude each other");
+    if (o->no_host_check && !o->check_only)
+        usage_error("%s", "--no-host-check goes with -t");
+}
+
+/* path made absolute from the working directory, which --daemon leaves
+ * for /: a SIGHUP reads the file the start read. Symbolic links are kept,
+ * so a link switched to another file is followed at the next reload. */
+static const char *absolute_path(const char *path) {
+    static char abs[PATH_MAX];
+    if (path[0] == '/')
+        return path;
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) {
+        fprintf(stderr, "coechod: -c %s: cannot make the path absolute: getcwd: %s\n", path,
+                strerror(errno));
+        exit(1);
+    }
+    const char *rest = path;
+    while (rest[0] == '.' && rest[1] == '/') /* "./a.yaml": "/cwd/a.yaml" */
+        rest += 2 + strspn(rest + 2, "/");
+    if (snprintf(abs, sizeof abs, "%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", rest) >=
+        (int)sizeof abs) {
+        fprintf(stderr, "coechod: -c %s: cannot make the path absolute: %s\n", path,
+                strerror(ENAMETOOLONG));
+        exit(1);
+    }
+    return abs;
 }
 
 /* Built-in defaults, the file over them, then the flags over the file:
- * the settings in force from now on. */
-static void load_settings(const options *o) {
+ * the settings in force from now on. The file is read by the path as
+ * given, so that errors name it so; reloads use it made absolute. Returns
+ * that path as given (NULL: no file). */
+static const char *load_settings(const options *o) {
     const char *path = o->config_path;
     if (!path && access(COECHOD_DEFAULT_CONFIG, F_OK) == 0)
         path = COECHOD_DEFAULT_CONFIG;
@@ -135,13 +176,14 @@ static void load_settings(const options *o) {
         fputs(errs->text, stderr);
         exit(1);
     }
-    settings_init(cfg, path);
+    settings_init(cfg, path ? absolute_path(path) : NULL);
     if (o->nlisten)
         settings_override_listeners(o->listen, o->nlisten);
     if (o->have_level)
         settings_override_log_level(o->level);
     free(cfg);
     free(errs);
+    return path;
 }
 
 /* Sockets passed by systemd (socket activation) replace the configured
@@ -258,17 +300,52 @@ static void check_stack_budget(const config *cfg) {
              max, allowed, co_stack_guard_kind(), cfg->max_connections, needed);
 }
 
+/* --daemon without log.file logs to syslog: one that cannot be reached
+ * would lose every message after the start, so say so while there is a
+ * terminal to say it on. Exits 1 then. */
+static void require_syslog(void) {
+    char err[256];
+    if (log_check_syslog(err, sizeof err) == 0)
+        return;
+    fprintf(stderr,
+            "coechod: -d: syslog cannot be reached (%s), so every message would be lost; "
+            "set log.file in the configuration, or run in the foreground (-f)\n",
+            err);
+    exit(1);
+}
+
+/* Where the log goes from now on: stderr, or log.file (opened now, before
+ * detaching, so that an error reaches the terminal). Exits 1 on failure. */
+static void open_log(const config *cfg) {
+    char err[4096 + 256];
+    log_open(LOG_TO_STDERR);
+    log_set_level(cfg->log_level);
+    if (cfg->log_file[0] && log_use_file(cfg->log_file, err, sizeof err) != 0) {
+        log_error("log.file %s", err);
+        exit(1);
+    }
+}
+
+/* -t: the file was valid; unless --no-host-check, what it needs of this
+ * host is checked too. Every problem goes to stderr (exit 1); otherwise the
+ * effective configuration to stdout (exit 0). */
+static int check_config(const options *o, const char *path, const config *cfg) {
+    if (!o->no_host_check && preflight_check(cfg, path, o->nlisten > 0, stderr) > 0)
+        return 1;
+    config_dump(cfg, stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     options o = {.level = LOG_LEVEL_INFO};
     parse_flags(argc, argv, &o);
-    load_settings(&o);
+    const char *path = load_settings(&o);
     const config *cfg = settings();
-    if (o.check_only) {
-        config_dump(cfg, stdout);
-        return fflush(stdout) == 0 ? 0 : 1;
-    }
-    log_open(LOG_TO_STDERR);
-    log_set_level(cfg->log_level);
+    if (o.check_only)
+        return check_config(&o, path, cfg);
+    if (o.daemon && !cfg->log_file[0])
+        require_syslog();
+    open_log(cfg);
     int nworkers = resolve_workers(cfg->workers);
     check_fd_limit(cfg);
     check_stack_budget(cfg);

@@ -357,11 +357,17 @@ static int load_next_config(void) {
     return r;
 }
 
+/* Every process reopens its own log.file on the HUP, the workers too when
+ * the file is invalid: they are sent no configuration then, and keep theirs. */
 static void reload(void) {
     if (m.announced_ready)
         notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
                     (unsigned long long)notify_monotonic_usec());
-    if (settings_path() && load_next_config() != 0) {
+    log_reopen(settings()->log_file); /* logrotate moved it: the reload's lines go to the new */
+    bool loaded = !settings_path() || load_next_config() == 0;
+    log_reopen(settings()->log_file); /* the reload changed log.file */
+    if (!loaded) {
+        signal_workers(SIGHUP);
         reload_ready();
         return;
     }
@@ -471,6 +477,7 @@ static void poll_once(int64_t timeout_ms) {
 static void announce_ready(void) {
     m.announced_ready = true;
     daemon_ready();
+    log_started();
     status_to_systemd("READY=1");
     log_info("%d workers ready, sharing the listeners through %s", m.n,
              m.shared ? "one socket each (shared)" : "SO_REUSEPORT sockets, one set per worker");

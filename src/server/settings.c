@@ -31,6 +31,7 @@ void settings_override_listeners(const listen_addr *addrs, size_t n) {
     s.ncli_listen = n;
     memcpy(s.cfg.listen, addrs, n * sizeof *addrs);
     s.cfg.nlisten = n;
+    memset(s.cfg.where.listen, 0, sizeof s.cfg.where.listen); /* not the file's */
 }
 
 bool settings_listeners_from_cli(void) { return s.ncli_listen > 0; }
@@ -68,6 +69,7 @@ void settings_prepare_reload(config *next, bool listen_needs_restart) {
     if (s.ncli_listen) {
         memcpy(next->listen, s.cli_listen, sizeof s.cli_listen);
         next->nlisten = s.ncli_listen;
+        memset(next->where.listen, 0, sizeof next->where.listen);
     }
     if (s.cli_log_level)
         next->log_level = s.cfg.log_level;

@@ -149,8 +149,8 @@ static int read_next_config(config *next, config_errors *errs) {
     int r = config_recv_latest(notify_fd(), next);
     if (r == 1)
         return 0;
-    if (r == 0)
-        log_warn("SIGHUP: no configuration from the main process; keeping the running one");
+    if (r == 0) /* the main process's reload failed (and said so): the log is reopened */
+        log_debug("SIGHUP: no configuration from the main process; keeping the running one");
     else
         log_error("SIGHUP: receiving the configuration: %s", strerror(-r));
     return -1;
@@ -191,6 +191,7 @@ static void reload_config(void) {
 static void reload(void) {
     notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
     reload_config();
+    log_reopen(settings()->log_file); /* the reload changed log.file */
     if (!sup.shutting_down)
         tell_systemd("READY=1");
 }
@@ -272,6 +273,9 @@ static int signal_task(void *arg) {
             begin_shutdown(signo);
             break;
         case SIGNAL_RELOAD:
+            /* At once, not in the reload task: after logrotate moved the
+             * file, every line logged from now on goes to the new one. */
+            log_reopen(settings()->log_file);
             if (sup.shutting_down)
                 log_info("SIGHUP ignored: stopping");
             else
@@ -329,6 +333,7 @@ static int start(void) {
     }
     listeners_start(sup.self);
     daemon_ready(); /* in --daemon mode, the starting command now exits 0 */
+    log_started();
     if (notify_enabled()) {
         co_spawn_attr nattr = {.name = "notify"};
         err = co_spawn_with(&sup.notify_tid, notify_task, NULL, &nattr);

@@ -132,6 +132,11 @@ void ys_report(ys_ctx *ctx, const yaml_node_t *node, const char *path, const cha
 
 bool ys_gave_up(const ys_ctx *ctx) { return ctx->gave_up; }
 
+void ys_node_position(const yaml_node_t *node, unsigned *line, unsigned *column) {
+    *line = (unsigned)node->start_mark.line + 1;
+    *column = (unsigned)node->start_mark.column + 1;
+}
+
 /* An error about the file as a whole: no position, no key. */
 __attribute__((format(printf, 2, 3))) static void report_file(ys_ctx *ctx, const char *fmt, ...) {
     va_list ap;
@@ -450,10 +455,10 @@ static bool bool_value(ys_ctx *ctx, const yaml_node_t *node, const char *path, b
     return false;
 }
 
-/* Copies a string into a char array of size bytes. An explicit "" is the
- * way to say "none"; a bare null is more likely a value left out. */
-static bool string_value(ys_ctx *ctx, const yaml_node_t *node, const char *path, char *dst,
-                         size_t size) {
+/* An explicit "" is the way to say "none"; a bare null is more likely a
+ * value left out. */
+bool ys_string_value(ys_ctx *ctx, const yaml_node_t *node, const char *path, char *dst,
+                     size_t size) {
     const char *s = ys_text_value(ctx, node, path, "a string (\"\" for none)");
     if (s == NULL)
         return false;
@@ -504,7 +509,7 @@ static bool apply_field(ys_ctx *ctx, const ys_field *f, const yaml_node_t *value
     case YS_BOOL:
         return bool_value(ctx, value, path, (bool *)member);
     case YS_STRING:
-        return string_value(ctx, value, path, member, f->size);
+        return ys_string_value(ctx, value, path, member, f->size);
     case YS_CUSTOM:
         return f->parse(ctx, f, value, path, obj);
     }

@@ -123,6 +123,8 @@ void ys_write_string(FILE *out, const char *s);
 /* Records an error at node: "FILE:LINE:COL: PATH: message". */
 __attribute__((format(printf, 4, 5))) void ys_report(ys_ctx *ctx, const yaml_node_t *node,
                                                      const char *path, const char *fmt, ...);
+/* Where node starts, line and column from 1, as the messages say it. */
+void ys_node_position(const yaml_node_t *node, unsigned *line, unsigned *column);
 /* Whether errors stopped counting (too many): a walk should stop. */
 bool ys_gave_up(const ys_ctx *ctx);
 
@@ -136,6 +138,10 @@ bool ys_is_null(const yaml_node_t *node);
 /* A scalar that is not null, or NULL with "expected EXPECTED, got ...". */
 const char *ys_text_value(ys_ctx *ctx, const yaml_node_t *node, const char *path,
                           const char *expected);
+/* A string without NUL characters copied into dst (size bytes, the NUL
+ * included), or false with the error reported. */
+bool ys_string_value(ys_ctx *ctx, const yaml_node_t *node, const char *path, char *dst,
+                     size_t size);
 /* A plain decimal integer in [min, max]; alternative (e.g. ` or "auto"`)
  * completes the description of what is expected. */
 bool ys_integer_value(ys_ctx *ctx, const yaml_node_t *node, const char *path, int64_t min,

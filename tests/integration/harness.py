@@ -291,11 +291,12 @@ class Result:
         return "exit %s, stderr %r" % (self.rc, err[:3])
 
 
-def run_coechod(args, cwd=None, timeout=10.0):
+def run_coechod(args, cwd=None, timeout=10.0, env=None):
     """Runs coechod to completion (for -t, -V, bad flags, --daemon).
     Output goes to files, not pipes, so a forked child cannot hold us."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([COECHOD] + list(args), cwd=cwd, env=daemon_env(),
+        proc = subprocess.Popen([COECHOD] + list(args), cwd=cwd,
+                                env=dict(daemon_env(), **(env or {})),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True)
         try:
@@ -341,6 +342,19 @@ class Ctx:
         with self.lock:
             self.daemons.append(d)
         return d
+
+    def syslog_env(self):
+        """The environment for a --daemon without log.file: a datagram
+        socket bound in the test's directory stands for /dev/log (which
+        the machine may lack) in coechod's check that syslog can be
+        reached. What the daemon logs to syslog still goes to /dev/log."""
+        path = os.path.join(self.dir, "syslog.sock")
+        if not os.path.exists(path):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            with self.lock:
+                self.socks.append(s)
+            s.bind(path)
+        return {"COECHOD_SYSLOG_SOCKET": path}
 
     def write_config(self, text, name="coechod.yaml"):
         """Writes (atomically replaces) a config file in the test's dir."""
@@ -569,6 +583,37 @@ def wait_for(probe, timeout, what, interval=0.05):
         if time.monotonic() > deadline:
             raise TestFailure("%s: not reached within %.1f s" % (what, timeout))
         time.sleep(interval)
+
+
+# A log line as on stderr and in log.file, up to the message.
+STAMP_RE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} coechod\[\d+\] (?:error|warn|info|debug): "
+
+
+def file_lines(path):
+    """The complete lines of a file (a line still being written is left
+    out); [] if there is no file."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().split("\n")[:-1]
+    except FileNotFoundError:
+        return []
+
+
+def wait_file_line(path, pattern, timeout, start=0, what=None):
+    """Waits for a line of the file at path (from line index start on)
+    matching pattern, e.g. one a daemon logs to its log.file; returns
+    (match, index). Fails after timeout, naming what."""
+    rx = re.compile(pattern)
+
+    def probe():
+        lines = file_lines(path)
+        for i in range(start, len(lines)):
+            m = rx.search(lines[i])
+            if m:
+                return m, i
+        return None
+
+    return wait_for(probe, timeout, what or "a line matching %r in %s" % (pattern, path))
 
 
 def wait_steady(read, timeout, what, reads=3, interval=0.05):

@@ -30,13 +30,14 @@ import time
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, SCRIPT_DIR)
-from harness import (BUILDDIR, COECHOD, KiB, LISTEN_RE, MiB, SRCDIR, TEST_DEADLINE,  # noqa: E402
-                     Stream, TestFailure, TestSkip, check, configured_version,
-                     connect_refused, cpu_seconds, echo_ok, expect_silence,
+from harness import (BUILDDIR, COECHOD, KiB, LISTEN_RE, MiB, SRCDIR, STAMP_RE,  # noqa: E402
+                     TEST_DEADLINE, Stream, TestFailure, TestSkip, check, configured_version,
+                     connect_refused, cpu_seconds, echo_ok, expect_silence, file_lines,
                      have_ipv6_loopback, pids_with_arg, process_gone, pump,
                      recv_exact, recv_until_eof, run_coechod, run_suite,
                      send_without_reading, tree_rss_kib, wait_accepting,
-                     wait_closed, wait_for, wait_refused, wait_steady, yaml_config)
+                     wait_closed, wait_file_line, wait_for, wait_refused, wait_steady,
+                     yaml_config)
 
 
 # ---------------------------------------------------------------------------
@@ -685,15 +686,17 @@ def check_config_bad_corpus(ctx):
 
 @test
 def check_config_good_corpus(ctx):
-    """Every tests/configs/good/*.yaml passes -t (exit 0, the effective
-    configuration on stdout), and that output passes -t unchanged."""
+    """Every tests/configs/good/*.yaml passes -t --no-host-check (exit 0,
+    the effective configuration on stdout), and that output passes it
+    unchanged."""
     good = os.path.join(SRCDIR, "tests", "configs", "good")
     names = sorted(f for f in (os.listdir(good) if os.path.isdir(good) else [])
                    if f.endswith(".yaml"))
     check(names, "no *.yaml in %s" % good)
     problems = []
     for name in names:
-        r = run_coechod(["-t", "-c", name], cwd=good)
+        # Not this host's: users, addresses and directories of other machines.
+        r = run_coechod(["-t", "--no-host-check", "-c", name], cwd=good)
         if r.rc != 0:
             problems.append("%s: %s, expected exit 0" % (name, r.summary()))
             continue
@@ -701,7 +704,7 @@ def check_config_good_corpus(ctx):
             problems.append("%s: -t output lacks max_connections: %r" % (name, r.stdout[:200]))
             continue
         ctx.write_config(r.stdout, "dumped.yaml")
-        r2 = run_coechod(["-t", "-c", "dumped.yaml"], cwd=ctx.dir)
+        r2 = run_coechod(["-t", "--no-host-check", "-c", "dumped.yaml"], cwd=ctx.dir)
         if r2.rc != 0 or r2.stdout != r.stdout:
             problems.append("%s: its -t output does not read back unchanged (%s)"
                             % (name, r2.summary()))
@@ -739,6 +742,79 @@ def check_config_roundtrip(ctx):
     check(r2.rc == 0, "re-reading the -t output: %s" % r2.summary())
     check(r2.stdout == r.stdout, "-t output changes when read back:\n%s\n---\n%s"
           % (r.stdout, r2.stdout))
+
+
+def host_problems_config(missing):
+    """A valid file, every value of which this host cannot run."""
+    return ("listen:\n"
+            "  - { address: 127.0.0.1, port: 0 }\n"
+            "  - { address: 192.0.2.1, port: 7007 }\n"
+            "log:\n"
+            "  file: %s/coechod.log\n"
+            "pid_file: %s/coechod.pid\n"
+            "user: no-such-user-coechod\n" % (missing, missing))
+
+
+@test
+def check_config_host(ctx):
+    """-t also checks, creating nothing, what the start needs of this host:
+    every problem is reported as FILE:LINE:COL: key: message (the value's
+    position), exit 1: an address that is none of this host's (192.0.2.1,
+    TEST-NET), log.file and pid_file in a directory that does not exist,
+    a user that does not exist. -l addresses are named as such."""
+    # The pid file's message names the directory with its links resolved.
+    missing = os.path.join(os.path.realpath(ctx.dir), "no-such-dir")
+    ctx.write_config(host_problems_config(missing), "host.yaml")
+    r = run_coechod(["-t", "-c", "host.yaml"], cwd=ctx.dir)
+    check(r.rc == 1, "-t on host.yaml: %s, expected exit 1" % r.summary())
+    check(r.stdout == "", "-t printed a configuration despite the problems: %r" % r.stdout[:200])
+    d = re.escape(missing)
+    for rx in (r"host\.yaml:3:5: listen\[1\]: 192\.0\.2\.1:7007: cannot bind: .*"
+               r"\(not an address of this host\)",
+               r"host\.yaml:5:9: log\.file: %s/coechod\.log: %s: No such file or directory"
+               % (d, d),
+               r"host\.yaml:6:11: pid_file: %s/coechod\.pid: %s: No such file or directory"
+               % (d, d),
+               r"host\.yaml:7:7: user: no such user \"no-such-user-coechod\""):
+        check(re.search("(?m)^" + rx + "$", r.stderr),
+              "stderr lacks a line matching %r:\n%s" % (rx, r.stderr.strip()))
+    check(len(r.stderr.strip().splitlines()) == 4, "expected 4 problems:\n%s" % r.stderr)
+    check(not os.path.exists(missing), "-t created %s" % missing)
+
+    r = run_coechod(["-t", "-c", "host.yaml", "-l", "192.0.2.1:7008"], cwd=ctx.dir)
+    check(r.rc == 1 and re.search(r"(?m)^coechod: -l 192\.0\.2\.1:7008: cannot bind: ",
+                                  r.stderr),
+          "-t -l 192.0.2.1:7008: %s, expected exit 1 naming -l" % r.summary())
+    check("listen[1]" not in r.stderr, "-l replaced the file's listeners, yet -t checked "
+          "them: %r" % r.stderr)
+
+    r = run_coechod(["-t", "--no-host-check", "-c", "host.yaml"], cwd=ctx.dir)
+    check(r.rc == 0, "-t --no-host-check: %s, expected exit 0" % r.summary())
+    check("no-such-user-coechod" in r.stdout, "-t --no-host-check printed %r" % r.stdout[:300])
+    r = run_coechod(["--no-host-check", "-c", "host.yaml"], cwd=ctx.dir)
+    check(r.rc == 2, "--no-host-check without -t: %s, expected exit 2" % r.summary())
+
+
+@test
+def check_config_host_ok(ctx):
+    """-t passes a configuration this host can run (exit 0, the effective
+    configuration) though a running coechod holds its port, and creates
+    neither its pid file nor its log file."""
+    import pwd
+    d = ctx.daemon([], config=yaml_config())
+    port = d.port()
+    log = os.path.join(ctx.dir, "coechod.log")
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    ctx.write_config(yaml_config([("127.0.0.1", port)],
+                                 extra='log: { file: %s }\npid_file: %s\nuser: "%s"'
+                                 % (log, pidfile, user)), "ok.yaml")
+    r = run_coechod(["-t", "-c", "ok.yaml"], cwd=ctx.dir)
+    check(r.rc == 0, "-t with port %d in use: %s, expected exit 0" % (port, r.summary()))
+    check('pid_file: "%s"' % pidfile in r.stdout, "-t printed %r" % r.stdout[:400])
+    check(not os.path.exists(log) and not os.path.exists(pidfile),
+          "-t created the log file or the pid file")
+    check(d.alive(), "the running coechod exited")
 
 
 @test
@@ -835,7 +911,8 @@ def daemon_mode(ctx):
     # stderr) before the daemon detaches.
     cfg = ctx.write_config(yaml_config([("127.0.0.1", 0)],
                                        extra="pid_file: %s" % pidfile))
-    r = run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0)
+    r = run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0,
+                    env=ctx.syslog_env())
     check(r.rc == 0, "coechod --daemon: %s" % r.summary())
     ports = [int(m.group(2)) for m in LISTEN_RE.finditer(r.stderr)]
     check(len(ports) == 1, "coechod --daemon: expected one 'listening on' line before it "
@@ -883,7 +960,8 @@ def daemon_mode(ctx):
 
     cfg2 = ctx.write_config(yaml_config([("127.0.0.1", 0)],
                                         extra="pid_file: %s" % pidfile), "second.yaml")
-    r2 = run_coechod(["--daemon", "-c", cfg2], cwd=ctx.dir, timeout=20.0)
+    r2 = run_coechod(["--daemon", "-c", cfg2], cwd=ctx.dir, timeout=20.0,
+                     env=ctx.syslog_env())
     check(r2.rc != 0, "second --daemon with a live pid file exited 0")
     check("locked by a running coechod (pid %d)" % pid in r2.stderr,
           "second --daemon does not name the running one: %r" % r2.stderr.strip()[-300:])
@@ -905,6 +983,181 @@ def daemon_mode(ctx):
         time.sleep(0.05)
 
 
+def limited_per_ip(ctx, port, timeout):
+    """Waits until a second connection from 127.0.0.1 to port is closed
+    unechoed (max_connections_per_ip 1 with one held open); True, or False
+    after timeout seconds of every one echoing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = ctx.connect(port)
+        try:
+            c.settimeout(1.0)
+            c.sendall(b"x")
+            if c.recv(1) == b"":
+                return True
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            pass
+        finally:
+            c.close()
+        time.sleep(0.1)
+    return False
+
+
+@test
+def daemon_relative_config(ctx):
+    """`coechod -d -c FILE` with FILE relative to the starting directory:
+    the daemon (in /) reloads that file on SIGHUP, not FILE under /."""
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    ctx.write_config(yaml_config([("127.0.0.1", 0)], extra="pid_file: %s" % pidfile),
+                     "relative.yaml")
+    r = run_coechod(["-d", "-c", "relative.yaml"], cwd=ctx.dir, timeout=20.0,
+                    env=ctx.syslog_env())
+    check(r.rc == 0, "coechod -d -c relative.yaml: %s" % r.summary())
+    pid = pidfile_pid(pidfile)
+    held = None
+    try:
+        port = int(LISTEN_RE.search(r.stderr).group(2))
+        held = ctx.connect(port)
+        echo_ok(held, b"held\n", what="first connection")
+        with ctx.connect(port) as second:
+            echo_ok(second, b"second\n", what="second connection before the reload")
+        ctx.write_config(yaml_config([("127.0.0.1", 0)], limits={"max_connections_per_ip": 1},
+                                     extra="pid_file: %s" % pidfile), "relative.yaml")
+        os.kill(pid, signal.SIGHUP)
+        check(limited_per_ip(ctx, port, 10.0), "max_connections_per_ip 1 not in force 10 s "
+              "after SIGHUP: the daemon did not reload relative.yaml")
+        echo_ok(held, b"still\n", what="first connection after the reload")
+    finally:
+        if held is not None:
+            held.close()  # would hold the stop for shutdown_grace
+        stop_daemon(pid)
+
+
+@test
+def daemon_without_syslog(ctx):
+    """Without log.file, `coechod -d` where syslog's socket cannot be
+    reached exits 1 before detaching, naming the socket, the reason and
+    the remedy, and leaves nothing running and no pid file."""
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    cfg = ctx.write_config(yaml_config([("127.0.0.1", 0)], extra="pid_file: %s" % pidfile))
+    sock = os.path.join(ctx.dir, "syslog.sock")
+    env = {"COECHOD_SYSLOG_SOCKET": sock}
+    # No socket at all, then one that nobody reads any more.
+    for reason in ("No such file or directory", "Connection refused"):
+        r = run_coechod(["-d", "-c", cfg], cwd=ctx.dir, timeout=20.0, env=env)
+        check(r.rc == 1, "coechod -d with %s: %s: %s, expected exit 1" % (sock, reason,
+                                                                         r.summary()))
+        for want in ("%s: %s" % (sock, reason), "log.file", "(-f)"):
+            check(want in r.stderr, "%s: stderr lacks %r: %r" % (reason, want, r.stderr.strip()))
+        check(not pids_with_arg(cfg), "%s: left a daemon running" % reason)
+        check(not os.path.exists(pidfile), "%s: wrote the pid file" % reason)
+        if not os.path.exists(sock):
+            gone = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            gone.bind(sock)
+            gone.close()
+
+
+def log_config(log, extra=""):
+    return yaml_config([("127.0.0.1", 0)], extra="log:\n  file: %s\n%s" % (log, extra))
+
+
+def check_stamped(path):
+    """Every line of the file is one whole log line: no two mixed."""
+    bad = [l for l in file_lines(path) if not re.match(STAMP_RE, l)]
+    check(not bad, "%s holds %d line(s) not in the log format, e.g. %r" % (path, len(bad),
+                                                                          bad[:2]))
+
+
+@test
+def daemon_log_file(ctx):
+    """With log.file, `coechod -d` needs no syslog (its socket here does not
+    exist) and logs to the file, stamped as on stderr: "listening on", a
+    SIGUSR1 statistics line, a reload. Once moved away (as logrotate
+    does), the file is made again at the next SIGHUP, whose lines go
+    there."""
+    log = os.path.join(ctx.dir, "coechod.log")
+    pidfile = os.path.join(ctx.dir, "coechod.pid")
+    cfg = ctx.write_config(log_config(log, "pid_file: %s" % pidfile))
+    nosyslog = {"COECHOD_SYSLOG_SOCKET": os.path.join(ctx.dir, "no-such.sock")}
+    r = run_coechod(["-d", "-c", cfg], cwd=ctx.dir, timeout=20.0, env=nosyslog)
+    check(r.rc == 0, "coechod -d with log.file: %s" % r.summary())
+    pid = pidfile_pid(pidfile)
+    try:
+        m, _ = wait_file_line(log, "^" + STAMP_RE + r"listening on 127\.0\.0\.1:(\d+)$", 5.0)
+        with ctx.connect(int(m.group(1))) as c:
+            echo_ok(c)
+        os.kill(pid, signal.SIGUSR1)
+        wait_file_line(log, r"info: stats: connections=\d+ accepted=1 ", 10.0)
+        os.kill(pid, signal.SIGHUP)
+        _, at = wait_file_line(log, r"info: reloaded %s$" % re.escape(cfg), 10.0)
+        os.rename(log, log + ".1")
+        os.kill(pid, signal.SIGHUP)
+        wait_file_line(log, r"info: log\.file %s: opened$" % re.escape(log), 10.0)
+        wait_file_line(log, r"info: reloaded ", 10.0)
+        os.kill(pid, signal.SIGUSR1)
+        wait_file_line(log, r"info: stats: connections=", 10.0)
+        check(len(file_lines(log + ".1")) == at + 1,
+              "lines went on to the moved file after the SIGHUP: %r"
+              % file_lines(log + ".1")[at + 1:])
+    finally:
+        stop_daemon(pid)
+    wait_file_line(log, r"info: stopped: 1 connection\(s\) served$", 5.0)
+    check_stamped(log)
+    check_stamped(log + ".1")
+
+
+@test
+def log_file_foreground(ctx):
+    """In the foreground, log.file takes the lines too; until coechod
+    serves, its warnings (max_connections over a descriptor limit of 64)
+    also go to stderr, its other lines do not. A reload that names
+    another log.file moves the log there."""
+    log = os.path.join(ctx.dir, "coechod.log")
+    d = ctx.daemon([], config=log_config(log), nofile=64)
+    wait_file_line(log, r"info: listening on 127\.0\.0\.1:\d+$", 5.0)
+    warning = r"warn: max_connections 10000 does not fit the descriptor limit 64"
+    wait_file_line(log, warning, 5.0)
+    d.wait_log(warning, 5.0, what="the start's warning on stderr too")
+    d.send_signal(signal.SIGUSR1)
+    wait_file_line(log, r"info: stats: connections=", 10.0)
+    with d.cond:
+        leaked = [l for l in d.lines if re.search(r"info: (listening on|stats:)", l)]
+    check(not leaked, "info lines on stderr next to log.file: %r" % leaked)
+    other = os.path.join(ctx.dir, "other.log")
+    ctx.write_config(log_config(other))
+    d.send_signal(signal.SIGHUP)
+    wait_file_line(other, r"info: log\.file %s: opened$" % re.escape(other), 10.0)
+    d.send_signal(signal.SIGUSR1)
+    wait_file_line(other, r"info: stats: connections=", 10.0)
+    check_stamped(log)
+    check_stamped(other)
+
+
+@test
+def log_file_refused(ctx):
+    """A log.file that cannot be opened, or is a symbolic link, stops the
+    start with the reason on stderr, before detaching; the file a link
+    points to stays untouched."""
+    victim = os.path.join(ctx.dir, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    link = os.path.join(ctx.dir, "link.log")
+    os.symlink(victim, link)
+    missing = os.path.join(ctx.dir, "no-such-dir", "coechod.log")
+    for log, reason in ((missing, "No such file or directory"),
+                        (link, "is a symbolic link; refusing")):
+        cfg = ctx.write_config(log_config(log))
+        r = run_coechod(["-d", "-c", cfg], cwd=ctx.dir, timeout=20.0)
+        check(r.rc == 1, "log.file %s: %s, expected exit 1" % (log, r.summary()))
+        want = "log.file %s: %s" % (log, reason)
+        check(want in r.stderr, "stderr lacks %r: %r" % (want, r.stderr.strip()))
+        check(not pids_with_arg(cfg), "log.file %s: left a daemon running" % log)
+    with open(victim) as f:
+        check(f.read() == "precious\n", "the daemon wrote through the symbolic link")
+
+
 def daemon_pid_dir(ctx, name="run", mode=0o755):
     """A directory for a pid file in the test's private one, with mode
     (its path without symlinks, as the daemon's messages name it)."""
@@ -918,7 +1171,8 @@ def start_daemon_mode(ctx, pidfile, extra="", name="coechod.yaml"):
     """Runs `coechod --daemon` with pid_file; returns (Result, config)."""
     cfg = ctx.write_config(yaml_config([("127.0.0.1", 0)],
                                        extra="pid_file: %s\n%s" % (pidfile, extra)), name)
-    return run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0), cfg
+    return run_coechod(["--daemon", "-c", cfg], cwd=ctx.dir, timeout=20.0,
+                       env=ctx.syslog_env()), cfg
 
 
 def pidfile_pid(pidfile):

@@ -482,7 +482,8 @@ def workers_daemon_mode(ctx):
     path = ctx.write_config(workers_config(2, extra="pid_file: %s\n" % pidfile))
     # Port 0: this test never connects, and a probed free port could be
     # taken by a parallel suite before the daemon binds it.
-    r = harness.run_coechod(["-d", "-c", path, "-l", "127.0.0.1:0"], timeout=30.0)
+    r = harness.run_coechod(["-d", "-c", path, "-l", "127.0.0.1:0"], timeout=30.0,
+                            env=ctx.syslog_env())
     check(r.rc == 0, "coechod -d with 2 workers: %s" % r.summary())
     with open(pidfile) as f:
         main_pid = int(f.read())
@@ -494,6 +495,41 @@ def workers_daemon_mode(ctx):
     while not harness.process_gone(main_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     check(harness.process_gone(main_pid), "daemon did not stop")
+
+
+@test
+def workers_log_file(ctx):
+    """workers: 2 with log.file: the main process and both workers append
+    whole lines to the one file. Moved away (logrotate), the file is made
+    again at the next SIGHUP and every process writes there, also when the
+    reload itself fails."""
+    log = os.path.join(ctx.dir, "coechod.log")
+    path = ctx.write_config(workers_config(2, extra="log: { file: %s }\n" % log))
+    d = ctx.daemon(["-c", path])
+    harness.wait_file_line(log, r"info: 2 workers ready", 20.0)
+    m, _ = harness.wait_file_line(log, r"info: listening on 127\.0\.0\.1:(\d+)$", 5.0)
+    conns = open_conns(ctx, int(m.group(1)), 4)
+    for cycle, text in enumerate((workers_config(2, extra="log: { file: %s }\n" % log),
+                                  "workers: 2\nlimits: {max_connections: zero}\n")):
+        os.rename(log, "%s.%d" % (log, cycle + 1))
+        ctx.write_config(text)
+        d.send_signal(signal.SIGHUP)
+        harness.wait_file_line(log, r"coechod\[%d\] info: log\.file \S+: opened" % d.pid, 10.0,
+                               what="the main process's line in the new file (cycle %d)" % cycle)
+        d.send_signal(signal.SIGUSR1)
+        for w in (1, 2):
+            harness.wait_file_line(log, r"info: worker %d: stats: connections=" % w, 10.0,
+                                   what="worker %d's stats in the new file (cycle %d)"
+                                   % (w, cycle))
+    harness.wait_file_line(log, r"error: reload of .* failed", 1.0)
+    for s in conns:
+        echo_ok(s, b"after the reloads\n")
+        s.close()
+    d.send_signal(signal.SIGTERM)
+    check(d.wait_exit(15) == 0, "did not exit 0")
+    for f in (log, log + ".1", log + ".2"):
+        bad = [l for l in harness.file_lines(f) if not re.match(harness.STAMP_RE, l)]
+        check(not bad, "%s: %d line(s) not in the log format, e.g. %r" % (f, len(bad), bad[:2]))
 
 
 @test

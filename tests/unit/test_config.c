@@ -110,6 +110,7 @@ static void assert_config_equal(const config *a, const config *b) {
     assert_int_equal(a->shutdown_grace_ms, b->shutdown_grace_ms);
     assert_int_equal(a->workers, b->workers);
     assert_int_equal(a->log_level, b->log_level);
+    assert_string_equal(a->log_file, b->log_file);
     assert_string_equal(a->pid_file, b->pid_file);
     assert_string_equal(a->user, b->user);
 }
@@ -150,6 +151,7 @@ static void test_defaults(void **state) {
     assert_int_equal(cfg.shutdown_grace_ms, 10000);
     assert_int_equal(cfg.workers, 1);
     assert_int_equal(cfg.log_level, LOG_LEVEL_INFO);
+    assert_string_equal(cfg.log_file, "");
     assert_string_equal(cfg.pid_file, "");
     assert_string_equal(cfg.user, "");
 }
@@ -356,6 +358,7 @@ static void test_strings(void **state) {
     char yaml[8192];
     char name[4200];
     memset(name, 'p', sizeof cfg.pid_file - 1);
+    name[0] = '/';
     name[sizeof cfg.pid_file - 1] = '\0';
     snprintf(yaml, sizeof yaml, "pid_file: %s\n", name);
     expect_load(yaml, &cfg);
@@ -371,6 +374,59 @@ static void test_strings(void **state) {
     expect_error("user: \"no\\0body\"\n", ":1:7: user: expected a string without NUL characters");
     expect_error("user: { name: x }\n",
                  ":1:7: user: expected a string (\"\" for none), got a mapping");
+
+    /* --daemon runs in /: a relative pid file would be written there. */
+    expect_error("pid_file: coechod.pid\n",
+                 ":1:11: pid_file: must be an absolute path (starting with /), got "
+                 "\"coechod.pid\"");
+    expect_error("pid_file: './run/coechod.pid'\n",
+                 ":1:11: pid_file: must be an absolute path (starting with /), got "
+                 "\"./run/coechod.pid\"");
+    expect_load("pid_file: \"\"\n", &cfg);
+    assert_string_equal(cfg.pid_file, "");
+
+    /* log.file likewise: reopened after the start, in /. */
+    expect_load("log:\n  file: /var/log/coechod.log\n", &cfg);
+    assert_string_equal(cfg.log_file, "/var/log/coechod.log");
+    expect_error("log: { file: coechod.log }\n",
+                 ":1:14: log.file: must be an absolute path (starting with /), got "
+                 "\"coechod.log\"");
+    expect_error("log: { file: ~ }\n",
+                 ":1:14: log.file: expected a string (\"\" for none), got null");
+}
+
+/* Where the values coechod -t checks against the host were read. */
+static void test_positions(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("# where\n"
+                "listen:\n"
+                "  - { address: 127.0.0.1, port: 1 }\n"
+                "  -   address: \"::1\"\n"
+                "      port: 2\n"
+                "log: { file: /var/log/c.log }\n"
+                "pid_file:   /run/c.pid\n"
+                "user: 'nobody'\n",
+                &cfg);
+    assert_int_equal(cfg.where.listen[0].line, 3);
+    assert_int_equal(cfg.where.listen[0].column, 5);
+    assert_int_equal(cfg.where.listen[1].line, 4);
+    assert_int_equal(cfg.where.listen[1].column, 7);
+    assert_int_equal(cfg.where.listen[2].line, 0);
+    assert_int_equal(cfg.where.log_file.line, 6);
+    assert_int_equal(cfg.where.log_file.column, 14);
+    assert_int_equal(cfg.where.pid_file.line, 7);
+    assert_int_equal(cfg.where.pid_file.column, 13);
+    assert_int_equal(cfg.where.user.line, 8);
+    assert_int_equal(cfg.where.user.column, 7);
+
+    /* Defaults come from nowhere in the file. */
+    expect_load("workers: 2\n", &cfg);
+    assert_int_equal(cfg.where.listen[0].line, 0);
+    assert_int_equal(cfg.where.listen[1].line, 0);
+    assert_int_equal(cfg.where.log_file.line, 0);
+    assert_int_equal(cfg.where.pid_file.line, 0);
+    assert_int_equal(cfg.where.user.line, 0);
 }
 
 static void test_log_levels(void **state) {
@@ -407,7 +463,8 @@ static void test_unknown_key_messages(void **state) {
                  ":2:3: limits.workers: unknown key; workers belongs at the top level");
     expect_error("level: info\n", ":1:1: level: unknown key; level belongs under log");
     expect_error("port: 7007\n", ":1:1: port: unknown key; port belongs in listen entries");
-    expect_error("log: { colour: yes }\n", ":1:8: log.colour: unknown key; expected one of level");
+    expect_error("log: { colour: yes }\n",
+                 ":1:8: log.colour: unknown key; expected one of level, file");
     expect_error("limits: { rate: 1 }\n",
                  ":1:11: limits.rate: unknown key; expected one of max_connections, "
                  "max_connections_per_ip, per_ip_ipv6_prefix, idle_timeout, buffer_size, "
@@ -576,6 +633,7 @@ static void test_dump_exact(void **state) {
     cfg.workers = 0;
     cfg.reuse_port = false;
     cfg.log_level = LOG_LEVEL_WARN;
+    snprintf(cfg.log_file, sizeof cfg.log_file, "/var/log/coechod.log");
     snprintf(cfg.pid_file, sizeof cfg.pid_file, "/run/\"c\".pid");
     char *text = dump_to_string(&cfg);
     assert_string_equal(text, "# coechod configuration: every setting with its effective value\n"
@@ -594,6 +652,7 @@ static void test_dump_exact(void **state) {
                               "reuse_port: false\n"
                               "log:\n"
                               "  level: warn\n"
+                              "  file: \"/var/log/coechod.log\"\n"
                               "pid_file: \"/run/\\\"c\\\".pid\"\n"
                               "user: \"\"\n");
     free(text);
@@ -642,6 +701,7 @@ static void test_dump_round_trip(void **state) {
     cfg.log_level = LOG_LEVEL_DEBUG;
     snprintf(cfg.pid_file, sizeof cfg.pid_file, "/run/a \"quoted\" \\ path\tü #x: y");
     snprintf(cfg.user, sizeof cfg.user, "- user: [x] &y *z\x01");
+    snprintf(cfg.log_file, sizeof cfg.log_file, "/var/log/a \"b\"\\c.log");
     assert_round_trip(&cfg);
 
     /* Every good example survives the trip too. */
@@ -952,14 +1012,14 @@ static void test_nesting_limit(void **state) {
     t.len = 0;
     add(&t, "# ");
     add_repeated(&t, "[", 100);
-    add(&t, "\npid_file: \"");
+    add(&t, "\npid_file: \"/");
     add_repeated(&t, "{", 100);
     add(&t, "\"\nuser: |\n  ");
     add_repeated(&t, "[", 100);
     add(&t, "\n");
     config cfg;
     expect_load(t.s, &cfg);
-    assert_int_equal(strlen(cfg.pid_file), 100);
+    assert_int_equal(strlen(cfg.pid_file), 101);
     free(t.s);
 }
 
@@ -989,7 +1049,7 @@ static void test_anchor_and_alias_limits(void **state) {
     free(yaml);
     /* Anchors and aliases that are not tokens do not count. */
     text t = {NULL, 0, 0};
-    add(&t, "pid_file: \"");
+    add(&t, "pid_file: \"/");
     add_repeated(&t, "&a *a ", 600);
     add(&t, "\"\nuser: a&b*c\n");
     add_repeated(&t, "# &x *x\n", 1001);
@@ -1151,6 +1211,7 @@ static void test_good_examples(void **state) {
     assert_int_equal(cfg.shutdown_grace_ms, 1500);
     assert_int_equal(cfg.workers, 1024);
     assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);
+    assert_string_equal(cfg.log_file, "/var/log/coechod.log");
     assert_string_equal(cfg.pid_file, "/run/coechod/coechod.pid");
     assert_string_equal(cfg.user, "coechod");
 }
@@ -1167,6 +1228,7 @@ int main(void) {
         cmocka_unit_test(test_per_ip_ipv6_prefix),
         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_positions),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_unknown_key_messages),
         cmocka_unit_test(test_listen_in_a_file),
