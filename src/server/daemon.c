@@ -2,6 +2,8 @@
 #include <config.h>
 #endif
 #include "server/daemon.h"
+
+#include "common/regfile.h"
 #include "server/log.h"
 
 #include <errno.h>
@@ -282,33 +284,6 @@ static int open_parent(const char *path, char *resolved, const char **base, char
     return dfd;
 }
 
-/* Opens base in dfd (flags plus O_NOFOLLOW); a symlink, a hard link or
- * anything but a regular file is refused. The descriptor or -errno. */
-static int open_in(int dfd, const char *base, int flags, const char *path, char *err,
-                   size_t errlen) {
-    int fd = openat(dfd, base, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ELOOP)
-            snprintf(err, errlen, "%s: is a symbolic link; refusing", path);
-        else
-            snprintf(err, errlen, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        snprintf(err, errlen, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
-        close(fd);
-        snprintf(err, errlen, "%s: not a regular file with a single link; refusing", path);
-        return -EPERM;
-    }
-    return fd;
-}
 
 /* The pid written in the file of a running coechod, for the error. */
 static long pid_in_file(int fd) {
@@ -359,7 +334,7 @@ static int check_and_open(const char *path, int *fd, char *err, size_t errlen) {
     int dfd = open_parent(path, resolved, &base, err, errlen);
     if (dfd < 0)
         return dfd;
-    *fd = open_in(dfd, base, O_RDONLY, path, err, errlen);
+    *fd = regfile_open(dfd, base, O_RDONLY, 0644, path, err, errlen);
     close(dfd);
     return 0;
 }
@@ -412,7 +387,7 @@ static int open_locked(const char *path, char *err, size_t errlen) {
     int dfd = open_parent(path, pid_path, &base, err, errlen);
     if (dfd < 0)
         return dfd;
-    int fd = open_in(dfd, base, O_RDWR | O_CREAT, path, err, errlen);
+    int fd = regfile_open(dfd, base, O_RDWR | O_CREAT, 0644, path, err, errlen);
     int r = fd < 0 ? fd : lock_pidfile(fd, LOCK_EX, path, err, errlen);
     if (!r && !same_file(fd, dfd, base))
         r = -ESTALE;

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/regfile.h"
+
 enum { MSG_SIZE = 1024, LINE_SIZE = MSG_SIZE + 128, ERR_SIZE = 4096 + 256 };
 
 static struct {
@@ -71,26 +73,6 @@ int log_check_syslog(char *err, size_t errlen) {
 
 /* ---- log.file --------------------------------------------------------------- */
 
-/* A regular file with a single link: not a FIFO or device that could block
- * or swallow the lines, nor a hard link planted to make us append to
- * another file. 0, or -EPERM with err. */
-static int check_mode(const struct stat *st, const char *path, char *err, size_t errlen) {
-    if (S_ISREG(st->st_mode) && st->st_nlink == 1)
-        return 0;
-    snprintf(err, errlen, "%s: not a regular file with a single link; refusing", path);
-    return -EPERM;
-}
-
-static int check_regular(int fd, const char *path, char *err, size_t errlen) {
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        snprintf(err, errlen, "%s: fstat: %s", path, strerror(e));
-        return -e;
-    }
-    return check_mode(&st, path, err, errlen);
-}
-
 /* The directory part of an absolute path: "/" for "/a". */
 static void parent_dir(const char *path, char *dir, size_t size) {
     const char *slash = strrchr(path, '/');
@@ -102,7 +84,7 @@ int log_check_file(const char *path, char *err, size_t errlen) {
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISLNK(st.st_mode))
-            return check_mode(&st, path, err, errlen);
+            return regfile_check(&st, path, err, errlen);
         snprintf(err, errlen, "%s: is a symbolic link; refusing", path);
         return -ELOOP;
     }
@@ -119,38 +101,22 @@ int log_check_file(const char *path, char *err, size_t errlen) {
     return -e;
 }
 
-/* Opens path to append to, never following a symbolic link. O_NONBLOCK
- * makes the open of a FIFO return at once (it is refused next); it changes
- * nothing for a regular file. The descriptor is above 2, so that --daemon's
- * /dev/null on the standard streams never replaces it. The descriptor, or
- * -errno with err. */
+/* Opens path to append to (see regfile_open). The descriptor is above 2,
+ * so that --daemon's /dev/null on the standard streams never replaces it.
+ * The descriptor, or -errno with err. */
 static int open_file(const char *path, char *err, size_t errlen) {
-    int flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
-    int fd = open(path, flags, 0640);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ELOOP)
-            snprintf(err, errlen, "%s: is a symbolic link; refusing", path);
-        else
-            snprintf(err, errlen, "%s: %s", path, strerror(e));
+    int fd = regfile_open(AT_FDCWD, path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY, 0640, path,
+                          err, errlen);
+    if (fd < 0 || fd > STDERR_FILENO)
+        return fd;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+    int e = errno;
+    close(fd);
+    if (high < 0) {
+        snprintf(err, errlen, "%s: fcntl: %s", path, strerror(e));
         return -e;
     }
-    int r = check_regular(fd, path, err, errlen);
-    if (!r && fd <= STDERR_FILENO) {
-        int high = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-        if (high < 0) {
-            r = -errno;
-            snprintf(err, errlen, "%s: fcntl: %s", path, strerror(-r));
-        } else {
-            close(fd);
-            fd = high;
-        }
-    }
-    if (r) {
-        close(fd);
-        return r;
-    }
-    return fd;
+    return high;
 }
 
 static void use_fd(int fd) {
