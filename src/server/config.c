@@ -307,6 +307,66 @@ static void dump_listen(const ys_field *f, const void *obj, FILE *out, int inden
     }
 }
 
+/* ---- metrics -------------------------------------------------------------------- */
+
+/* The metrics entry as its fields are read: port -1 until given. */
+static const ys_field metrics_fields[] = {
+    {.name = "address", .dotted = "metrics.address", .kind = YS_CUSTOM, .parse = parse_address},
+    {.name = "port",
+     .dotted = "metrics.port",
+     .kind = YS_INT,
+     .offset = offsetof(listen_entry, port),
+     .size = sizeof(int),
+     .min = 0,
+     .max = 65535},
+};
+static const ys_section metrics_section = {"under metrics", metrics_fields,
+                                           sizeof metrics_fields / sizeof metrics_fields[0]};
+
+/* metrics: null or {} (off), or { address, port }: on once port is given.
+ * The address defaults to 127.0.0.1: the numbers are for the operator, not
+ * the world. Stored as one bytewise-comparable member pair (reloads compare
+ * it: a change waits for the next start). */
+static bool parse_metrics(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node, const char *path,
+                          void *obj) {
+    (void)f;
+    config *cfg = obj;
+    note_position(&cfg->where.metrics, node);
+    cfg->metrics_enabled = false;
+    memset(&cfg->metrics, 0, sizeof cfg->metrics);
+    if (ys_is_null(node))
+        return true;
+    if (node->type != YAML_MAPPING_NODE) {
+        char buf[YS_DESCRIBE_SIZE];
+        ys_report(ctx, node, path, "expected a mapping { address, port }, got %s",
+                  ys_describe(node, false, buf, sizeof buf));
+        return false;
+    }
+    listen_entry entry = {.addrlen = 0, .port = -1};
+    hostport_parse_ip("127.0.0.1", AF_UNSPEC, 0, &entry.addr, &entry.addrlen);
+    if (!ys_parse_mapping(ctx, node, path, &metrics_section, &entry))
+        return false;
+    if (entry.port < 0)
+        return true; /* no port: off */
+    hostport_set_port(&entry.addr, (uint16_t)entry.port);
+    make_listen(&cfg->metrics, &entry.addr, entry.addrlen);
+    cfg->metrics_enabled = true;
+    return true;
+}
+
+static void dump_metrics(const ys_field *f, const void *obj, FILE *out, int indent) {
+    (void)f;
+    (void)indent;
+    const config *cfg = obj;
+    if (!cfg->metrics_enabled) {
+        fputs(" {}\n", out);
+        return;
+    }
+    char ip[HOSTPORT_TEXT_SIZE];
+    hostport_format_ip(&cfg->metrics.addr, ip, sizeof ip);
+    fprintf(out, " { address: \"%s\", port: %u }\n", ip, hostport_port(&cfg->metrics.addr));
+}
+
 /* ---- the schema ---------------------------------------------------------------- */
 
 /* Reload policy, as field flags (see config_start_only_changes). */
@@ -364,6 +424,9 @@ static const ys_field top_fields[] = {
      .parse = parse_pid_file, .dump = dump_string},
     {AT_TOP("user"), .kind = YS_CUSTOM, MEMBER(user), .flags = FIXED, .parse = parse_user,
      .dump = dump_string},
+    /* Its socket is opened at start, before the workers are forked. */
+    {AT_TOP("metrics"), .kind = YS_CUSTOM, MEMBER(metrics), .flags = START_ONLY,
+     .parse = parse_metrics, .dump = dump_metrics},
 };
 static const ys_section top_section = {"at the top level", top_fields, NFIELDS(top_fields)};
 
@@ -371,7 +434,7 @@ _Static_assert(NFIELDS(top_fields) <= YS_MAX_FIELDS, "top_fields: raise YS_MAX_F
 _Static_assert(NFIELDS(limits_fields) <= YS_MAX_FIELDS, "limits_fields: raise YS_MAX_FIELDS");
 
 static const ys_section *const all_sections[] = {&top_section, &limits_section, &log_section,
-                                                 &listen_entry_section};
+                                                 &listen_entry_section, &metrics_section};
 static const ys_schema schema = {&top_section, all_sections, NFIELDS(all_sections)};
 
 /* ---- load ------------------------------------------------------------------------- */

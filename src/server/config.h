@@ -8,6 +8,8 @@
  *   workers: integer >= 1 or "auto"
  *   log: { level: error|warn|info|debug, file: absolute path }
  *   pid_file: absolute path   user: string
+ *   metrics: { address: IP literal (default 127.0.0.1), port: 0-65535 }
+ *            (no port, or no metrics key: no metrics listener)
  * Durations take ms/s/m/h ("0" alone is allowed), sizes B/KiB/MiB (a bare
  * number is bytes). Errors name file:line:column, the key path and what was
  * expected. */
@@ -39,6 +41,7 @@ typedef struct config_pos {
 typedef struct config_where {
     config_pos listen[CONFIG_MAX_LISTEN]; /* each entry */
     config_pos log_file, pid_file, user;  /* each value */
+    config_pos metrics;                   /* the metrics mapping */
 } config_where;
 
 typedef struct config {
@@ -58,6 +61,8 @@ typedef struct config {
     char log_file[4096];             /* absolute; "" = stderr or syslog */
     char pid_file[4096];             /* "" = none */
     char user[256];                  /* "" = keep the current user */
+    bool metrics_enabled;            /* the metrics listener (GET /metrics); default off */
+    listen_addr metrics;             /* its address, when enabled */
     config_where where;              /* not a setting: where the file set them */
 } config;
 
@@ -94,13 +99,13 @@ const char *config_log_level_name(enum log_level level);
 int config_parse_log_level(const char *s, enum log_level *level);
 
 /* The reload policy, kept in the schema's table. Some keys take effect only
- * at the next start: limits.stack_size, workers and reuse_port (and listen
+ * at the next start: limits.stack_size, workers, reuse_port and metrics (and listen
  * with workers > 1, which the caller checks, as only it knows where the
  * sockets come from). Stores in keys the dotted names ("limits.stack_size",
  * static strings) of at most max of them whose values differ between
  * running and next, and returns how many differ (CONFIG_START_ONLY_KEYS at
  * most). */
-enum { CONFIG_START_ONLY_KEYS = 3 };
+enum { CONFIG_START_ONLY_KEYS = 5 };
 size_t config_start_only_changes(const config *running, const config *next, const char **keys,
                                  size_t max);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/hostport.h"
 #include "common/quote.h"
 #include "server/daemon.h"
 #include "server/listeners.h"
@@ -99,6 +100,31 @@ static void check_listen(checker *c, bool cli_listen) {
         report(c, true, (config_pos){0, 0}, "listen", "no listener could be opened");
 }
 
+/* The metrics listener: like a listener, but one of its own. */
+static void check_metrics(checker *c) {
+    const listen_addr *la = &c->cfg->metrics;
+    if (!c->cfg->metrics_enabled)
+        return;
+    config_pos at = c->cfg->where.metrics;
+    for (size_t i = 0; i < c->cfg->nlisten; i++)
+        if (hostport_port(&la->addr) != 0 && strcmp(c->cfg->listen[i].text, la->text) == 0) {
+            report(c, true, at, "metrics", "%s is also listen[%zu]", la->text, i);
+            return;
+        }
+    int r = listeners_try_bind(la);
+    if (r == 0 || r == -EADDRINUSE) /* in use: by a running coechod, maybe */
+        return;
+    int e = -r;
+    if ((e == EACCES || e == EPERM) && geteuid() != 0)
+        report(c, false, at, "metrics",
+               "%s: cannot bind as uid %ld (%s); started as root, or with "
+               "CAP_NET_BIND_SERVICE, coechod can",
+               la->text, (long)geteuid(), strerror(e));
+    else
+        report(c, true, at, "metrics", "%s: cannot bind: %s%s", la->text, strerror(e),
+               bind_hint(la, e));
+}
+
 /* ---- files ---------------------------------------------------------------------- */
 
 static void check_log_file(checker *c) {
@@ -155,6 +181,7 @@ static void check_user(checker *c) {
 int preflight_check(const config *cfg, const char *path, bool cli_listen, FILE *out) {
     checker c = {cfg, path, out, 0};
     check_listen(&c, cli_listen); /* in the order of the file */
+    check_metrics(&c);
     check_log_file(&c);
     check_pid_file(&c);
     check_user(&c);

@@ -471,7 +471,7 @@ static void test_unknown_key_messages(void **state) {
                  "stack_size, backlog");
     /* Control characters in a key do not break the one-line format. */
     expect_error("\"a\\nb\": 1\n", ":1:1: a?b: unknown key; expected one of listen, limits, "
-                                   "shutdown_grace, workers, reuse_port, log, pid_file, user");
+                                   "shutdown_grace, workers, reuse_port, log, pid_file, user, metrics");
 }
 
 /* ---- listen ------------------------------------------------------------------------ */
@@ -654,7 +654,8 @@ static void test_dump_exact(void **state) {
                               "  level: warn\n"
                               "  file: \"/var/log/coechod.log\"\n"
                               "pid_file: \"/run/\\\"c\\\".pid\"\n"
-                              "user: \"\"\n");
+                              "user: \"\"\n"
+                              "metrics: {}\n");
     free(text);
 
     cfg.nlisten = 0; /* only -l could leave none; the dump still reads back as YAML */
@@ -877,7 +878,7 @@ static void test_every_error_is_reported(void **state) {
              ":7:10: workers: expected an integer or \"auto\", got \"lots\"\n"
              ":8:15: log.level: expected one of error, warn, info, debug, got \"loud\"\n"
              ":9:1: speed: unknown key; expected one of listen, limits, shutdown_grace, "
-             "workers, reuse_port, log, pid_file, user\n");
+             "workers, reuse_port, log, pid_file, user, metrics\n");
     assert_int_equal(errs.count, 8);
     assert_int_equal(errs.len, strlen(errs.text));
 }
@@ -926,7 +927,7 @@ static void test_tabs_and_encoding(void **state) {
                  "find expected key (while parsing a block mapping that started at 1:1)");
     expect_error("a: &x [*x]\nlimits: *x\n",
                  ":1:1: a: unknown key; expected one of listen, "
-                 "limits, shutdown_grace, workers, reuse_port, log, pid_file, user");
+                 "limits, shutdown_grace, workers, reuse_port, log, pid_file, user, metrics");
 }
 
 /* ---- limits on libyaml's work -------------------------------------------------------- */
