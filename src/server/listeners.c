@@ -140,6 +140,10 @@ fail:;
     return -e;
 }
 
+int listeners_open_extra(const listen_addr *addr, int backlog, char *err, size_t errlen) {
+    return open_socket(addr, backlog, ALONE, err, errlen);
+}
+
 static void take(listener *l, int fd, const listen_addr *addr) {
     memset(l, 0, sizeof *l);
     l->state = LISTENER_IDLE;

@@ -28,6 +28,11 @@ bool listeners_are_defaults(const config *cfg);
  * listener holds the port; EADDRNOTAVAIL: not an address of this host). */
 int listeners_try_bind(const listen_addr *addr);
 
+/* A listening socket for addr outside the table (the metrics listener),
+ * bound as the listeners are, non-blocking: the descriptor, or -errno
+ * with err. */
+int listeners_open_extra(const listen_addr *addr, int backlog, char *err, size_t errlen);
+
 /* In a forked worker: drops the table inherited from the main process
  * (whose sockets it closes or adopts by itself), closing nothing. */
 void listeners_forget(void);

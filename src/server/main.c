@@ -21,6 +21,8 @@
 #include "server/log.h"
 #include "server/listeners.h"
 #include "server/master.h"
+#include "server/metrics.h"
+#include "server/metrics_server.h"
 #include "server/paths.h" /* made by make: COECHOD_DEFAULT_CONFIG */
 #include "server/preflight.h"
 #include "server/settings.h"
@@ -354,6 +356,13 @@ int main(int argc, char **argv) {
     bool own_sets = nworkers > 1 && cfg->reuse_port && !passed;
     if (!passed && listeners_open(cfg, own_sets) != 0)
         return 1;
+    if (metrics_listener_open(cfg) != 0) /* also with sockets passed by systemd */
+        return 1;
+    int mapped = metrics_init(nworkers > 1 ? nworkers : 1, nworkers > 1);
+    if (mapped != 0) {
+        log_error("metrics: cannot map the shared region: %s", strerror(-mapped));
+        return 1;
+    }
     size_t nfds = listeners_count();
     int *worker_fds = nworkers > 1 ? worker_sockets(nworkers, nfds, own_sets) : NULL;
 

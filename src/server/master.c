@@ -3,8 +3,9 @@
  * and supervisor task), and supervises them the way the supervisor task
  * supervises tasks: a worker that dies is restarted with backoff, a crash
  * loop ends the service, a worker that stops sending heartbeats is killed
- * and replaced. TERM, INT, HUP and USR1 are forwarded; the workers' notify
- * messages come here and are summed up for systemd.
+ * and replaced. TERM, INT, HUP and USR1 are forwarded. The workers publish
+ * their counters in the metrics region; this process folds a dead worker's
+ * into the totals and sums them up for systemd and USR1.
  *
  * A plain poll(2) loop, not the coroutine runtime: fork(2) from inside a
  * coroutine would hand the child the parent's loop and stacks. */
@@ -30,7 +31,8 @@
 #include "server/log.h"
 #include "server/listeners.h"
 #include "server/master.h"
-#include "server/report.h"
+#include "server/metrics.h"
+#include "server/metrics_server.h"
 #include "server/settings.h"
 #include "server/signals.h"
 #include "server/supervisor.h"
@@ -60,7 +62,6 @@ typedef struct worker {
     bool awaiting_reload;  /* a HUP was forwarded; READY=1 not back yet */
     int64_t last_heard, restart_at;
     backoff restarts;
-    worker_report stats;   /* its last report */
 } worker;
 
 static struct {
@@ -111,6 +112,7 @@ static _Noreturn void become_worker(int i, int notify_end, pid_t parent) {
     daemon_ready_forget();
     log_set_worker(i + 1);
     settings_set_worker(i + 1);
+    metrics_set_slot(i);
     notify_use_fd(notify_end, HEARTBEAT_MS);
     const int *fds = worker_fds(i);
     listeners_forget();
@@ -145,7 +147,6 @@ static int spawn_worker(int i) {
     w->ready = w->awaiting_reload = false;
     w->last_heard = clock_monotonic_ms();
     backoff_started(&w->restarts, w->last_heard);
-    memset(&w->stats, 0, sizeof w->stats);
     log_info("worker %d started (pid %ld)", i + 1, (long)pid);
     return 0;
 }
@@ -166,21 +167,44 @@ static bool all_ready(void) {
     return true;
 }
 
+/* The totals of the metrics region: those of the metrics endpoint. */
 static void status_to_systemd(const char *what) {
-    worker_report sum = {0};
-    for (int i = 0; i < m.n; i++) {
-        if (!m.w[i].pid)
-            continue;
-        sum.active += m.w[i].stats.active;
-        sum.accepted += m.w[i].stats.accepted;
-        sum.closed += m.w[i].stats.closed;
-        sum.timed_out += m.w[i].stats.timed_out;
-        sum.bytes += m.w[i].stats.bytes;
-    }
+    metrics_snapshot *snap = metrics_snapshot_take();
+    const uint64_t *v = snap ? snap->total.v : (uint64_t[MV_VALUES]){0};
     notify_send("%s%sSTATUS=%s%d/%d workers; %llu connection(s), %llu accepted, %llu closed, "
                 "%llu timed out, %llu bytes echoed",
                 what, *what ? "\n" : "", m.shutting_down ? "stopping: " : "", running_workers(),
-                m.n, sum.active, sum.accepted, sum.closed, sum.timed_out, sum.bytes);
+                m.n, (unsigned long long)v[MV_ACTIVE], (unsigned long long)v[MV_ACCEPTED],
+                (unsigned long long)v[MV_CLOSED], (unsigned long long)v[MV_TIMED_OUT],
+                (unsigned long long)v[MV_BYTES_OUT]);
+    free(snap);
+}
+
+/* USR1: the service's totals (each worker logs its own at debug level). */
+static void log_totals(void) {
+    metrics_snapshot *snap = metrics_snapshot_take();
+    if (!snap) {
+        log_error("stats: out of memory");
+        return;
+    }
+    const uint64_t *v = snap->total.v;
+    log_info("stats: connections=%llu accepted=%llu closed=%llu rejected_per_ip=%llu "
+             "spawn_failures=%llu timed_out=%llu bytes_in=%llu bytes_out=%llu tasks=%llu "
+             "workers=%d/%d worker_restarts=%llu",
+             (unsigned long long)v[MV_ACTIVE], (unsigned long long)v[MV_ACCEPTED],
+             (unsigned long long)v[MV_CLOSED], (unsigned long long)v[MV_REJECTED_PER_IP],
+             (unsigned long long)v[MV_SPAWN_FAILURES], (unsigned long long)v[MV_TIMED_OUT],
+             (unsigned long long)v[MV_BYTES_IN], (unsigned long long)v[MV_BYTES_OUT],
+             (unsigned long long)v[MV_TASKS], running_workers(), m.n,
+             (unsigned long long)snap->worker_restarts);
+    free(snap);
+}
+
+/* This process's memory and descriptors, for the metrics' totals. */
+static void publish_own_figures(void) {
+    int64_t rss, fds;
+    metrics_process_figures(&rss, &fds);
+    metrics_main_figures(rss > 0 ? (uint64_t)rss : 0, fds > 0 ? (uint64_t)fds : 0);
 }
 
 static void on_message(worker *w, char *msg) {
@@ -189,8 +213,6 @@ static void on_message(worker *w, char *msg) {
         if (strcmp(line, "READY=1") == 0) {
             w->ready = true;
             w->awaiting_reload = false;
-        } else {
-            worker_report_parse(line, &w->stats); /* if it is one */
         }
     }
 }
@@ -243,6 +265,7 @@ static void on_worker_exit(worker *w, int status) {
     close(w->notify_fd);
     w->notify_fd = -1;
     w->pid = 0;
+    metrics_retire(i); /* before a replacement writes the slot */
     if (m.shutting_down) {
         if (clean) {
             log_info("worker %d stopped (%s)", i + 1, how);
@@ -287,8 +310,12 @@ static void reap(void) {
 static void restart_due(int64_t now) {
     for (int i = 0; i < m.n; i++) {
         worker *w = &m.w[i];
-        if (!w->pid && !m.shutting_down && now >= w->restart_at && spawn_worker(i) != 0)
+        if (w->pid || m.shutting_down || now < w->restart_at)
+            continue;
+        if (spawn_worker(i) != 0)
             w->restart_at = now + BACKOFF_MAX_MS;
+        else
+            metrics_worker_restarted();
     }
 }
 
@@ -322,6 +349,7 @@ static void begin_shutdown(int signo, const char *why) {
     m.shutting_down = true;
     m.shutdown_deadline = clock_monotonic_ms() + settings()->shutdown_grace_ms + KILL_AFTER_GRACE_MS;
     close_listeners(); /* else the kernel goes on queueing connections nobody accepts */
+    metrics_listener_close();
     notify_send("STOPPING=1");
     log_info("%s: stopping %d worker(s)", why, running_workers());
     signal_workers(SIGTERM);
@@ -365,6 +393,7 @@ static void reload(void) {
                     (unsigned long long)notify_monotonic_usec());
     log_reopen(settings()->log_file); /* logrotate moved it: the reload's lines go to the new */
     bool loaded = !settings_path() || load_next_config() == 0;
+    metrics_reload_done(loaded && settings_path());
     log_reopen(settings()->log_file); /* the reload changed log.file */
     if (!loaded) {
         signal_workers(SIGHUP);
@@ -413,7 +442,7 @@ static void on_signal(void) {
             break;
         case SIGNAL_STATS:
             signal_workers(SIGUSR1);
-            log_info("stats: %d/%d workers running", running_workers(), m.n);
+            log_totals();
             break;
         case SIGNAL_NONE:
             break;
@@ -505,6 +534,7 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
             m.failed = true;
             begin_shutdown(SIGTERM, "cannot start the workers");
         }
+    publish_own_figures();
     int64_t now = clock_monotonic_ms(), started = now;
     int64_t next_status = now + STATUS_EVERY_MS;
     int64_t next_watchdog = wd ? now : INT64_MAX;
@@ -524,6 +554,7 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
             next_watchdog = now + wd;
         }
         if (now >= next_status) {
+            publish_own_figures();
             status_to_systemd("");
             next_status = now + STATUS_EVERY_MS;
         }

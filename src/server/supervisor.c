@@ -15,7 +15,8 @@
 #include "server/echo.h"
 #include "server/listeners.h"
 #include "server/log.h"
-#include "server/report.h"
+#include "server/metrics.h"
+#include "server/metrics_server.h"
 #include "server/settings.h"
 #include "server/signals.h"
 #include "server/systemd.h"
@@ -36,20 +37,21 @@ static struct {
     int64_t shutdown_deadline; /* co_now() ms after which connections are killed */
 } sup;
 
+/* In a worker, at debug level: the main process logs the totals. */
 static void log_stats(void) {
     co_stats rt;
     conn_stats c;
     co_get_stats(&rt);
     conn_get_stats(&c);
-    log_info("stats: connections=%zu accepted=%llu closed=%llu rejected_per_ip=%llu "
-             "timed_out=%llu accept_errors=%llu bytes_in=%llu bytes_out=%llu listeners=%zu "
-             "accepts_paused=%zu tasks=%zu buffers_cached=%zu spawn_failures=%llu parked=%zu",
-             c.active, (unsigned long long)c.accepted, (unsigned long long)c.closed,
-             (unsigned long long)c.rejected_per_ip, (unsigned long long)c.timed_out,
-             (unsigned long long)listeners_accept_errors(), (unsigned long long)c.bytes_in,
-             (unsigned long long)c.bytes_out, listeners_count(), c.accepts_paused, rt.tasks,
-             echo_cached_buffer_bytes(), (unsigned long long)listeners_spawn_failures(),
-             rt.parked);
+    log_msg(settings_worker() ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
+            "stats: connections=%zu accepted=%llu closed=%llu rejected_per_ip=%llu "
+            "timed_out=%llu accept_errors=%llu bytes_in=%llu bytes_out=%llu listeners=%zu "
+            "accepts_paused=%zu tasks=%zu buffers_cached=%zu spawn_failures=%llu parked=%zu",
+            c.active, (unsigned long long)c.accepted, (unsigned long long)c.closed,
+            (unsigned long long)c.rejected_per_ip, (unsigned long long)c.timed_out,
+            (unsigned long long)listeners_accept_errors(), (unsigned long long)c.bytes_in,
+            (unsigned long long)c.bytes_out, listeners_count(), c.accepts_paused, rt.tasks,
+            echo_cached_buffer_bytes(), (unsigned long long)listeners_spawn_failures(), rt.parked);
 }
 
 /* ---- systemd notify ------------------------------------------------------ */
@@ -68,12 +70,6 @@ static void tell_systemd(const char *what) {
                         c.active, (unsigned long long)c.accepted, (unsigned long long)c.closed,
                         (unsigned long long)c.timed_out, (unsigned long long)c.bytes_out,
                         listeners_count(), rt.tasks);
-    if (notify_to_main_process() && r == 0) { /* the main process sums these up */
-        char line[128];
-        worker_report report = {c.active, c.accepted, c.closed, c.timed_out, c.bytes_out};
-        worker_report_format(line, sizeof line, &report);
-        r = notify_send("%s", line);
-    }
     if (r && !failed_before) {
         failed_before = true;
         log_warn("cannot notify systemd (NOTIFY_SOCKET): %s", strerror(-r));
@@ -156,24 +152,28 @@ static int read_next_config(config *next, config_errors *errs) {
     return -1;
 }
 
-static void apply_config(config *next) {
+/* true once next is in force. */
+static bool apply_config(config *next) {
     settings_prepare_reload(next, false);
     if (settings_listeners_owner()) /* not ours to change */
         log_info("listen: kept the sockets passed by %s", settings_listeners_owner());
     else if (listeners_apply(next) != 0) {
         log_error("reload of %s failed; keeping the running configuration", settings_path());
-        return;
+        return false;
     }
     settings_replace(next);
     conn_limits_changed(); /* max_connections may have grown */
     log_info("reloaded %s",
              settings_worker() ? "the main process's configuration" : settings_path());
+    return true;
 }
 
-static void reload_config(void) {
+/* true once the file's configuration is in force. */
+static bool reload_config(void) {
+    bool ok = false;
     if (!settings_path()) {
         log_warn("SIGHUP: no configuration file (-c) to reload");
-        return;
+        return false;
     }
     /* On the heap: about 17 and 8 KiB. */
     config *next = malloc(sizeof *next);
@@ -181,16 +181,19 @@ static void reload_config(void) {
     if (!next || !errs)
         log_error("reload: out of memory; keeping the running configuration");
     else if (read_next_config(next, errs) == 0 && !sup.shutting_down)
-        apply_config(next);
+        ok = apply_config(next);
     free(next);
     free(errs);
+    return ok;
 }
 
 /* systemd wants RELOADING=1 (with the time) before and READY=1 after, also
  * when the reload fails and the running configuration stays. */
 static void reload(void) {
     notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)notify_monotonic_usec());
-    reload_config();
+    bool ok = reload_config();
+    if (!settings_worker()) /* the main process counts the service's reloads */
+        metrics_reload_done(ok);
     log_reopen(settings()->log_file); /* the reload changed log.file */
     if (!sup.shutting_down)
         tell_systemd("READY=1");
@@ -235,6 +238,7 @@ static void begin_shutdown(int signo) {
     log_info("%s: stopping; listeners closed, waiting up to %lld ms for %zu connection(s)",
              strsignal(signo), (long long)grace, conn_active());
     listeners_stop();
+    metrics_server_stop();
 }
 
 void server_block_signals(void) {
@@ -313,6 +317,7 @@ static void release_everything(void) {
         co_kill(sup.reload_tid);
     if (sup.notify_tid)
         co_kill(sup.notify_tid);
+    metrics_server_stop();
     while (co_wait_child(NULL, NULL, CO_NEVER) == 0)
         ;
     conn_destroy();
@@ -332,6 +337,7 @@ static int start(void) {
         return -1;
     }
     listeners_start(sup.self);
+    metrics_server_start(sup.self); /* without it, the service goes on unmeasured */
     daemon_ready(); /* in --daemon mode, the starting command now exits 0 */
     log_started();
     if (notify_enabled()) {

@@ -201,8 +201,6 @@ void notify_use_fd(int fd, int64_t heartbeat_ms) {
     notify.watchdog_ms = heartbeat_ms;
 }
 
-bool notify_to_main_process(void) { return notify.connected; }
-
 int notify_fd(void) { return notify.fd; }
 
 int64_t notify_watchdog_interval_ms(void) { return notify_enabled() ? notify.watchdog_ms : 0; }

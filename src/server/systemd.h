@@ -41,8 +41,6 @@ int64_t notify_watchdog_interval_ms(void);
  * datagram socket), WATCHDOG=1 every heartbeat_ms; systemd's socket, if
  * any, is closed. */
 void notify_use_fd(int fd, int64_t heartbeat_ms);
-/* True in a worker (notify_use_fd called). */
-bool notify_to_main_process(void);
 /* The descriptor notifications leave by, -1 if none (a forked worker
  * closes the main process's). */
 int notify_fd(void);

@@ -103,7 +103,8 @@ def worker_slot_pid(d, slot, start=0):
 def wait_worker_running(d, pid, timeout=15.0):
     """SIGUSR1 to worker pid alone; waits for its stats line, logged from
     its own event loop (a signal that arrives before the worker watches
-    it stays pending): the worker is up and serving."""
+    it stays pending): the worker is up and serving. Workers log it at
+    debug level: the daemon needs --log-level debug."""
     mark = d.mark()
     os.kill(pid, signal.SIGUSR1)
     return d.wait_log(r"coechod\[%d\] \w+: worker \d+: stats: (.*)" % pid, timeout, mark,
@@ -349,7 +350,7 @@ def workers_restarted_worker_runs_reloaded_config(ctx):
     idle_timeout 2s, reloaded before the crash, hold in the replacement."""
     path = ctx.write_config(workers_config(
         2, extra="limits: {max_connections_per_ip: 0, idle_timeout: 1h}\n"))
-    d = ctx.daemon(["-c", path])
+    d = ctx.daemon(["-c", path, "--log-level", "debug"])
     port = d.port()  # the port-0 entry keeps this listener across reloads
     pids = wait_workers(d, 2)
     for s in open_conns(ctx, port, 6):  # no per-IP limit at start
@@ -423,7 +424,7 @@ def workers_sigterm_to_one_worker_is_no_crash(ctx):
     """A worker that exits 0 after a SIGTERM sent to it alone is started
     again and does not count as a crash: 7 in a row (over the crash-loop
     limit of 5 in 60 s) leave the service running."""
-    d = ctx.daemon([], config=workers_config(2))
+    d = ctx.daemon(["--log-level", "debug"], config=workers_config(2))
     port = d.port()
     wait_workers(d, 2)
     for rnd in range(7):
@@ -504,12 +505,14 @@ def workers_log_file(ctx):
     again at the next SIGHUP and every process writes there, also when the
     reload itself fails."""
     log = os.path.join(ctx.dir, "coechod.log")
-    path = ctx.write_config(workers_config(2, extra="log: { file: %s }\n" % log))
+    # debug: each worker's own USR1 statistics (the main process logs the totals)
+    logcfg = "log: { file: %s, level: debug }\n" % log
+    path = ctx.write_config(workers_config(2, extra=logcfg))
     d = ctx.daemon(["-c", path])
     harness.wait_file_line(log, r"info: 2 workers ready", 20.0)
     m, _ = harness.wait_file_line(log, r"info: listening on 127\.0\.0\.1:(\d+)$", 5.0)
     conns = open_conns(ctx, int(m.group(1)), 4)
-    for cycle, text in enumerate((workers_config(2, extra="log: { file: %s }\n" % log),
+    for cycle, text in enumerate((workers_config(2, extra=logcfg),
                                   "workers: 2\nlimits: {max_connections: zero}\n")):
         os.rename(log, "%s.%d" % (log, cycle + 1))
         ctx.write_config(text)
@@ -518,7 +521,7 @@ def workers_log_file(ctx):
                                what="the main process's line in the new file (cycle %d)" % cycle)
         d.send_signal(signal.SIGUSR1)
         for w in (1, 2):
-            harness.wait_file_line(log, r"info: worker %d: stats: connections=" % w, 10.0,
+            harness.wait_file_line(log, r"debug: worker %d: stats: connections=" % w, 10.0,
                                    what="worker %d's stats in the new file (cycle %d)"
                                    % (w, cycle))
     harness.wait_file_line(log, r"error: reload of .* failed", 1.0)

@@ -24,7 +24,6 @@
 #include "common/backoff.h"
 #include "server/conn.h"
 #include "server/echo.h"
-#include "server/report.h"
 #include "server/settings.h"
 #include "server/signals.h"
 #include "task_check.h"
@@ -45,27 +44,6 @@ static void backoff_doubles_caps_and_starts_over(void **state) {
     assert_int_equal(backoff_next(&b, now + 4999), 1000); /* not healthy yet */
     backoff_started(&b, now + 5000);
     assert_int_equal(backoff_next(&b, now + 10000), 100); /* ran 5 s: over */
-}
-
-/* ---- the workers' report ---------------------------------------------------- */
-
-static void report_round_trip(void **state) {
-    (void)state;
-    worker_report r = {1, 22, 333, 4444, 18446744073709551615ull}, got;
-    char line[128];
-    assert_true(worker_report_format(line, sizeof line, &r) < (int)sizeof line);
-    assert_true(worker_report_parse(line, &got));
-    assert_memory_equal(&got, &r, sizeof r);
-}
-
-static void report_rejects_what_is_not_one(void **state) {
-    (void)state;
-    worker_report got = {7, 7, 7, 7, 7};
-    const char *bad[] = {"READY=1", "X_COECHO_STATS=1 2 3 4", "X_COECHO_STATS=1 2 3 4 5 6",
-                         "X_COECHO_STATS=1 2 3 4 x", "STATUS=1 2 3 4 5", ""};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_false(worker_report_parse(bad[i], &got));
-    assert_int_equal(got.active, 7); /* untouched */
 }
 
 /* ---- the signal table --------------------------------------------------------- */
@@ -212,8 +190,6 @@ static void unread_echo_after_eof_waits_for_idle_timeout(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(backoff_doubles_caps_and_starts_over),
-        cmocka_unit_test(report_round_trip),
-        cmocka_unit_test(report_rejects_what_is_not_one),
         cmocka_unit_test(signals_have_one_meaning),
         cmocka_unit_test(admission_counts_per_prefix),
         cmocka_unit_test(echo_then_eof),
