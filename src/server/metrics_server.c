@@ -312,10 +312,10 @@ int metrics_server_start(co_tid parent) {
 }
 
 void metrics_server_stop(void) {
+    publish(false); /* again at the very end: what closed during the grace period counts */
     if (ms.stopped)
         return;
     ms.stopped = true;
-    publish(false);
     if (ms.publish_tid)
         co_kill(ms.publish_tid);
     if (ms.accept_tid)

@@ -28,8 +28,9 @@ void metrics_collect(metrics_values *v, bool fds_too);
 /* Starts the publish task and, with a listener, the accept task, children
  * of parent (the reaper). 0, or -errno (logged). */
 int metrics_server_start(co_tid parent);
-/* Publishes once more, closes the listener and ends every task of this
- * module. Idempotent. */
+/* Publishes once more (every call: the last one, at the end, counts what
+ * closed during the grace period), closes the listener and ends every task
+ * of this module. */
 void metrics_server_stop(void);
 
 #endif
