@@ -313,6 +313,28 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
     return 0;
 }
 
+enum accept_failure listeners_accept_failure(int err) {
+    switch (err) {
+    case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+    case EWOULDBLOCK:
+#endif
+        return ACCEPT_DRAINED;
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM: /* a firewall said no to this one */
+        return ACCEPT_RETRY;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+        return ACCEPT_EXHAUSTED;
+    default:
+        return ACCEPT_FATAL;
+    }
+}
+
 /* Accepts until the backlog is empty or the connection limit is reached.
  * 0 to keep going, or a negative errno that ends the accept task. */
 static int accept_ready(listener *l) {
@@ -327,25 +349,16 @@ static int accept_ready(listener *l) {
                 return -ECANCELED;
             continue;
         }
-        switch (errno) {
-        case EAGAIN:
-#if EAGAIN != EWOULDBLOCK
-        case EWOULDBLOCK:
-#endif
+        switch (listeners_accept_failure(errno)) {
+        case ACCEPT_DRAINED:
             return 0;
-        case EINTR:
-        case ECONNABORTED:
-        case EPROTO:
-        case EPERM: /* a firewall said no to this one */
+        case ACCEPT_RETRY:
             continue;
-        case EMFILE:
-        case ENFILE:
-        case ENOBUFS:
-        case ENOMEM:
+        case ACCEPT_EXHAUSTED:
             if (pause_accepting(l, &descriptors_out, "accept", errno) == -ECANCELED)
                 return -ECANCELED;
             return 0;
-        default:
+        case ACCEPT_FATAL:
             return -errno;
         }
     }

@@ -75,4 +75,11 @@ bool listeners_any(void);
 uint64_t listeners_accept_errors(void);
 uint64_t listeners_spawn_failures(void);
 
+/* What a failed accept4(2) means for the task accepting: another try
+ * (a client gone, a firewall refusal, a signal), an empty backlog, the
+ * process out of descriptors or memory (pause, then try again), or an
+ * error that ends the task. */
+enum accept_failure { ACCEPT_RETRY, ACCEPT_DRAINED, ACCEPT_EXHAUSTED, ACCEPT_FATAL };
+enum accept_failure listeners_accept_failure(int err);
+
 #endif

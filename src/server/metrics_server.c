@@ -260,23 +260,14 @@ static int accept_ready(void) {
             start_scrape(fd);
             continue;
         }
-        switch (errno) {
-        case EAGAIN:
-#if EAGAIN != EWOULDBLOCK
-        case EWOULDBLOCK:
-#endif
+        switch (listeners_accept_failure(errno)) {
+        case ACCEPT_DRAINED:
             return 0;
-        case EINTR:
-        case ECONNABORTED:
-        case EPROTO:
-        case EPERM:
+        case ACCEPT_RETRY:
             continue;
-        case EMFILE:
-        case ENFILE:
-        case ENOBUFS:
-        case ENOMEM:
+        case ACCEPT_EXHAUSTED:
             return co_sleep(co_now() + EXHAUSTED_PAUSE_MS) == -ECANCELED ? -ECANCELED : 0;
-        default:
+        case ACCEPT_FATAL:
             return -errno;
         }
     }
