@@ -67,6 +67,14 @@ int config_parse_listen(const char *arg, listen_addr *out, char *err, size_t err
     return 0;
 }
 
+static const char *const log_format_names[] = {"text", "json"};
+
+const char *config_log_format_name(enum log_format format) {
+    if ((unsigned)format >= sizeof log_format_names / sizeof log_format_names[0])
+        return "?";
+    return log_format_names[format];
+}
+
 /* ---- defaults -------------------------------------------------------------- */
 
 void config_defaults(config *cfg) {
@@ -90,6 +98,8 @@ void config_defaults(config *cfg) {
     cfg->workers = 1;
     cfg->reuse_port = true;
     cfg->log_level = LOG_LEVEL_INFO;
+    cfg->log_connections = false;
+    cfg->log_format = LOG_FORMAT_TEXT;
 }
 
 /* ---- values of coechod's own kinds ---------------------------------------- */
@@ -137,6 +147,31 @@ static void dump_log_level(const ys_field *f, const void *obj, FILE *out, int in
     (void)indent;
     const enum log_level *level = (const void *)((const char *)obj + f->offset);
     fprintf(out, " %s\n", config_log_level_name(*level));
+}
+
+static bool parse_log_format(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                             const char *path, void *obj) {
+    enum log_format *format = (enum log_format *)((char *)obj + f->offset);
+    const char *expected = "one of text, json";
+    const char *s = ys_text_value(ctx, node, path, expected);
+    if (s == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof log_format_names / sizeof log_format_names[0]; i++) {
+        if (strcmp(s, log_format_names[i]) == 0) {
+            *format = (enum log_format)i;
+            return true;
+        }
+    }
+    char buf[YS_DESCRIBE_SIZE];
+    ys_report(ctx, node, path, "expected %s, got %s", expected,
+              ys_describe(node, false, buf, sizeof buf));
+    return false;
+}
+
+static void dump_log_format(const ys_field *f, const void *obj, FILE *out, int indent) {
+    (void)indent;
+    const enum log_format *format = (const void *)((const char *)obj + f->offset);
+    fprintf(out, " %s\n", config_log_format_name(*format));
 }
 
 static void note_position(config_pos *at, const yaml_node_t *node) {
@@ -403,6 +438,9 @@ static const ys_field log_fields[] = {
      .dump = dump_log_level},
     {UNDER("log", "file"), .kind = YS_CUSTOM, MEMBER(log_file), .parse = parse_log_file,
      .dump = dump_string},
+    {UNDER("log", "connections"), .kind = YS_BOOL, MEMBER(log_connections)},
+    {UNDER("log", "format"), .kind = YS_CUSTOM, MEMBER(log_format), .parse = parse_log_format,
+     .dump = dump_log_format},
 };
 static const ys_section log_section = {"under log", log_fields, NFIELDS(log_fields)};
 

@@ -6,7 +6,8 @@
  *             idle_timeout, buffer_size, stack_size, backlog }
  *   shutdown_grace: duration
  *   workers: integer >= 1 or "auto"
- *   log: { level: error|warn|info|debug, file: absolute path }
+ *   log: { level: error|warn|info|debug, file: absolute path,
+ *          connections: bool, format: text|json }
  *   pid_file: absolute path   user: string
  *   metrics: { address: IP literal (default 127.0.0.1), port: 0-65535 }
  *            (no port, or no metrics key: no metrics listener)
@@ -23,6 +24,7 @@
 #include <sys/socket.h>
 
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
 typedef struct listen_addr {
     struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
@@ -59,6 +61,8 @@ typedef struct config {
     bool reuse_port;                 /* workers > 1: a SO_REUSEPORT socket each; default true */
     enum log_level log_level;        /* default info */
     char log_file[4096];             /* absolute; "" = stderr or syslog */
+    bool log_connections;            /* a line per closed connection; default false */
+    enum log_format log_format;      /* default text */
     char pid_file[4096];             /* "" = none */
     char user[256];                  /* "" = keep the current user */
     bool metrics_enabled;            /* the metrics listener (GET /metrics); default off */
@@ -97,6 +101,7 @@ int config_parse_size(const char *s, size_t *bytes);
 const char *config_log_level_name(enum log_level level);
 /* "error", "warn", "info", "debug" -> level. 0 or -1. */
 int config_parse_log_level(const char *s, enum log_level *level);
+const char *config_log_format_name(enum log_format format);
 
 /* The reload policy, kept in the schema's table. Some keys take effect only
  * at the next start: limits.stack_size, workers, reuse_port and metrics (and listen

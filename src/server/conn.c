@@ -53,7 +53,10 @@ static void release_slot(const ip_key *key) {
 
 void conn_unadmit(const ip_key *key) { release_slot(key); }
 
-void conn_register(connection *conn) { list_push_back(&c.live, &conn->link); }
+void conn_register(connection *conn) {
+    conn->bytes_in = conn->bytes_out = 0;
+    list_push_back(&c.live, &conn->link);
+}
 
 void conn_release(connection *conn) {
     list_remove(&conn->link);
@@ -96,8 +99,16 @@ void conn_kill_all(void) {
 }
 
 bool conn_all_killed(void) { return c.killed; }
-void conn_count_in(size_t bytes) { c.stats.bytes_in += bytes; }
-void conn_count_out(size_t bytes) { c.stats.bytes_out += bytes; }
+void conn_count_in(connection *conn, size_t bytes) {
+    conn->bytes_in += bytes;
+    c.stats.bytes_in += bytes;
+}
+
+void conn_count_out(connection *conn, size_t bytes) {
+    conn->bytes_out += bytes;
+    c.stats.bytes_out += bytes;
+}
+
 void conn_count_timeout(void) { c.stats.timed_out++; }
 size_t conn_active(void) { return c.stats.active; }
 void conn_get_stats(conn_stats *st) { *st = c.stats; }

@@ -25,6 +25,7 @@ typedef struct connection {
     co_tid tid;
     int fd;
     ip_key peer;
+    uint64_t bytes_in, bytes_out; /* this connection's, for its close line */
 } connection;
 
 typedef struct conn_stats {
@@ -49,7 +50,8 @@ int conn_admit(const struct sockaddr *peer, ip_key *key);
 /* Takes back an admission whose handler could not start. */
 void conn_unadmit(const ip_key *key);
 
-/* A handler's record, from its first run to its end. */
+/* A handler's record, from its first run to its end (register zeroes its
+ * byte counts). */
 void conn_register(connection *c);
 void conn_release(connection *c);
 
@@ -65,8 +67,9 @@ void conn_limits_changed(void);
 void conn_kill_all(void);
 bool conn_all_killed(void);
 
-void conn_count_in(size_t bytes);
-void conn_count_out(size_t bytes);
+/* Bytes read from and written to conn: its counts and the totals. */
+void conn_count_in(connection *conn, size_t bytes);
+void conn_count_out(connection *conn, size_t bytes);
 void conn_count_timeout(void);
 size_t conn_active(void);
 void conn_get_stats(conn_stats *st);

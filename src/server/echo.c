@@ -100,7 +100,7 @@ static int echo_once(connection *c, char *buf, size_t size, int64_t deadline) {
         return 0;
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -errno;
-    conn_count_in((size_t)n);
+    conn_count_in(c, (size_t)n);
     /* Reading stops while the write is pending, so a client that never
      * reads costs this one buffer plus the kernel's socket buffers. */
     for (ssize_t done = 0; done < n;) {
@@ -108,7 +108,7 @@ static int echo_once(connection *c, char *buf, size_t size, int64_t deadline) {
         ssize_t w = co_write(c->fd, buf + done, (size_t)(n - done), deadline);
         if (w < 0)
             return (int)w;
-        conn_count_out((size_t)w);
+        conn_count_out(c, (size_t)w);
         done += w;
     }
     return 1;
@@ -175,6 +175,24 @@ static void close_connection(connection *c, bool reset) {
     co_close(c->fd);
 }
 
+/* Why the handler ended (r: serve's, then the drain's), as the
+ * connection log names it. */
+static const char *close_reason(int r) {
+    switch (r) {
+    case 0:
+        return CONNLOG_EOF;
+    case -ECONNRESET:
+    case -EPIPE:
+        return CONNLOG_RESET;
+    case -ETIMEDOUT:
+        return CONNLOG_IDLE_TIMEOUT;
+    case -ECANCELED:
+        return CONNLOG_SHUTDOWN;
+    default:
+        return CONNLOG_ERROR;
+    }
+}
+
 int echo_handle_client(void *arg) {
     connection_start *start = arg;
     connection *c = &start->conn;
@@ -199,6 +217,9 @@ int echo_handle_client(void *arg) {
         log_warn("connection %llu: %s", (unsigned long long)c->tid, strerror(-r));
         status = -r;
     }
+    if (start->log.on) /* the one check the close path makes with the log off */
+        connlog_closed(&start->log, c->bytes_in, c->bytes_out, close_reason(r),
+                       r == -ECONNRESET || r == -EPIPE || status ? -r : 0);
     close_connection(c, r != 0 && unacknowledged(c->fd) > 0);
     conn_release(c);
     free(start);

@@ -10,15 +10,17 @@
 #include <stdint.h>
 
 #include "server/conn.h"
+#include "server/connlog.h"
 
 /* What a handler starts with: the connection (fd and peer, admitted by
- * conn) and the limits as they were then. On the heap for the connection's
- * life, as rt.h asks: conn's list of live connections is read by other
- * tasks while the handler waits. */
+ * conn), the limits as they were then and its connection log record. On
+ * the heap for the connection's life, as rt.h asks: conn's list of live
+ * connections is read by other tasks while the handler waits. */
 typedef struct connection_start {
     connection conn;
     int64_t idle_timeout_ms;
     size_t buffer_size;
+    connlog log; /* see connlog_accepted */
 } connection_start;
 
 /* The handler task; arg: a malloc'd connection_start, freed when it ends. */

@@ -16,6 +16,7 @@
 #include "common/backoff.h"
 #include "common/hostport.h"
 #include "server/conn.h"
+#include "server/connlog.h"
 #include "server/echo.h"
 #include "server/log.h"
 #include "server/settings.h"
@@ -271,11 +272,19 @@ static int pause_accepting(listener *l, exhaustion *x, const char *what, int err
     return co_sleep(now + EXHAUSTED_PAUSE_MS);
 }
 
+/* A connection closed as soon as accepted, in the connection log. */
+static void log_refused(int fd, const struct sockaddr *peer, socklen_t peerlen,
+                        const char *reason) {
+    connlog refused;
+    connlog_accepted(&refused, fd, peer, peerlen);
+    connlog_closed(&refused, 0, 0, reason, 0);
+}
+
 /* Starts a handler for the accepted fd, or closes it. 0 (started, or
  * refused for a reason of its own: over max_connections_per_ip), or a
  * negative errno (-ENOMEM, -EAGAIN) when memory or mappings ran out: the
  * connection is closed and its admission taken back; the caller pauses. */
-static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
+static int start_connection(listener *l, int fd, const struct sockaddr *peer, socklen_t peerlen) {
     connection_start *start = malloc(sizeof *start);
     int one = 1;
     if (!start) {
@@ -284,6 +293,8 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
         return -ENOMEM;
     }
     int r = conn_admit(peer, &start->conn.peer);
+    if (r == -EDQUOT)
+        log_refused(fd, peer, peerlen, CONNLOG_PER_IP_LIMIT);
     if (r != 0) {
         free(start);
         close(fd);
@@ -294,6 +305,7 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer) {
         log_debug("%s: connection rejected: over max_connections_per_ip", l->bound);
         return 0;
     }
+    connlog_accepted(&start->log, fd, peer, peerlen);
     start->conn.fd = fd;
     start->idle_timeout_ms = settings()->idle_timeout_ms;
     start->buffer_size = settings()->buffer_size;
@@ -343,7 +355,7 @@ static int accept_ready(listener *l) {
         socklen_t len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            int r = start_connection(l, fd, (struct sockaddr *)&peer);
+            int r = start_connection(l, fd, (struct sockaddr *)&peer, len);
             if (r < 0 &&
                 pause_accepting(l, &handlers_out, "cannot start a handler", -r) == -ECANCELED)
                 return -ECANCELED;

@@ -16,9 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/regfile.h"
 
-enum { MSG_SIZE = 1024, LINE_SIZE = MSG_SIZE + 128, ERR_SIZE = 4096 + 256 };
+enum {
+    MSG_SIZE = 1024,
+    LINE_SIZE = MSG_SIZE + 128,
+    ERR_SIZE = 4096 + 256,
+    ESCAPED_SIZE = 6 * MSG_SIZE,                 /* a message as JSON: \u00XX is 6 bytes */
+    JSON_LINE_SIZE = ESCAPED_SIZE + 2 * MSG_SIZE /* the other fields */
+};
 
 static struct {
     enum log_target target;
@@ -26,8 +33,10 @@ static struct {
     bool journal;    /* stderr is the journal: it adds timestamps itself */
     bool started;    /* log_started(): a file alone gets the lines */
     int file_fd;     /* log.file, or -1 */
-    char prefix[32]; /* "worker 2: " in a worker process */
-} logger = {LOG_TO_STDERR, LOG_LEVEL_INFO, false, false, -1, ""};
+    enum log_format format;
+    int worker;      /* in a worker process, its id; else 0 */
+    char prefix[32]; /* "worker 2: " in a worker process (text) */
+} logger = {LOG_TO_STDERR, LOG_LEVEL_INFO, false, false, -1, LOG_FORMAT_TEXT, 0, ""};
 
 static const int syslog_priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
@@ -39,7 +48,11 @@ void log_open(enum log_target target) {
 }
 
 void log_set_level(enum log_level level) { logger.level = level; }
-void log_set_worker(int id) { snprintf(logger.prefix, sizeof logger.prefix, "worker %d: ", id); }
+void log_set_format(enum log_format format) { logger.format = format; }
+void log_set_worker(int id) {
+    logger.worker = id;
+    snprintf(logger.prefix, sizeof logger.prefix, "worker %d: ", id);
+}
 enum log_level log_get_level(void) { return logger.level; }
 void log_started(void) { logger.started = true; }
 
@@ -177,36 +190,95 @@ static void write_line(int fd, const char *line, size_t len) {
         ;
 }
 
-/* "YYYY-MM-DD HH:MM:SS.mmm coechod[PID] LEVEL: message" and a line break,
- * cut short (still one line) if too long. */
-static void write_stamped(int fd, enum log_level level, const char *msg) {
+/* The length snprintf meant, cut to the buffer, the last byte a line break
+ * (a line cut short is still one line). */
+static size_t end_line(char *line, size_t size, int n) {
+    size_t len = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+    if (len > 0)
+        line[len - 1] = '\n';
+    return len;
+}
+
+/* A JSON object: time (UTC, ms), level, pid, worker (in a worker), the
+ * message, then the event's fields (",\"k\":v..." or ""). line has
+ * JSON_LINE_SIZE bytes: the message escaped takes at most ESCAPED_SIZE,
+ * so the object always closes. */
+static size_t format_json(char *line, enum log_level level, const char *msg, const char *fields) {
+    static char escaped[ESCAPED_SIZE];
     struct timespec ts;
     struct tm tm;
-    char stamp[32], line[LINE_SIZE];
+    char stamp[32], worker[32] = "";
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (logger.worker)
+        snprintf(worker, sizeof worker, ",\"worker\":%d", logger.worker);
+    json_escape(escaped, sizeof escaped, msg, strlen(msg));
+    int n = snprintf(line, JSON_LINE_SIZE,
+                     "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"pid\":%d%s,\"msg\":\"%s\"%s}\n",
+                     stamp, ts.tv_nsec / 1000000, config_log_level_name(level), (int)getpid(),
+                     worker, escaped, fields);
+    return end_line(line, JSON_LINE_SIZE, n);
+}
+
+/* The line for a file or the terminal: stamped (text: "YYYY-MM-DD
+ * HH:MM:SS.mmm coechod[PID] LEVEL: message", local time), or with
+ * "<N>" for the journal, which stamps lines itself. */
+static size_t format_line(char *line, enum log_level level, const char *msg, const char *fields,
+                          bool journal) {
+    size_t at = 0;
+    if (journal)
+        at = (size_t)snprintf(line, JSON_LINE_SIZE, "<%d>", syslog_priority[level]);
+    if (logger.format == LOG_FORMAT_JSON)
+        return at + format_json(line + at, level, msg, fields);
+    if (journal)
+        return at + end_line(line + at, LINE_SIZE,
+                             snprintf(line + at, LINE_SIZE, "%s%s\n", logger.prefix, msg));
+    struct timespec ts;
+    struct tm tm;
+    char stamp[32];
     clock_gettime(CLOCK_REALTIME, &ts);
     localtime_r(&ts.tv_sec, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-    int n = snprintf(line, sizeof line, "%s.%03ld coechod[%d] %s: %s\n", stamp,
-                     ts.tv_nsec / 1000000, (int)getpid(), config_log_level_name(level), msg);
-    size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    if (len > 0) {
-        line[len - 1] = '\n';
+    int n =
+        snprintf(line, LINE_SIZE, "%s.%03ld coechod[%d] %s: %s%s\n", stamp, ts.tv_nsec / 1000000,
+                 (int)getpid(), config_log_level_name(level), logger.prefix, msg);
+    return end_line(line, LINE_SIZE, n);
+}
+
+static void write_formatted(int fd, enum log_level level, const char *msg, const char *fields,
+                            bool journal) {
+    static char line[JSON_LINE_SIZE + 16];
+    size_t len = format_line(line, level, msg, fields, journal);
+    if (len > 0)
         write_line(fd, line, len);
+}
+
+static void write_syslog(enum log_level level, const char *msg, const char *fields) {
+    static char line[JSON_LINE_SIZE];
+    if (logger.format == LOG_FORMAT_TEXT) {
+        syslog(syslog_priority[level], "%s%s", logger.prefix, msg);
+        return;
+    }
+    size_t len = format_json(line, level, msg, fields);
+    if (len > 0) {
+        line[len - 1] = '\0'; /* syslog ends the message itself */
+        syslog(syslog_priority[level], "%s", line);
     }
 }
 
-static void write_stderr(enum log_level level, const char *msg) {
-    if (!logger.journal) {
-        write_stamped(STDERR_FILENO, level, msg);
+/* msg (without the worker prefix) to wherever lines go now. */
+static void emit(enum log_level level, const char *msg, const char *fields) {
+    if (logger.file_fd >= 0) {
+        write_formatted(logger.file_fd, level, msg, fields, false);
+        if (!logger.started && level <= LOG_LEVEL_WARN)
+            write_formatted(STDERR_FILENO, level, msg, fields, logger.journal);
         return;
     }
-    char line[LINE_SIZE];
-    int n = snprintf(line, sizeof line, "<%d>%s\n", syslog_priority[level], msg);
-    size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    if (len > 0) {
-        line[len - 1] = '\n';
-        write_line(STDERR_FILENO, line, len);
-    }
+    if (logger.target == LOG_TO_SYSLOG)
+        write_syslog(level, msg, fields);
+    else
+        write_formatted(STDERR_FILENO, level, msg, fields, logger.journal);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...) {
@@ -215,18 +287,31 @@ void log_msg(enum log_level level, const char *fmt, ...) {
     char msg[MSG_SIZE];
     va_list ap;
     va_start(ap, fmt);
-    size_t at = (size_t)snprintf(msg, sizeof msg, "%s", logger.prefix);
-    vsnprintf(msg + at, sizeof msg - at, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (logger.file_fd >= 0) {
-        write_stamped(logger.file_fd, level, msg);
-        if (!logger.started && level <= LOG_LEVEL_WARN)
-            write_stderr(level, msg);
+    emit(level, msg, "");
+}
+
+void log_connection_close(const log_close *e) {
+    char msg[MSG_SIZE], fields[MSG_SIZE];
+    long long ms = (long long)e->duration_ms;
+    const char *error = e->error ? e->error : "";
+    /* Addresses come from inet_ntop, reasons and errors are our names:
+     * nothing in them needs escaping. */
+    if (logger.format == LOG_FORMAT_JSON) {
+        snprintf(fields, sizeof fields,
+                 ",\"event\":\"close\",\"peer\":\"%s\",\"local\":\"%s\",\"duration_s\":%lld.%03lld,"
+                 "\"bytes_in\":%llu,\"bytes_out\":%llu,\"reason\":\"%s\"%s%s%s",
+                 e->peer, e->local, ms / 1000, ms % 1000, (unsigned long long)e->bytes_in,
+                 (unsigned long long)e->bytes_out, e->reason, e->error ? ",\"error\":\"" : "",
+                 error, e->error ? "\"" : "");
+        emit(LOG_LEVEL_INFO, "connection closed", fields);
         return;
     }
-    if (logger.target == LOG_TO_SYSLOG) {
-        syslog(syslog_priority[level], "%s", msg);
-        return;
-    }
-    write_stderr(level, msg);
+    snprintf(msg, sizeof msg,
+             "close peer=%s local=%s duration_s=%lld.%03lld bytes_in=%llu bytes_out=%llu "
+             "reason=%s%s%s",
+             e->peer, e->local, ms / 1000, ms % 1000, (unsigned long long)e->bytes_in,
+             (unsigned long long)e->bytes_out, e->reason, e->error ? " error=" : "", error);
+    emit(LOG_LEVEL_INFO, msg, "");
 }

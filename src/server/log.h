@@ -1,13 +1,17 @@
 /* Logging: stderr (with a timestamp, or with "<N>" syslog priority prefixes
  * when stderr is the systemd journal: JOURNAL_STREAM set) or syslog (in
  * --daemon mode); or, when log.file is set, that file, with timestamps.
+ * Lines are text, or with log.format json one JSON object each (for
+ * syslog, the message is the object; for the journal, "<N>" comes first).
  *
- * Owns the target, the log file's descriptor, the level in force and the
- * worker prefix; settings sets the level a reload brings. */
+ * Owns the target, the log file's descriptor, the level and format in
+ * force and the worker id; settings sets the level and format a reload
+ * brings. Formats in static buffers: single-threaded callers only. */
 #ifndef COECHO_LOG_H
 #define COECHO_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "server/config.h"
 
@@ -20,6 +24,7 @@ enum log_target { LOG_TO_STDERR, LOG_TO_SYSLOG };
 
 void log_open(enum log_target target);
 void log_set_level(enum log_level level);
+void log_set_format(enum log_format format);
 /* Every message of this process starts "worker ID: " (workers > 1). */
 void log_set_worker(int id);
 enum log_level log_get_level(void);
@@ -50,6 +55,18 @@ void log_reopen(const char *path);
  * error go to stderr too while a file is in use, so that a start that fails
  * says why where it was started. */
 void log_started(void);
+
+/* A closed connection, for log.connections: one line at level info,
+ * written whatever log.level is (like an access log). */
+typedef struct log_close {
+    const char *peer, *local; /* "127.0.0.1:50000", "[::1]:7007" */
+    int64_t duration_ms;
+    uint64_t bytes_in, bytes_out;
+    const char *reason; /* "eof", "reset", "error", "idle_timeout", ... */
+    const char *error;  /* the errno's name ("ECONNRESET"), or NULL */
+} log_close;
+
+void log_connection_close(const log_close *e);
 
 __attribute__((format(printf, 2, 3))) void log_msg(enum log_level level, const char *fmt, ...);
 

@@ -322,6 +322,7 @@ static void open_log(const config *cfg) {
     char err[4096 + 256];
     log_open(LOG_TO_STDERR);
     log_set_level(cfg->log_level);
+    log_set_format(cfg->log_format);
     if (cfg->log_file[0] && log_use_file(cfg->log_file, err, sizeof err) != 0) {
         log_error("log.file %s", err);
         exit(1);

@@ -80,4 +80,5 @@ void settings_prepare_reload(config *next, bool listen_needs_restart) {
 void settings_replace(const config *next) {
     s.cfg = *next;
     log_set_level(s.cfg.log_level);
+    log_set_format(s.cfg.log_format);
 }

@@ -41,7 +41,8 @@ int settings_worker(void);
  * (listen_needs_restart: listen is one of them, as with workers). */
 void settings_prepare_reload(config *next, bool listen_needs_restart);
 
-/* Makes next the configuration in force, and its log level the log's. */
+/* Makes next the configuration in force, and its log level and format the
+ * log's. */
 void settings_replace(const config *next);
 
 #endif

@@ -111,6 +111,8 @@ static void assert_config_equal(const config *a, const config *b) {
     assert_int_equal(a->workers, b->workers);
     assert_int_equal(a->log_level, b->log_level);
     assert_string_equal(a->log_file, b->log_file);
+    assert_int_equal(a->log_connections, b->log_connections);
+    assert_int_equal(a->log_format, b->log_format);
     assert_string_equal(a->pid_file, b->pid_file);
     assert_string_equal(a->user, b->user);
 }
@@ -152,6 +154,8 @@ static void test_defaults(void **state) {
     assert_int_equal(cfg.workers, 1);
     assert_int_equal(cfg.log_level, LOG_LEVEL_INFO);
     assert_string_equal(cfg.log_file, "");
+    assert_false(cfg.log_connections);
+    assert_int_equal(cfg.log_format, LOG_FORMAT_TEXT);
     assert_string_equal(cfg.pid_file, "");
     assert_string_equal(cfg.user, "");
 }
@@ -393,6 +397,19 @@ static void test_strings(void **state) {
                  "\"coechod.log\"");
     expect_error("log: { file: ~ }\n",
                  ":1:14: log.file: expected a string (\"\" for none), got null");
+
+    /* log.connections and log.format */
+    expect_load("log:\n  connections: true\n  format: json\n", &cfg);
+    assert_true(cfg.log_connections);
+    assert_int_equal(cfg.log_format, LOG_FORMAT_JSON);
+    expect_load("log: { format: text }\n", &cfg);
+    assert_int_equal(cfg.log_format, LOG_FORMAT_TEXT);
+    expect_error("log: { format: JSON }\n",
+                 ":1:16: log.format: expected one of text, json, got \"JSON\"");
+    expect_error("log: { format: 1 }\n",
+                 ":1:16: log.format: expected one of text, json, got \"1\"");
+    expect_error("log: { connections: yes }\n",
+                 ":1:21: log.connections: expected true or false, got \"yes\"");
 }
 
 /* Where the values coechod -t checks against the host were read. */
@@ -464,7 +481,7 @@ static void test_unknown_key_messages(void **state) {
     expect_error("level: info\n", ":1:1: level: unknown key; level belongs under log");
     expect_error("port: 7007\n", ":1:1: port: unknown key; port belongs in listen entries");
     expect_error("log: { colour: yes }\n",
-                 ":1:8: log.colour: unknown key; expected one of level, file");
+                 ":1:8: log.colour: unknown key; expected one of level, file, connections, format");
     expect_error("limits: { rate: 1 }\n",
                  ":1:11: limits.rate: unknown key; expected one of max_connections, "
                  "max_connections_per_ip, per_ip_ipv6_prefix, idle_timeout, buffer_size, "
@@ -634,6 +651,8 @@ static void test_dump_exact(void **state) {
     cfg.reuse_port = false;
     cfg.log_level = LOG_LEVEL_WARN;
     snprintf(cfg.log_file, sizeof cfg.log_file, "/var/log/coechod.log");
+    cfg.log_connections = true;
+    cfg.log_format = LOG_FORMAT_JSON;
     snprintf(cfg.pid_file, sizeof cfg.pid_file, "/run/\"c\".pid");
     char *text = dump_to_string(&cfg);
     assert_string_equal(text, "# coechod configuration: every setting with its effective value\n"
@@ -653,6 +672,8 @@ static void test_dump_exact(void **state) {
                               "log:\n"
                               "  level: warn\n"
                               "  file: \"/var/log/coechod.log\"\n"
+                              "  connections: true\n"
+                              "  format: json\n"
                               "pid_file: \"/run/\\\"c\\\".pid\"\n"
                               "user: \"\"\n"
                               "metrics: {}\n");

@@ -119,7 +119,7 @@ typedef struct echo_case {
 
 /* A handler on sv[1], as an accept task would start it. */
 static co_tid start_handler(int fd, int64_t idle_ms) {
-    connection_start *start = malloc(sizeof *start);
+    connection_start *start = calloc(1, sizeof *start); /* the connection log off */
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
     if (!start || conn_admit((struct sockaddr *)&peer, &start->conn.peer) != 0)
         return 0;
