@@ -15,18 +15,24 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 SRCDIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Order of the tables and charts; coechod first, the others compared to it.
 # "baseline" is another coechod binary, $COECHOD_BASELINE (say, the build
-# before a refactor), measured side by side with this one; only on request.
+# before a refactor), measured side by side with this one; "metrics" is this
+# coechod with its metrics endpoint on, scraped every 100 ms during each run
+# (what a scrape costs the echo path). Both only on request.
 SERVERS = ["coechod", "libev", "go", "node", "asyncio"]
-OPTIONAL_SERVERS = ["baseline"]
+OPTIONAL_SERVERS = ["baseline", "metrics"]
+SCRAPE_EVERY_S = 0.1
 LABELS = {
     "coechod": "coechod",
     "baseline": "coechod (baseline)",
+    "metrics": "coechod (metrics scraped /100ms)",
     "libev": "libev-echo",
     "go": "go-echo",
     "node": "node-echo",
@@ -218,12 +224,10 @@ class Servers:
             if not os.access(exe, os.X_OK):
                 return "COECHOD_BASELINE=%r is no executable coechod" % exe
             name = "coechod"
-        if name == "coechod":
+        if name in ("coechod", "metrics"):
             self.conf = os.path.join(self.tmp, "coechod.yaml")
             with open(self.conf, "w") as f:
-                f.write("limits:\n  max_connections: %d\n  idle_timeout: 0\n"
-                        "  backlog: 4096\nshutdown_grace: 1s\nlog: { level: error }\n"
-                        % COECHOD_MAX_CONNECTIONS)
+                f.write(self.COECHOD_CONF)
             return None
         if name == "libev":
             exe = os.path.join(self.build, "bench", "peers", "libev-echo")
@@ -231,6 +235,19 @@ class Servers:
         if name == "go":
             return self._build_go()
         return None
+
+    COECHOD_CONF = ("limits:\n  max_connections: %d\n  idle_timeout: 0\n"
+                    "  backlog: 4096\nshutdown_grace: 1s\nlog: { level: error }\n"
+                    % COECHOD_MAX_CONNECTIONS)
+
+    def _metrics_conf(self):
+        """A configuration with the metrics endpoint on a port free now:
+        (path, port)."""
+        port = free_port()
+        path = os.path.join(self.tmp, "coechod-metrics.yaml")
+        with open(path, "w") as f:
+            f.write(self.COECHOD_CONF + "metrics: { address: 127.0.0.1, port: %d }\n" % port)
+        return path, port
 
     def _build_go(self):
         src = os.path.join(SRCDIR, "bench", "peers", "go-echo", "main.go")
@@ -250,10 +267,13 @@ class Servers:
 
     def argv(self, name, port):
         b = self.build
-        if name in ("coechod", "baseline"):
+        if name in ("coechod", "baseline", "metrics"):
             exe = (os.environ["COECHOD_BASELINE"] if name == "baseline"
                    else os.path.join(b, "src", "server", "coechod"))
-            return [exe, "-c", self.conf,
+            conf = self.conf
+            if name == "metrics":
+                conf, self.metrics_port = self._metrics_conf()
+            return [exe, "-c", conf,
                     "-l", "127.0.0.1:%d" % port, "--log-level", "error"]
         if name == "libev":
             return [os.path.join(b, "bench", "peers", "libev-echo"), str(port)]
@@ -276,6 +296,8 @@ class Servers:
         p = spawn(list(prefix) + self.argv(name, port), stdin=subprocess.DEVNULL,
                   stdout=errf, stderr=errf)
         srv = Server(name, port, p, errf)
+        if name == "metrics":
+            srv.metrics_port = self.metrics_port
         deadline = time.monotonic() + timeout
         while True:
             if p.poll() is not None:
@@ -306,6 +328,7 @@ class Servers:
 class Server:
     def __init__(self, name, port, proc, errf):
         self.name, self.port, self.proc, self.errf = name, port, proc, errf
+        self.metrics_port = None
 
     @property
     def pid(self):
@@ -332,6 +355,38 @@ class Server:
             self.errf.close()
         except OSError:
             pass
+
+
+class Scraper:
+    """GET /metrics on 127.0.0.1:port every SCRAPE_EVERY_S seconds in a
+    thread, from start() to stop(); counts the scrapes that got a 200 and
+    the ones that did not."""
+
+    def __init__(self, port):
+        self.url = "http://127.0.0.1:%d/metrics" % port
+        self.ok = self.failed = 0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                    self.ok += r.status == 200
+            except OSError as e:
+                self.failed += 1
+                self.last_error = str(e)
+            self._stop.wait(SCRAPE_EVERY_S)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
 
 
 # ---- a quiet machine ---------------------------------------------------------
