@@ -221,6 +221,77 @@ static void dump_string(const ys_field *f, const void *obj, FILE *out, int inden
     putc('\n', out);
 }
 
+/* ---- access lists -------------------------------------------------------------- */
+
+/* One "allow NETWORK" / "deny NETWORK" item into the pool. */
+static bool parse_access_rule(ys_ctx *ctx, const yaml_node_t *node, const char *path, config *cfg) {
+    const char *s = ys_text_value(ctx, node, path, "\"allow NETWORK\" or \"deny NETWORK\"");
+    if (s == NULL)
+        return false;
+    acl_rule rule;
+    char err[160];
+    if (acl_parse_rule(s, &rule, err, sizeof err) != 0) {
+        ys_report(ctx, node, path, "%s", err);
+        return false;
+    }
+    if (cfg->naccess_rules == CONFIG_MAX_ACCESS_RULES) {
+        ys_report(ctx, node, path, "too many access rules (at most %d in the configuration)",
+                  CONFIG_MAX_ACCESS_RULES);
+        return false;
+    }
+    cfg->access_rules[cfg->naccess_rules++] = rule;
+    return true;
+}
+
+/* A list of rules, in order, into out (its rules stored in cfg's pool). */
+static bool parse_access_list(ys_ctx *ctx, const yaml_node_t *node, const char *path, config *cfg,
+                              access_list *out) {
+    if (node->type != YAML_SEQUENCE_NODE) {
+        char buf[YS_DESCRIBE_SIZE];
+        ys_report(ctx, node, path,
+                  "expected a list of \"allow NETWORK\" or \"deny NETWORK\", got %s",
+                  ys_describe(node, false, buf, sizeof buf));
+        return false;
+    }
+    bool ok = true;
+    *out = (access_list){.first = (uint16_t)cfg->naccess_rules, .set = true};
+    for (size_t i = 0; i < ys_sequence_length(node) && !ys_gave_up(ctx); i++) {
+        char itempath[YS_PATH_SIZE];
+        ys_index_path(itempath, sizeof itempath, path, i);
+        ok &= parse_access_rule(ctx, ys_sequence_item(ctx, node, i), itempath, cfg);
+    }
+    out->count = (uint16_t)(cfg->naccess_rules - out->first);
+    return ok;
+}
+
+static bool parse_access(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node, const char *path,
+                         void *obj) {
+    (void)f;
+    config *cfg = obj;
+    return parse_access_list(ctx, node, path, cfg, &cfg->access);
+}
+
+/* The rules of list, flow style: [ "allow 10.0.0.0/8", "deny all" ]. */
+static void write_access_list(const config *cfg, const access_list *list, FILE *out) {
+    fputs("[", out);
+    for (size_t i = 0; i < list->count; i++) {
+        char text[96];
+        acl_format_rule(&cfg->access_rules[list->first + i], text, sizeof text);
+        fputs(i ? ", " : " ", out);
+        ys_write_string(out, text);
+    }
+    fputs(list->count ? " ]" : "]", out);
+}
+
+static void dump_access(const ys_field *f, const void *obj, FILE *out, int indent) {
+    (void)f;
+    (void)indent;
+    const config *cfg = obj;
+    putc(' ', out);
+    write_access_list(cfg, &cfg->access, out);
+    putc('\n', out);
+}
+
 /* ---- listen ------------------------------------------------------------------- */
 
 /* A listen entry as its fields are read. */
@@ -228,7 +299,16 @@ typedef struct listen_entry {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int port;
+    config *cfg;        /* whose rule pool its access list goes to */
+    access_list access; /* its own list, if set */
 } listen_entry;
+
+static bool parse_listen_access(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                                const char *path, void *obj) {
+    (void)f;
+    listen_entry *entry = obj;
+    return parse_access_list(ctx, node, path, entry->cfg, &entry->access);
+}
 
 static bool parse_address(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node, const char *path,
                           void *obj) {
@@ -261,23 +341,28 @@ static const ys_field listen_entry_fields[] = {
      .min = 0,
      .max = 65535,
      .flags = YS_REQUIRED},
+    {.name = "access",
+     .dotted = "listen[].access",
+     .kind = YS_CUSTOM,
+     .parse = parse_listen_access},
 };
 static const ys_section listen_entry_section = {"in listen entries", listen_entry_fields,
                                                 sizeof listen_entry_fields /
                                                     sizeof listen_entry_fields[0]};
 
 /* One { address, port } entry; false if it has errors (reported). */
-static bool parse_listen_entry(ys_ctx *ctx, const yaml_node_t *node, const char *path,
-                               listen_addr *out) {
+static bool parse_listen_entry(ys_ctx *ctx, const yaml_node_t *node, const char *path, config *cfg,
+                               listen_addr *out, access_list *access) {
     if (node->type != YAML_MAPPING_NODE) {
         char buf[YS_DESCRIBE_SIZE];
         ys_report(ctx, node, path, "expected a mapping { address, port }, got %s",
                   ys_describe(node, false, buf, sizeof buf));
         return false;
     }
-    listen_entry entry = {.addrlen = 0};
+    listen_entry entry = {.addrlen = 0, .cfg = cfg};
     if (!ys_parse_mapping(ctx, node, path, &listen_entry_section, &entry))
         return false;
+    *access = entry.access;
     hostport_set_port(&entry.addr, (uint16_t)entry.port);
     make_listen(out, &entry.addr, entry.addrlen);
     return true;
@@ -311,6 +396,7 @@ static bool parse_listen(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node
         return false;
     }
     cfg->nlisten = 0; /* present: replaces the defaults */
+    memset(cfg->listen_access, 0, sizeof cfg->listen_access);
     for (size_t i = 0; i < count && !ys_gave_up(ctx); i++) {
         const yaml_node_t *item = ys_sequence_item(ctx, node, i);
         char itempath[YS_PATH_SIZE];
@@ -320,9 +406,11 @@ static bool parse_listen(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node
             return false;
         }
         listen_addr la;
-        if (parse_listen_entry(ctx, item, itempath, &la)) {
+        access_list access = {.set = false};
+        if (parse_listen_entry(ctx, item, itempath, cfg, &la, &access)) {
             check_duplicate_listener(ctx, item, itempath, cfg, &la);
             note_position(&cfg->where.listen[cfg->nlisten], item);
+            cfg->listen_access[cfg->nlisten] = access;
             cfg->listen[cfg->nlisten++] = la;
         }
     }
@@ -337,8 +425,13 @@ static void dump_listen(const ys_field *f, const void *obj, FILE *out, int inden
     for (size_t i = 0; i < cfg->nlisten; i++) {
         char ip[HOSTPORT_TEXT_SIZE];
         hostport_format_ip(&cfg->listen[i].addr, ip, sizeof ip);
-        fprintf(out, "%*s- { address: \"%s\", port: %u }\n", indent + 2, "", ip,
+        fprintf(out, "%*s- { address: \"%s\", port: %u", indent + 2, "", ip,
                 hostport_port(&cfg->listen[i].addr));
+        if (cfg->listen_access[i].set) {
+            fputs(", access: ", out);
+            write_access_list(cfg, &cfg->listen_access[i], out);
+        }
+        fputs(" }\n", out);
     }
 }
 
@@ -465,6 +558,9 @@ static const ys_field top_fields[] = {
     /* Its socket is opened at start, before the workers are forked. */
     {AT_TOP("metrics"), .kind = YS_CUSTOM, MEMBER(metrics), .flags = START_ONLY,
      .parse = parse_metrics, .dump = dump_metrics},
+    /* Applies to connections accepted after a reload. */
+    {AT_TOP("access"), .kind = YS_CUSTOM, MEMBER(access), .parse = parse_access,
+     .dump = dump_access},
 };
 static const ys_section top_section = {"at the top level", top_fields, NFIELDS(top_fields)};
 

@@ -11,6 +11,9 @@
  *   pid_file: absolute path   user: string
  *   metrics: { address: IP literal (default 127.0.0.1), port: 0-65535 }
  *            (no port, or no metrics key: no metrics listener)
+ *   access: list of "allow NETWORK" / "deny NETWORK" / "allow all" / "deny all"
+ *           (first match wins; no match: allowed); a listen entry's own
+ *           access list, when it has one, is checked instead
  * Durations take ms/s/m/h ("0" alone is allowed), sizes B/KiB/MiB (a bare
  * number is bytes). Errors name file:line:column, the key path and what was
  * expected. */
@@ -23,6 +26,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "server/acl.h"
+
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
@@ -33,6 +38,17 @@ typedef struct listen_addr {
 } listen_addr;
 
 #define CONFIG_MAX_LISTEN 64
+/* Access rules in one configuration, the top-level list and every
+ * listener's together. */
+#define CONFIG_MAX_ACCESS_RULES 1024
+
+/* An access list: rules [first, first + count) of config.access_rules.
+ * set: the key was given (a listener's list, even empty, replaces the
+ * top-level one). */
+typedef struct access_list {
+    uint16_t first, count;
+    bool set;
+} access_list;
 
 /* Where a value was read: line and column in the file, from 1; line 0 when
  * it came from elsewhere (a default, -l). For the messages of coechod -t. */
@@ -67,7 +83,11 @@ typedef struct config {
     char user[256];                  /* "" = keep the current user */
     bool metrics_enabled;            /* the metrics listener (GET /metrics); default off */
     listen_addr metrics;             /* its address, when enabled */
-    config_where where;              /* not a setting: where the file set them */
+    access_list access;              /* the top-level list; empty by default */
+    access_list listen_access[CONFIG_MAX_LISTEN];   /* listen[i]'s own list, if set */
+    acl_rule access_rules[CONFIG_MAX_ACCESS_RULES]; /* every list's rules */
+    uint32_t naccess_rules;
+    config_where where; /* not a setting: where the file set them */
 } config;
 
 /* Collected error messages, one per line, each

@@ -33,6 +33,7 @@ typedef struct connlog {
 #define CONNLOG_IDLE_TIMEOUT "idle_timeout"
 #define CONNLOG_SHUTDOWN "shutdown"
 #define CONNLOG_PER_IP_LIMIT "per_ip_limit"
+#define CONNLOG_ACCESS_DENIED "access_denied"
 
 /* Fills l for the connection accepted on fd from peer (peerlen bytes) if
  * log.connections is on; else only marks it off. */

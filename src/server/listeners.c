@@ -15,6 +15,7 @@
 
 #include "common/backoff.h"
 #include "common/hostport.h"
+#include "server/access.h"
 #include "server/conn.h"
 #include "server/connlog.h"
 #include "server/echo.h"
@@ -281,10 +282,16 @@ static void log_refused(int fd, const struct sockaddr *peer, socklen_t peerlen,
 }
 
 /* Starts a handler for the accepted fd, or closes it. 0 (started, or
- * refused for a reason of its own: over max_connections_per_ip), or a
+ * refused for a reason of its own: the access list, over
+ * max_connections_per_ip), or a
  * negative errno (-ENOMEM, -EAGAIN) when memory or mappings ran out: the
  * connection is closed and its admission taken back; the caller pauses. */
 static int start_connection(listener *l, int fd, const struct sockaddr *peer, socklen_t peerlen) {
+    if (!access_check(&l->addr, l->bound, peer)) {
+        log_refused(fd, peer, peerlen, CONNLOG_ACCESS_DENIED);
+        close(fd);
+        return 0;
+    }
     connection_start *start = malloc(sizeof *start);
     int one = 1;
     if (!start) {

@@ -189,10 +189,11 @@ static void log_totals(void) {
     }
     const uint64_t *v = snap->total.v;
     log_info("stats: connections=%llu accepted=%llu closed=%llu rejected_per_ip=%llu "
-             "spawn_failures=%llu timed_out=%llu bytes_in=%llu bytes_out=%llu tasks=%llu "
-             "workers=%d/%d worker_restarts=%llu",
+             "rejected_access=%llu spawn_failures=%llu timed_out=%llu bytes_in=%llu "
+             "bytes_out=%llu tasks=%llu workers=%d/%d worker_restarts=%llu",
              (unsigned long long)v[MV_ACTIVE], (unsigned long long)v[MV_ACCEPTED],
              (unsigned long long)v[MV_CLOSED], (unsigned long long)v[MV_REJECTED_PER_IP],
+             (unsigned long long)v[MV_REJECTED_ACCESS],
              (unsigned long long)v[MV_SPAWN_FAILURES], (unsigned long long)v[MV_TIMED_OUT],
              (unsigned long long)v[MV_BYTES_IN], (unsigned long long)v[MV_BYTES_OUT],
              (unsigned long long)v[MV_TASKS], running_workers(), m.n,

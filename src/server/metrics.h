@@ -25,6 +25,7 @@ enum metrics_value {
     MV_ACCEPTED,
     MV_CLOSED,
     MV_REJECTED_PER_IP,
+    MV_REJECTED_ACCESS, /* refused by an access list */
     MV_SPAWN_FAILURES, /* accepted, but no handler could start */
     MV_TIMED_OUT,
     MV_BYTES_IN,

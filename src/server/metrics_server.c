@@ -1,6 +1,7 @@
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
+#include "server/access.h"
 #include "server/metrics_server.h"
 
 #include <errno.h>
@@ -79,6 +80,7 @@ void metrics_collect(metrics_values *v, bool fds_too) {
     v->v[MV_ACCEPTED] = c.accepted;
     v->v[MV_CLOSED] = c.closed;
     v->v[MV_REJECTED_PER_IP] = c.rejected_per_ip;
+    v->v[MV_REJECTED_ACCESS] = access_refused();
     v->v[MV_SPAWN_FAILURES] = listeners_spawn_failures();
     v->v[MV_TIMED_OUT] = c.timed_out;
     v->v[MV_BYTES_IN] = c.bytes_in;

@@ -16,14 +16,17 @@ static struct {
     bool cli_log_level;
     const char *listeners_owner;
     int worker;
+    unsigned generation; /* changes with the configuration in force */
 } s;
 
 void settings_init(const config *cfg, const char *path) {
     s.cfg = *cfg;
     s.path = path;
+    s.generation++;
 }
 
 const config *settings(void) { return &s.cfg; }
+unsigned settings_generation(void) { return s.generation; }
 const char *settings_path(void) { return s.path; }
 
 void settings_override_listeners(const listen_addr *addrs, size_t n) {
@@ -31,7 +34,9 @@ void settings_override_listeners(const listen_addr *addrs, size_t n) {
     s.ncli_listen = n;
     memcpy(s.cfg.listen, addrs, n * sizeof *addrs);
     s.cfg.nlisten = n;
-    memset(s.cfg.where.listen, 0, sizeof s.cfg.where.listen); /* not the file's */
+    memset(s.cfg.where.listen, 0, sizeof s.cfg.where.listen);   /* not the file's */
+    memset(s.cfg.listen_access, 0, sizeof s.cfg.listen_access); /* nor their access lists */
+    s.generation++;
 }
 
 bool settings_listeners_from_cli(void) { return s.ncli_listen > 0; }
@@ -70,6 +75,7 @@ void settings_prepare_reload(config *next, bool listen_needs_restart) {
         memcpy(next->listen, s.cli_listen, sizeof s.cli_listen);
         next->nlisten = s.ncli_listen;
         memset(next->where.listen, 0, sizeof next->where.listen);
+        memset(next->listen_access, 0, sizeof next->listen_access);
     }
     if (s.cli_log_level)
         next->log_level = s.cfg.log_level;
@@ -79,6 +85,7 @@ void settings_prepare_reload(config *next, bool listen_needs_restart) {
 
 void settings_replace(const config *next) {
     s.cfg = *next;
+    s.generation++;
     log_set_level(s.cfg.log_level);
     log_set_format(s.cfg.log_format);
 }

@@ -19,6 +19,9 @@ void settings_init(const config *cfg, const char *path);
 /* The configuration in force: applies to connections accepted from now on. */
 const config *settings(void);
 const char *settings_path(void);
+/* A number that changes whenever the configuration in force does, for
+ * those who keep something built from it (the compiled access lists). */
+unsigned settings_generation(void);
 
 /* -l: these listeners replace the file's, at start and at every reload. */
 void settings_override_listeners(const listen_addr *addrs, size_t n);

@@ -487,8 +487,9 @@ static void test_unknown_key_messages(void **state) {
                  "max_connections_per_ip, per_ip_ipv6_prefix, idle_timeout, buffer_size, "
                  "stack_size, backlog");
     /* Control characters in a key do not break the one-line format. */
-    expect_error("\"a\\nb\": 1\n", ":1:1: a?b: unknown key; expected one of listen, limits, "
-                                   "shutdown_grace, workers, reuse_port, log, pid_file, user, metrics");
+    expect_error("\"a\\nb\": 1\n",
+                 ":1:1: a?b: unknown key; expected one of listen, limits, "
+                 "shutdown_grace, workers, reuse_port, log, pid_file, user, metrics, access");
 }
 
 /* ---- listen ------------------------------------------------------------------------ */
@@ -654,10 +655,17 @@ static void test_dump_exact(void **state) {
     cfg.log_connections = true;
     cfg.log_format = LOG_FORMAT_JSON;
     snprintf(cfg.pid_file, sizeof cfg.pid_file, "/run/\"c\".pid");
+    char err[128];
+    assert_int_equal(acl_parse_rule("deny 10.0.0.0/8", &cfg.access_rules[0], err, sizeof err), 0);
+    assert_int_equal(acl_parse_rule("allow all", &cfg.access_rules[1], err, sizeof err), 0);
+    cfg.naccess_rules = 2;
+    cfg.access = (access_list){.first = 0, .count = 2, .set = true};
+    cfg.listen_access[0] = (access_list){.first = 1, .count = 1, .set = true};
     char *text = dump_to_string(&cfg);
     assert_string_equal(text, "# coechod configuration: every setting with its effective value\n"
                               "listen:\n"
-                              "  - { address: \"2001:db8::7\", port: 0 }\n"
+                              "  - { address: \"2001:db8::7\", port: 0, "
+                              "access: [ \"allow all\" ] }\n"
                               "limits:\n"
                               "  max_connections: 7\n"
                               "  max_connections_per_ip: 3\n"
@@ -676,13 +684,75 @@ static void test_dump_exact(void **state) {
                               "  format: json\n"
                               "pid_file: \"/run/\\\"c\\\".pid\"\n"
                               "user: \"\"\n"
-                              "metrics: {}\n");
+                              "metrics: {}\n"
+                              "access: [ \"deny 10.0.0.0/8\", \"allow all\" ]\n");
     free(text);
 
     cfg.nlisten = 0; /* only -l could leave none; the dump still reads back as YAML */
     text = dump_to_string(&cfg);
     assert_non_null(strstr(text, "\nlisten: []\nlimits:\n"));
     free(text);
+}
+
+/* access: the top-level list and a listener's own, in order, into one pool;
+ * bad rules name file:line:column and the item. */
+static void test_access_lists(void **state) {
+    (void)state;
+    config cfg;
+    expect_load("listen:\n"
+                "  - { address: 127.0.0.1, port: 1, access: [ \"deny 127.0.0.3\" ] }\n"
+                "  - { address: 127.0.0.1, port: 2 }\n"
+                "access: [ \"allow 127.0.0.0/8\", \"deny ::1\", \"deny all\" ]\n",
+                &cfg);
+    assert_true(cfg.access.set);
+    assert_int_equal(cfg.access.count, 3);
+    assert_true(cfg.listen_access[0].set);
+    assert_int_equal(cfg.listen_access[0].count, 1);
+    assert_false(cfg.listen_access[1].set);
+    assert_int_equal(cfg.naccess_rules, 4);
+    char text[96];
+    acl_format_rule(&cfg.access_rules[cfg.access.first + 2], text, sizeof text);
+    assert_string_equal(text, "deny all");
+    acl_format_rule(&cfg.access_rules[cfg.listen_access[0].first], text, sizeof text);
+    assert_string_equal(text, "deny 127.0.0.3/32");
+    expect_load("access: []\n", &cfg);
+    assert_int_equal(cfg.access.count, 0);
+    config_defaults(&cfg);
+    assert_false(cfg.access.set);
+    assert_int_equal(cfg.naccess_rules, 0);
+
+    expect_error("access: [ \"allow 10.1.0.0/8\" ]\n",
+                 ":1:11: access[0]: 10.1.0.0/8 has host bits set past /8; did you mean "
+                 "10.0.0.0/8?");
+    expect_error("access:\n  - allow all\n  - deny 10.0.0.0/40\n",
+                 ":3:5: access[1]: prefix /40 is longer than an IPv4 address (/32)");
+    expect_error("access:\n  - deny 300.0.0.1\n",
+                 ":2:5: access[0]: \"300.0.0.1\" is not an IPv4 address");
+    expect_error("access: deny all\n",
+                 ":1:9: access: expected a list of \"allow NETWORK\" or \"deny NETWORK\", got "
+                 "\"deny all\"");
+    expect_error("listen:\n  - { address: \"::1\", port: 1, access: [ permit ] }\n",
+                 ":2:42: listen[0].access[0]: expected \"allow NETWORK\" or \"deny NETWORK\", "
+                 "got \"permit\"");
+}
+
+/* More rules than the pool holds: a clear error, not a truncated list. */
+static void test_access_rule_limit(void **state) {
+    (void)state;
+    size_t size = (CONFIG_MAX_ACCESS_RULES + 2) * 16 + 64;
+    char *yaml = malloc(size);
+    assert_non_null(yaml);
+    size_t o = (size_t)snprintf(yaml, size, "access:\n");
+    for (int i = 0; i <= CONFIG_MAX_ACCESS_RULES; i++)
+        o += (size_t)snprintf(yaml + o, size - o, "  - deny all\n");
+    config cfg;
+    config_errors errs;
+    char line[256];
+    assert_int_equal(load_text(yaml, &cfg, &errs), -1);
+    assert_string_equal(first_error(&errs, line, sizeof line),
+                        ":1026:5: access[1024]: too many access rules (at most 1024 in the "
+                        "configuration)");
+    free(yaml);
 }
 
 /* Dumps cfg to a temporary file and loads it back: the same struct. */
@@ -899,7 +969,7 @@ static void test_every_error_is_reported(void **state) {
              ":7:10: workers: expected an integer or \"auto\", got \"lots\"\n"
              ":8:15: log.level: expected one of error, warn, info, debug, got \"loud\"\n"
              ":9:1: speed: unknown key; expected one of listen, limits, shutdown_grace, "
-             "workers, reuse_port, log, pid_file, user, metrics\n");
+             "workers, reuse_port, log, pid_file, user, metrics, access\n");
     assert_int_equal(errs.count, 8);
     assert_int_equal(errs.len, strlen(errs.text));
 }
@@ -948,7 +1018,8 @@ static void test_tabs_and_encoding(void **state) {
                  "find expected key (while parsing a block mapping that started at 1:1)");
     expect_error("a: &x [*x]\nlimits: *x\n",
                  ":1:1: a: unknown key; expected one of listen, "
-                 "limits, shutdown_grace, workers, reuse_port, log, pid_file, user, metrics");
+                 "limits, shutdown_grace, workers, reuse_port, log, pid_file, user, metrics, "
+                 "access");
 }
 
 /* ---- limits on libyaml's work -------------------------------------------------------- */
@@ -1265,6 +1336,8 @@ int main(void) {
         cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_failed_load_leaves_cfg_alone),
         cmocka_unit_test(test_every_error_is_reported),
+        cmocka_unit_test(test_access_lists),
+        cmocka_unit_test(test_access_rule_limit),
         cmocka_unit_test(test_errors_are_capped),
         cmocka_unit_test(test_tabs_and_encoding),
         cmocka_unit_test(test_nesting_limit),

@@ -84,6 +84,7 @@ static char *render(int nslots, bool workers, size_t *len) {
         s->total.v[MV_ACCEPTED] += s->slot[i].v[MV_ACCEPTED];
     }
     s->total.v[MV_REJECTED_PER_IP] = 4;
+    s->total.v[MV_REJECTED_ACCESS] = 6;
     char *text = metrics_render(s, "9.9.9", len);
     free(s);
     assert_non_null(text);
@@ -99,7 +100,8 @@ static void renders_the_exposition_format(void **state) {
     assert_non_null(strstr(t, "# TYPE coechod_connections_accepted_total counter\n"
                               "coechod_connections_accepted_total 10\n"));
     assert_non_null(strstr(t, "coechod_connections_rejected_total{reason=\"per_ip\"} 4\n"
-                              "coechod_connections_rejected_total{reason=\"spawn_failure\"} 0\n"));
+                              "coechod_connections_rejected_total{reason=\"spawn_failure\"} 0\n"
+                              "coechod_connections_rejected_total{reason=\"access\"} 6\n"));
     assert_non_null(strstr(t, "# TYPE coechod_connections_open gauge\n"));
     assert_non_null(strstr(t, "coechod_build_info{version=\"9.9.9\"} 1\n"));
     assert_non_null(strstr(t, "process_start_time_seconds 1700000000.123\n"));
