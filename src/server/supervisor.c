@@ -324,6 +324,7 @@ static void release_everything(void) {
     while (co_wait_child(NULL, NULL, CO_NEVER) == 0)
         ;
     conn_destroy();
+    access_destroy();
     echo_release_buffers();
 }
 

@@ -199,6 +199,31 @@ def flood_is_logged_once_a_second(ctx):
     check(counted <= n, "lines count %d refusals of %d" % (counted, n))
 
 
+@test
+def workers_check_the_lists_too(ctx):
+    """With workers: 2 every worker refuses by the same lists (a listener's
+    own too), and the main process's SIGUSR1 totals count the refusals."""
+    d = ctx.daemon([], config=config([("127.0.0.1", None), ("127.0.0.5", ["deny 127.0.0.2"])],
+                                     ["deny 127.0.0.3"], "workers: 2\n"))
+    ports = dict(d.wait_listening(2))
+    d.wait_log(r"\b2 workers ready", 20.0)
+    p1, p5 = ports["127.0.0.1"], ports["127.0.0.5"]
+    for _ in range(4):  # SO_REUSEPORT spreads them over both workers
+        expect_refused(ctx, "127.0.0.3", p1, "127.0.0.1")
+        expect_refused(ctx, "127.0.0.2", p5, "127.0.0.5")
+    echo_ok(connect_from(ctx, "127.0.0.2", p1, "127.0.0.1"))
+    echo_ok(connect_from(ctx, "127.0.0.3", p5, "127.0.0.5"))
+
+    def totals():
+        mark = d.mark()
+        d.send_signal(signal.SIGUSR1)
+        m = d.wait_log(r"info: stats: .*rejected_access=(\d+)", 10.0, mark,
+                       what="the main process's totals")
+        return int(m.group(1)) == 8
+
+    wait_for(totals, 10.0, "rejected_access=8 in the totals")
+
+
 def main(argv):
     return run_suite(argv, TESTS, "coechod-access", [("daemon", COECHOD, "COECHOD")], __doc__)
 
