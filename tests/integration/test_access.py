@@ -222,6 +222,31 @@ def workers_check_the_lists_too(ctx):
         return int(m.group(1)) == 8
 
     wait_for(totals, 10.0, "rejected_access=8 in the totals")
+    # A reload reaches the workers (the main process sends them the lists).
+    ctx.write_config(config([("127.0.0.1", None), ("127.0.0.5", None)], ["deny 127.0.0.2"],
+                            "workers: 2\n"))
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)
+    wait_for(lambda: sum("reloaded the main process's configuration" in line
+                         for line in d.lines[mark:]) == 2, 20.0, "both workers to reload")
+    check(echo_probe(ctx, "127.0.0.3", p1, "127.0.0.1") == 4,
+          "127.0.0.3 not served by every worker after the reload")
+    for _ in range(4):
+        expect_refused(ctx, "127.0.0.2", p1, "127.0.0.1")
+
+
+def echo_probe(ctx, source, port, host):
+    """How many of 4 connections from source are served (echo back)."""
+    served = 0
+    for _ in range(4):
+        s = connect_from(ctx, source, port, host)
+        try:
+            s.sendall(b"x")
+            served += s.recv(1) == b"x"
+        except OSError:
+            pass
+        s.close()
+    return served
 
 
 def main(argv):
