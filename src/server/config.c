@@ -228,6 +228,7 @@ typedef struct listen_entry {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int port;
+    bool proxy_protocol;
 } listen_entry;
 
 static bool parse_address(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node, const char *path,
@@ -261,6 +262,11 @@ static const ys_field listen_entry_fields[] = {
      .min = 0,
      .max = 65535,
      .flags = YS_REQUIRED},
+    {.name = "proxy_protocol",
+     .dotted = "listen[].proxy_protocol",
+     .kind = YS_BOOL,
+     .offset = offsetof(listen_entry, proxy_protocol),
+     .size = sizeof(bool)},
 };
 static const ys_section listen_entry_section = {"in listen entries", listen_entry_fields,
                                                 sizeof listen_entry_fields /
@@ -280,6 +286,7 @@ static bool parse_listen_entry(ys_ctx *ctx, const yaml_node_t *node, const char 
         return false;
     hostport_set_port(&entry.addr, (uint16_t)entry.port);
     make_listen(out, &entry.addr, entry.addrlen);
+    out->proxy_protocol = entry.proxy_protocol;
     return true;
 }
 
@@ -337,8 +344,9 @@ static void dump_listen(const ys_field *f, const void *obj, FILE *out, int inden
     for (size_t i = 0; i < cfg->nlisten; i++) {
         char ip[HOSTPORT_TEXT_SIZE];
         hostport_format_ip(&cfg->listen[i].addr, ip, sizeof ip);
-        fprintf(out, "%*s- { address: \"%s\", port: %u }\n", indent + 2, "", ip,
-                hostport_port(&cfg->listen[i].addr));
+        fprintf(out, "%*s- { address: \"%s\", port: %u%s }\n", indent + 2, "", ip,
+                hostport_port(&cfg->listen[i].addr),
+                cfg->listen[i].proxy_protocol ? ", proxy_protocol: true" : "");
     }
 }
 
