@@ -301,6 +301,7 @@ typedef struct listen_entry {
     int port;
     config *cfg;        /* whose rule pool its access list goes to */
     access_list access; /* its own list, if set */
+    bool proxy_protocol;
 } listen_entry;
 
 static bool parse_listen_access(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
@@ -345,6 +346,11 @@ static const ys_field listen_entry_fields[] = {
      .dotted = "listen[].access",
      .kind = YS_CUSTOM,
      .parse = parse_listen_access},
+    {.name = "proxy_protocol",
+     .dotted = "listen[].proxy_protocol",
+     .kind = YS_BOOL,
+     .offset = offsetof(listen_entry, proxy_protocol),
+     .size = sizeof(bool)},
 };
 static const ys_section listen_entry_section = {"in listen entries", listen_entry_fields,
                                                 sizeof listen_entry_fields /
@@ -365,6 +371,7 @@ static bool parse_listen_entry(ys_ctx *ctx, const yaml_node_t *node, const char 
     *access = entry.access;
     hostport_set_port(&entry.addr, (uint16_t)entry.port);
     make_listen(out, &entry.addr, entry.addrlen);
+    out->proxy_protocol = entry.proxy_protocol;
     return true;
 }
 
@@ -427,6 +434,8 @@ static void dump_listen(const ys_field *f, const void *obj, FILE *out, int inden
         hostport_format_ip(&cfg->listen[i].addr, ip, sizeof ip);
         fprintf(out, "%*s- { address: \"%s\", port: %u", indent + 2, "", ip,
                 hostport_port(&cfg->listen[i].addr));
+        if (cfg->listen[i].proxy_protocol)
+            fputs(", proxy_protocol: true", out);
         if (cfg->listen_access[i].set) {
             fputs(", access: ", out);
             write_access_list(cfg, &cfg->listen_access[i], out);

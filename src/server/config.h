@@ -1,7 +1,8 @@
 /* coechod configuration: the YAML file (libyaml) to a validated struct.
  *
  * Schema (every key optional; absent keys keep the built-in defaults):
- *   listen: list of { address: IP literal, port: 0-65535 }   (0 = ephemeral)
+ *   listen: list of { address: IP literal, port: 0-65535 (0 = ephemeral),
+ *                     proxy_protocol: bool (default false) }
  *   limits: { max_connections, max_connections_per_ip, per_ip_ipv6_prefix,
  *             idle_timeout, buffer_size, stack_size, backlog }
  *   shutdown_grace: duration
@@ -34,7 +35,8 @@ enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 typedef struct listen_addr {
     struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
     socklen_t addrlen;
-    char text[64]; /* "127.0.0.1:7007", "[::1]:7007" */
+    char text[64];       /* "127.0.0.1:7007", "[::1]:7007" */
+    bool proxy_protocol; /* every connection starts with a PROXY header */
 } listen_addr;
 
 #define CONFIG_MAX_LISTEN 64

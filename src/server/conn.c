@@ -30,7 +30,8 @@ void conn_destroy(void) {
     ipcount_destroy(&c.per_ip);
 }
 
-int conn_admit(const struct sockaddr *peer, ip_key *key) {
+/* Counts one more connection from peer: 0, -EDQUOT (counted) or -ENOMEM. */
+static int count_peer(const struct sockaddr *peer, ip_key *key) {
     const config *cfg = settings();
     ip_key_from_sockaddr(key, peer, cfg->per_ip_ipv6_prefix);
     if (cfg->max_connections_per_ip &&
@@ -38,15 +39,31 @@ int conn_admit(const struct sockaddr *peer, ip_key *key) {
         c.stats.rejected_per_ip++;
         return -EDQUOT;
     }
-    if (ipcount_add(&c.per_ip, key) == 0)
-        return -ENOMEM;
+    return ipcount_add(&c.per_ip, key) == 0 ? -ENOMEM : 0;
+}
+
+int conn_admit(const struct sockaddr *peer, ip_key *key) {
+    if (peer) {
+        int r = count_peer(peer, key);
+        if (r != 0)
+            return r;
+    }
     c.stats.active++;
     c.stats.accepted++;
     return 0;
 }
 
+int conn_key(connection *conn, const struct sockaddr *peer) {
+    int r = count_peer(peer, &conn->peer);
+    conn->keyed = r == 0;
+    return r;
+}
+
+void conn_count_proxy_reject(void) { c.stats.rejected_proxy_header++; }
+
 static void release_slot(const ip_key *key) {
-    ipcount_remove(&c.per_ip, key);
+    if (key)
+        ipcount_remove(&c.per_ip, key);
     c.stats.active--;
     conn_limits_changed(); /* a slot is free */
 }
@@ -61,7 +78,7 @@ void conn_register(connection *conn) {
 void conn_release(connection *conn) {
     list_remove(&conn->link);
     c.stats.closed++;
-    release_slot(&conn->peer);
+    release_slot(conn->keyed ? &conn->peer : NULL);
 }
 
 bool conn_slot_free(void) { return c.stats.active < settings()->max_connections; }

@@ -25,6 +25,7 @@ typedef struct connection {
     co_tid tid;
     int fd;
     ip_key peer;
+    bool keyed;                   /* peer is counted per address (see conn_key) */
     uint64_t bytes_in, bytes_out; /* this connection's, for its close line */
 } connection;
 
@@ -33,6 +34,7 @@ typedef struct conn_stats {
     uint64_t accepted;
     uint64_t closed;
     uint64_t rejected_per_ip;
+    uint64_t rejected_proxy_header; /* missing, bad or late PROXY header */
     uint64_t timed_out;
     uint64_t bytes_in;
     uint64_t bytes_out;
@@ -45,10 +47,21 @@ void conn_destroy(void);
 
 /* Admits a client from peer under the limits in force: counts it as open
  * and stores its per-address key. 0, -EDQUOT over max_connections_per_ip
- * (counted), or -ENOMEM. */
+ * (counted), or -ENOMEM. peer NULL (a proxy_protocol listener, whose
+ * socket peer is the balancer): only a slot of max_connections is taken,
+ * and the per-address count waits for conn_key. */
 int conn_admit(const struct sockaddr *peer, ip_key *key);
-/* Takes back an admission whose handler could not start. */
+/* Takes back an admission whose handler could not start (key NULL: one
+ * made without a peer). */
 void conn_unadmit(const ip_key *key);
+
+/* Counts conn, admitted without a peer, under the client address its
+ * PROXY header named: 0 (conn->keyed from then on), -EDQUOT over
+ * max_connections_per_ip (counted) or -ENOMEM. The slot stays taken
+ * either way, until conn_release. */
+int conn_key(connection *conn, const struct sockaddr *peer);
+/* A connection closed for its PROXY header (proxyconn.h). */
+void conn_count_proxy_reject(void);
 
 /* A handler's record, from its first run to its end (register zeroes its
  * byte counts). */

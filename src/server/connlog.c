@@ -17,11 +17,17 @@ void connlog_accepted(connlog *l, int fd, const struct sockaddr *peer, socklen_t
     if (!l->on)
         return;
     l->started_ms = co_now();
-    memset(&l->peer, 0, sizeof l->peer);
-    memcpy(&l->peer, peer, peerlen < sizeof l->peer ? peerlen : sizeof l->peer);
+    connlog_set_peer(l, peer, peerlen);
     socklen_t len = sizeof l->local;
     if (getsockname(fd, &l->local.sa, &len) != 0)
         l->local.sa.sa_family = AF_UNSPEC; /* logged as "?" */
+}
+
+void connlog_set_peer(connlog *l, const struct sockaddr *peer, socklen_t peerlen) {
+    if (!l->on)
+        return;
+    memset(&l->peer, 0, sizeof l->peer);
+    memcpy(&l->peer, peer, peerlen < sizeof l->peer ? peerlen : sizeof l->peer);
 }
 
 /* "1.2.3.4:5", "[::1]:5", or "?" for an address we do not know. */

@@ -34,10 +34,14 @@ typedef struct connlog {
 #define CONNLOG_SHUTDOWN "shutdown"
 #define CONNLOG_PER_IP_LIMIT "per_ip_limit"
 #define CONNLOG_ACCESS_DENIED "access_denied"
+#define CONNLOG_PROXY_HEADER "proxy_header" /* missing, bad or late (proxyconn.h) */
 
 /* Fills l for the connection accepted on fd from peer (peerlen bytes) if
  * log.connections is on; else only marks it off. */
 void connlog_accepted(connlog *l, int fd, const struct sockaddr *peer, socklen_t peerlen);
+
+/* The client is peer (peerlen bytes), as a PROXY header named it. */
+void connlog_set_peer(connlog *l, const struct sockaddr *peer, socklen_t peerlen);
 
 /* Writes the close line if l is on and log.connections still is. err: the
  * errno that ended it (named in the line), or 0. */

@@ -16,6 +16,7 @@
 
 #include "server/conn.h"
 #include "server/log.h"
+#include "server/proxyconn.h"
 #include "server/settings.h"
 
 enum {
@@ -193,6 +194,17 @@ static const char *close_reason(int r) {
     }
 }
 
+/* A connection closed before it was served: no bytes echoed, nothing
+ * queued; reason as the connection log names it. */
+static int refuse(connection_start *start, const char *reason) {
+    if (start->log.on)
+        connlog_closed(&start->log, 0, 0, reason, 0);
+    close_connection(&start->conn, false);
+    conn_release(&start->conn);
+    free(start);
+    return 0;
+}
+
 int echo_handle_client(void *arg) {
     connection_start *start = arg;
     connection *c = &start->conn;
@@ -200,7 +212,12 @@ int echo_handle_client(void *arg) {
     conn_register(c);
 
     /* Spawned, but first run only after every connection was killed. */
-    int r = conn_all_killed() ? -ECANCELED : serve(c, start->idle_timeout_ms, start->buffer_size);
+    if (conn_all_killed())
+        return refuse(start, CONNLOG_SHUTDOWN);
+    const char *refused = start->proxy_protocol ? proxyconn_accept(c, &start->log) : NULL;
+    if (refused)
+        return refuse(start, refused);
+    int r = serve(c, start->idle_timeout_ms, start->buffer_size);
     if (r == 0)
         r = drain_after_eof(c, start->idle_timeout_ms);
     int status = 0;

@@ -6,6 +6,7 @@
 #ifndef COECHO_ECHO_H
 #define COECHO_ECHO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,7 +21,8 @@ typedef struct connection_start {
     connection conn;
     int64_t idle_timeout_ms;
     size_t buffer_size;
-    connlog log; /* see connlog_accepted */
+    bool proxy_protocol; /* a PROXY header first (proxyconn.h); conn not keyed yet */
+    connlog log;         /* see connlog_accepted */
 } connection_start;
 
 /* The handler task; arg: a malloc'd connection_start, freed when it ends. */

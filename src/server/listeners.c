@@ -205,11 +205,11 @@ int listeners_open(const config *cfg, bool reuse_port) {
 
 void listeners_forget(void) { memset(&t, 0, sizeof t); }
 
-const char *listeners_adopt(int fd) {
+const char *listeners_adopt(int fd, bool proxy_protocol) {
     listener *l = free_slot();
     if (!l)
         return NULL;
-    listen_addr addr = {.addrlen = sizeof addr.addr};
+    listen_addr addr = {.addrlen = sizeof addr.addr, .proxy_protocol = proxy_protocol};
     int one = 1;
     if (getsockname(fd, (struct sockaddr *)&addr.addr, &addr.addrlen) != 0)
         addr.addrlen = 0;
@@ -231,6 +231,18 @@ size_t listeners_count(void) {
 }
 
 int listeners_fd(size_t i) { return t.l[i].fd; }
+bool listeners_proxy_protocol(size_t i) { return t.l[i].addr.proxy_protocol; }
+
+bool listeners_configured_proxy(const config *cfg, int fd) {
+    struct sockaddr_storage bound;
+    socklen_t len = sizeof bound;
+    if (getsockname(fd, (struct sockaddr *)&bound, &len) != 0)
+        return false;
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (cfg->listen[i].addrlen == len && memcmp(&cfg->listen[i].addr, &bound, len) == 0)
+            return cfg->listen[i].proxy_protocol;
+    return false;
+}
 const char *listeners_bound(size_t i) { return t.l[i].bound; }
 
 int listeners_open_copy(size_t i, int backlog, char *err, size_t errlen) {
@@ -299,7 +311,10 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer, so
         t.spawn_failures++;
         return -ENOMEM;
     }
-    int r = conn_admit(peer, &start->conn.peer);
+    /* Behind a balancer the socket's peer is the balancer: the per-IP
+     * count waits for the client's address in the header (proxyconn.c). */
+    bool proxy = l->addr.proxy_protocol;
+    int r = conn_admit(proxy ? NULL : peer, &start->conn.peer);
     if (r == -EDQUOT)
         log_refused(fd, peer, peerlen, CONNLOG_PER_IP_LIMIT);
     if (r != 0) {
@@ -314,6 +329,8 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer, so
     }
     connlog_accepted(&start->log, fd, peer, peerlen);
     start->conn.fd = fd;
+    start->conn.keyed = !proxy;
+    start->proxy_protocol = proxy;
     start->idle_timeout_ms = settings()->idle_timeout_ms;
     start->buffer_size = settings()->buffer_size;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
@@ -321,7 +338,7 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer, so
     int err = co_spawn_with(NULL, echo_handle_client, start, &attr);
     if (!err)
         return 0;
-    conn_unadmit(&start->conn.peer);
+    conn_unadmit(proxy ? NULL : &start->conn.peer);
     free(start);
     close(fd);
     t.spawn_failures++;
@@ -504,12 +521,14 @@ static listener *unclaimed_for(const listen_addr *addr, const bool *claimed) {
 }
 
 /* Opens what next adds; -errno (those opened closed again) if one fails. */
-static int open_added(const config *next, listener **opened, size_t *nopened, bool *claimed) {
+static int open_added(const config *next, listener **opened, size_t *nopened, bool *claimed,
+                      bool *proxy) {
     char err[256];
     for (size_t i = 0; i < next->nlisten; i++) {
         listener *l = unclaimed_for(&next->listen[i], claimed);
         if (l) {
             claimed[l - t.l] = true;
+            proxy[l - t.l] = next->listen[i].proxy_protocol;
             continue;
         }
         l = free_slot();
@@ -531,8 +550,9 @@ static int open_added(const config *next, listener **opened, size_t *nopened, bo
 int listeners_apply(const config *next) {
     listener *opened[CONFIG_MAX_LISTEN];
     bool claimed[CONFIG_MAX_LISTEN] = {false};
+    bool proxy[CONFIG_MAX_LISTEN] = {false}; /* of the listeners kept: the new setting */
     size_t nopened = 0;
-    int r = open_added(next, opened, &nopened, claimed);
+    int r = open_added(next, opened, &nopened, claimed, proxy);
     if (r < 0)
         return r;
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
@@ -542,9 +562,13 @@ int listeners_apply(const config *next) {
             added |= opened[k] == l;
         if (l->state == LISTENER_FREE || l->state == LISTENER_CLOSING || added)
             continue;
-        if (!claimed[i])
+        if (!claimed[i]) {
             stop(l);
-        else if (listen(l->fd, next->backlog) != 0) /* takes the new backlog */
+            continue;
+        }
+        /* Connections accepted from now on; the open ones keep theirs. */
+        l->addr.proxy_protocol = proxy[i];
+        if (listen(l->fd, next->backlog) != 0) /* takes the new backlog */
             log_warn("%s: listen: %s", l->bound, strerror(errno));
     }
     for (size_t k = 0; k < nopened; k++) {

@@ -38,14 +38,19 @@ int listeners_open_extra(const listen_addr *addr, int backlog, char *err, size_t
 void listeners_forget(void);
 
 /* Takes over a listening socket opened by someone else (systemd, the main
- * process); its bound address, for the log. */
-const char *listeners_adopt(int fd);
+ * process), whose connections start with a PROXY header if proxy_protocol;
+ * its bound address, for the log. */
+const char *listeners_adopt(int fd, bool proxy_protocol);
+/* Whether cfg has the address fd is bound to with proxy_protocol (for a
+ * socket passed by systemd). */
+bool listeners_configured_proxy(const config *cfg, int fd);
 
 /* The listeners open now: their number, and (before any reload, while
  * they fill the first slots) the i-th's socket and bound address
  * ("127.0.0.1:7007", "[::1]:7007"). */
 size_t listeners_count(void);
 int listeners_fd(size_t i);
+bool listeners_proxy_protocol(size_t i);
 const char *listeners_bound(size_t i);
 
 /* Another socket bound like the i-th, joining its SO_REUSEPORT group (a

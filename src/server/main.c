@@ -199,8 +199,10 @@ static bool adopt_passed_sockets(void) {
         exit(1);
     }
     for (int i = 0; i < n; i++)
-        log_info("listening on %s (socket passed by systemd%s%s)", listeners_adopt(passed[i].fd),
-                 passed[i].name[0] ? ", " : "", passed[i].name);
+        log_info(
+            "listening on %s (socket passed by systemd%s%s)",
+            listeners_adopt(passed[i].fd, listeners_configured_proxy(settings(), passed[i].fd)),
+            passed[i].name[0] ? ", " : "", passed[i].name);
     if (n > 0) {
         log_info("socket activation: %d socket(s) from systemd replace the %zu configured "
                  "listener(s)",

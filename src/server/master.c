@@ -115,9 +115,12 @@ static _Noreturn void become_worker(int i, int notify_end, pid_t parent) {
     metrics_set_slot(i);
     notify_use_fd(notify_end, HEARTBEAT_MS);
     const int *fds = worker_fds(i);
+    bool proxy[CONFIG_MAX_LISTEN] = {false}; /* the main process's j-th, as fds[j] */
+    for (size_t j = 0; j < m.nfds && j < CONFIG_MAX_LISTEN; j++)
+        proxy[j] = listeners_proxy_protocol(j);
     listeners_forget();
     for (size_t j = 0; j < m.nfds; j++)
-        listeners_adopt(fds[j]);
+        listeners_adopt(fds[j], j < CONFIG_MAX_LISTEN && proxy[j]);
     settings_set_listeners_owner("the main process");
     _exit(server_run());
 }
@@ -189,11 +192,13 @@ static void log_totals(void) {
     }
     const uint64_t *v = snap->total.v;
     log_info("stats: connections=%llu accepted=%llu closed=%llu rejected_per_ip=%llu "
-             "rejected_access=%llu spawn_failures=%llu timed_out=%llu bytes_in=%llu "
+             "rejected_access=%llu rejected_proxy_header=%llu spawn_failures=%llu "
+             "timed_out=%llu bytes_in=%llu "
              "bytes_out=%llu tasks=%llu workers=%d/%d worker_restarts=%llu",
              (unsigned long long)v[MV_ACTIVE], (unsigned long long)v[MV_ACCEPTED],
              (unsigned long long)v[MV_CLOSED], (unsigned long long)v[MV_REJECTED_PER_IP],
              (unsigned long long)v[MV_REJECTED_ACCESS],
+             (unsigned long long)v[MV_REJECTED_PROXY_HEADER],
              (unsigned long long)v[MV_SPAWN_FAILURES], (unsigned long long)v[MV_TIMED_OUT],
              (unsigned long long)v[MV_BYTES_IN], (unsigned long long)v[MV_BYTES_OUT],
              (unsigned long long)v[MV_TASKS], running_workers(), m.n,

@@ -25,8 +25,9 @@ enum metrics_value {
     MV_ACCEPTED,
     MV_CLOSED,
     MV_REJECTED_PER_IP,
-    MV_REJECTED_ACCESS, /* refused by an access list */
-    MV_SPAWN_FAILURES, /* accepted, but no handler could start */
+    MV_REJECTED_ACCESS,       /* refused by an access list */
+    MV_SPAWN_FAILURES,        /* accepted, but no handler could start */
+    MV_REJECTED_PROXY_HEADER, /* no good PROXY header in time */
     MV_TIMED_OUT,
     MV_BYTES_IN,
     MV_BYTES_OUT,

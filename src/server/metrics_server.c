@@ -81,6 +81,7 @@ void metrics_collect(metrics_values *v, bool fds_too) {
     v->v[MV_CLOSED] = c.closed;
     v->v[MV_REJECTED_PER_IP] = c.rejected_per_ip;
     v->v[MV_REJECTED_ACCESS] = access_refused();
+    v->v[MV_REJECTED_PROXY_HEADER] = c.rejected_proxy_header;
     v->v[MV_SPAWN_FAILURES] = listeners_spawn_failures();
     v->v[MV_TIMED_OUT] = c.timed_out;
     v->v[MV_BYTES_IN] = c.bytes_in;

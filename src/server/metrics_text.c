@@ -27,12 +27,15 @@ static const series table[] = {
     {"coechod_connections_rejected_total", "coechod_worker_connections_rejected_total", "counter",
      "Client connections closed at once after accept, by reason (per_ip: over "
      "max_connections_per_ip; access: refused by an access list; spawn_failure: no memory "
-     "for a handler).",
+     "for a handler; proxy_header: a proxy_protocol listener's client sent no good PROXY "
+     "header in time).",
      MV_REJECTED_PER_IP, "reason=\"per_ip\""},
     {"coechod_connections_rejected_total", "coechod_worker_connections_rejected_total", "counter",
      NULL, MV_SPAWN_FAILURES, "reason=\"spawn_failure\""},
     {"coechod_connections_rejected_total", "coechod_worker_connections_rejected_total", "counter",
      NULL, MV_REJECTED_ACCESS, "reason=\"access\""},
+    {"coechod_connections_rejected_total", "coechod_worker_connections_rejected_total", "counter",
+     NULL, MV_REJECTED_PROXY_HEADER, "reason=\"proxy_header\""},
     {"coechod_connections_timed_out_total", "coechod_worker_connections_timed_out_total", "counter",
      "Client connections closed after idle_timeout.", MV_TIMED_OUT, NULL},
     {"coechod_received_bytes_total", "coechod_worker_received_bytes_total", "counter",

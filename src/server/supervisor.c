@@ -46,12 +46,12 @@ static void log_stats(void) {
     conn_get_stats(&c);
     log_msg(settings_worker() ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
             "stats: connections=%zu accepted=%llu closed=%llu rejected_per_ip=%llu "
-            "rejected_access=%llu timed_out=%llu accept_errors=%llu bytes_in=%llu bytes_out=%llu "
-            "listeners=%zu "
+            "rejected_access=%llu rejected_proxy_header=%llu timed_out=%llu "
+            "accept_errors=%llu bytes_in=%llu bytes_out=%llu listeners=%zu "
             "accepts_paused=%zu tasks=%zu buffers_cached=%zu spawn_failures=%llu parked=%zu",
             c.active, (unsigned long long)c.accepted, (unsigned long long)c.closed,
             (unsigned long long)c.rejected_per_ip, (unsigned long long)access_refused(),
-            (unsigned long long)c.timed_out,
+            (unsigned long long)c.rejected_proxy_header, (unsigned long long)c.timed_out,
             (unsigned long long)listeners_accept_errors(), (unsigned long long)c.bytes_in,
             (unsigned long long)c.bytes_out, listeners_count(), c.accepts_paused, rt.tasks,
             echo_cached_buffer_bytes(), (unsigned long long)listeners_spawn_failures(), rt.parked);

@@ -123,6 +123,7 @@ static co_tid start_handler(int fd, int64_t idle_ms) {
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
     if (!start || conn_admit((struct sockaddr *)&peer, &start->conn.peer) != 0)
         return 0;
+    start->conn.keyed = true;
     start->conn.fd = fd;
     start->idle_timeout_ms = idle_ms;
     start->buffer_size = 512;
