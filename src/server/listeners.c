@@ -39,7 +39,7 @@ enum listener_state {
 
 typedef struct listener {
     enum listener_state state;
-    bool announced; /* "listening on" was logged: so will its closing be */
+    bool announced;     /* "listening on" was logged: so will its closing be */
     int fd;
     listen_addr addr;   /* as configured (port may be 0) */
     char bound[72];     /* with the real port */

@@ -349,7 +349,7 @@ static int start(void) {
     }
     listeners_start(sup.self);
     metrics_server_start(sup.self); /* without it, the service goes on unmeasured */
-    daemon_ready();                 /* in --daemon mode, the starting command now exits 0 */
+    daemon_ready(); /* in --daemon mode, the starting command now exits 0 */
     log_started();
     if (notify_enabled()) {
         co_spawn_attr nattr = {.name = "notify"};
