@@ -19,8 +19,10 @@ COECHOD_IT_VERBOSE. Exit status: 0 if every test passed, 1 if any failed,
 
 import os
 import re
+import json
 import shutil
 import socket
+import subprocess
 import sys
 import urllib.request
 
@@ -31,6 +33,9 @@ from harness import (COECHOD, TestSkip, check, echo_ok, run_coechod,  # noqa: E4
                      run_suite, wait_for)
 
 TESTS = []
+COECHO_LOAD = os.path.abspath(os.environ.get("COECHO_LOAD")
+                              or os.path.join(os.environ.get("BUILDDIR", "."),
+                                              "src", "load", "coecho-load"))
 UDP_RE = re.compile(r"listening on udp://(\d{1,3}(?:\.\d{1,3}){3}):(\d+)")
 STATS_RE = re.compile(r"stats: connections=.*")
 
@@ -219,8 +224,43 @@ def socket_activation_passes_udp(ctx):
     d.wait_log(r"listening on udp://127\.0\.0\.1:%d \(socket passed by systemd" % port, 10.0)
 
 
+def run_load(args, timeout=30):
+    proc = subprocess.run([COECHO_LOAD] + args, stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=timeout)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+@test
+def load_client_sees_no_loss(ctx):
+    """coecho-load --udp: every datagram comes back verified, 0 loss."""
+    d = ctx.daemon([], config=udp_config("udp_rate_limit: 0", tcp=False))
+    port = udp_port(d)
+    rc, out, err = run_load(["--udp", "-c", "4", "-p", "2", "-s", "1200", "-n", "2000",
+                             "--json", "127.0.0.1:%d" % port])
+    check(rc == 0, "coecho-load exit %d: %s %s" % (rc, out, err))
+    r = json.loads(out)
+    check(r["messages"] == 2000 and r["mismatches"] == 0, "summary: %r" % r)
+    check(r["udp"] == {"sent": 2000, "received": 2000, "lost": 0, "loss_pct": 0.0, "late": 0},
+          "udp: %r" % r["udp"])
+    st = stats(d)
+    check(st["udp_bytes_out"] == 2000 * 1200, "daemon sent %d bytes" % st["udp_bytes_out"])
+
+
+@test
+def load_client_reports_loss(ctx):
+    """Against a socket that never answers, every datagram is lost after
+    --timeout and the run is not clean."""
+    sink = client(ctx)
+    port = sink.getsockname()[1]
+    rc, out, err = run_load(["--udp", "-c", "2", "-n", "6", "--timeout", "200ms", "-s", "32",
+                             "127.0.0.1:%d" % port])
+    check(rc == 1, "exit %d: %s %s" % (rc, out, err))
+    check(re.search(r"datagrams +6 sent, 0 received, 6 lost \(100\.00%\), 0 late", out),
+          "text summary: %r" % out)
+
+
 def main(argv):
-    return run_suite(argv, TESTS, "coechod-udp", [("daemon", COECHOD, "COECHOD")], __doc__)
+    return run_suite(argv, TESTS, "coechod-udp", [("daemon", COECHOD, "COECHOD"), ("client", COECHO_LOAD, "COECHO_LOAD")], __doc__)
 
 
 if __name__ == "__main__":
