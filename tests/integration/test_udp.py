@@ -17,10 +17,11 @@ COECHOD_IT_VERBOSE. Exit status: 0 if every test passed, 1 if any failed,
 77 (automake SKIP) if the binary is missing, 2 on a usage error.
 """
 
+import json
 import os
 import re
-import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def udp_port(d):
 def stats(d):
     """The counters of a USR1 statistics line, as a dict of ints."""
     mark = d.mark()
-    d.send_signal(__import__("signal").SIGUSR1)
+    d.send_signal(signal.SIGUSR1)
     line = d.wait_log(STATS_RE, 10.0, mark, what="a stats line").group(0)
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
 
@@ -222,6 +223,39 @@ def socket_activation_passes_udp(ctx):
     data, _ = s.recvfrom(100)
     check(data == b"activate", "echo %r" % data)
     d.wait_log(r"listening on udp://127\.0\.0\.1:%d \(socket passed by systemd" % port, 10.0)
+
+
+@test
+def workers_each_serve_udp(ctx):
+    """With workers: 2 (SO_REUSEPORT), datagrams from many source ports are
+    all echoed, and the main process's USR1 totals count them."""
+    d = ctx.daemon([], config=udp_config(tcp=False) + "workers: 2\n")
+    port = udp_port(d)
+    for i in range(20):
+        echo_datagram(client(ctx), port, b"worker %d" % i)
+
+    def counted():
+        st = stats(d)
+        return st if st.get("udp_out") == 20 else None
+    wait_for(counted, 10.0, "udp_out=20 in the main process's totals")
+
+
+@test
+def reload_adds_a_udp_listener(ctx):
+    """A SIGHUP that adds a UDP entry opens it; one that drops it closes it."""
+    path = ctx.write_config('listen: [ { address: "127.0.0.1", port: 0 } ]\n')
+    d = ctx.daemon(["-c", path])
+    d.port()
+    with open(path, "w") as f:
+        f.write(udp_config())
+    d.send_signal(signal.SIGHUP)
+    port = udp_port(d)
+    echo_datagram(client(ctx), port, b"after reload")
+    with open(path, "w") as f:
+        f.write('listen: [ { address: "127.0.0.1", port: 0 } ]\n')
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"closed listener udp://127\.0\.0\.1:%d" % port, 10.0, mark)
 
 
 def run_load(args, timeout=30):
