@@ -28,7 +28,7 @@ typedef struct load_options {
     long pipeline;
     double rate;            /* total messages per second; 0 = closed loop */
     int64_t timeout_ms;
-    bool udp;               /* --udp: datagrams, one connected UDP socket per connection */
+    bool udp; /* --udp: datagrams, one connected UDP socket per connection */
     bool json;
     bool progress;
     bool quiet;

@@ -110,7 +110,8 @@ void report_json(const load_options *opt, const load_results *res, FILE *out) {
                 ",\"udp\":{\"sent\":%llu,\"received\":%llu,\"lost\":%llu,\"loss_pct\":%.3f,"
                 "\"late\":%llu}",
                 (unsigned long long)res->udp_sent, (unsigned long long)res->messages,
-                (unsigned long long)res->udp_lost, loss_pct(res), (unsigned long long)res->udp_late);
+                (unsigned long long)res->udp_lost, loss_pct(res),
+                (unsigned long long)res->udp_late);
     fputs("}\n", out);
 }
 

@@ -180,31 +180,40 @@ static void status_to_systemd(const char *what) {
     free(snap);
 }
 
+/* The UDP part of the USR1 line, from the totals v. */
+static void format_udp_totals(char *buf, size_t size, const uint64_t *v) {
+    snprintf(buf, size,
+             "udp_in=%llu udp_out=%llu udp_bytes_in=%llu udp_bytes_out=%llu "
+             "udp_dropped_source_port=%llu udp_dropped_rate_limit=%llu "
+             "udp_dropped_send_full=%llu udp_dropped_send_error=%llu udp_dropped_truncated=%llu",
+             (unsigned long long)v[MV_UDP_IN], (unsigned long long)v[MV_UDP_OUT],
+             (unsigned long long)v[MV_UDP_BYTES_IN], (unsigned long long)v[MV_UDP_BYTES_OUT],
+             (unsigned long long)v[MV_UDP_DROP_SOURCE_PORT],
+             (unsigned long long)v[MV_UDP_DROP_RATE_LIMIT],
+             (unsigned long long)v[MV_UDP_DROP_SEND_FULL],
+             (unsigned long long)v[MV_UDP_DROP_SEND_ERROR],
+             (unsigned long long)v[MV_UDP_DROP_TRUNCATED]);
+}
+
 /* USR1: the service's totals (each worker logs its own at debug level). */
 static void log_totals(void) {
     metrics_snapshot *snap = metrics_snapshot_take();
+    char udp[512];
     if (!snap) {
         log_error("stats: out of memory");
         return;
     }
     const uint64_t *v = snap->total.v;
-    log_info(
-        "stats: connections=%llu accepted=%llu closed=%llu rejected_per_ip=%llu "
+    format_udp_totals(udp, sizeof udp, v);
+    log_info("stats: connections=%llu accepted=%llu closed=%llu rejected_per_ip=%llu "
              "spawn_failures=%llu timed_out=%llu bytes_in=%llu bytes_out=%llu tasks=%llu "
-        "workers=%d/%d worker_restarts=%llu udp_in=%llu udp_out=%llu udp_bytes_in=%llu "
-        "udp_bytes_out=%llu udp_dropped_source_port=%llu udp_dropped_rate_limit=%llu "
-        "udp_dropped_send_full=%llu udp_dropped_send_error=%llu udp_dropped_truncated=%llu",
+             "workers=%d/%d worker_restarts=%llu %s",
              (unsigned long long)v[MV_ACTIVE], (unsigned long long)v[MV_ACCEPTED],
              (unsigned long long)v[MV_CLOSED], (unsigned long long)v[MV_REJECTED_PER_IP],
              (unsigned long long)v[MV_SPAWN_FAILURES], (unsigned long long)v[MV_TIMED_OUT],
              (unsigned long long)v[MV_BYTES_IN], (unsigned long long)v[MV_BYTES_OUT],
              (unsigned long long)v[MV_TASKS], running_workers(), m.n,
-        (unsigned long long)snap->worker_restarts, (unsigned long long)v[MV_UDP_IN],
-        (unsigned long long)v[MV_UDP_OUT], (unsigned long long)v[MV_UDP_BYTES_IN],
-        (unsigned long long)v[MV_UDP_BYTES_OUT], (unsigned long long)v[MV_UDP_DROP_SOURCE_PORT],
-        (unsigned long long)v[MV_UDP_DROP_RATE_LIMIT], (unsigned long long)v[MV_UDP_DROP_SEND_FULL],
-        (unsigned long long)v[MV_UDP_DROP_SEND_ERROR],
-        (unsigned long long)v[MV_UDP_DROP_TRUNCATED]);
+             (unsigned long long)snap->worker_restarts, udp);
     free(snap);
 }
 

@@ -712,8 +712,9 @@ static void test_dump_round_trip(void **state) {
     config_defaults(&cfg);
     assert_round_trip(&cfg);
 
-    static const char *const listeners[] = {"0.0.0.0:1", "[2001:db8::7]:65535", "[::]:0",
-                                            "[::ffff:10.1.2.3]:8080", "udp://[::1]:7", "tcp://127.0.0.1:9"};
+    static const char *const listeners[] = {"0.0.0.0:1",     "[2001:db8::7]:65535",
+                                            "[::]:0",        "[::ffff:10.1.2.3]:8080",
+                                            "udp://[::1]:7", "tcp://127.0.0.1:9"};
     cfg.nlisten = 0;
     for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++)
         assert_int_equal(config_parse_listen(listeners[i], &cfg.listen[cfg.nlisten++], NULL, 0), 0);
