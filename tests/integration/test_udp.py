@@ -30,8 +30,8 @@ import urllib.request
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, SCRIPT_DIR)
-from harness import (COECHOD, TestSkip, check, echo_ok, run_coechod,  # noqa: E402
-                     run_suite, wait_for)
+from harness import (COECHOD, TestSkip, check, echo_ok, have_ipv6_loopback,  # noqa: E402
+                     run_coechod, run_suite, wait_for)
 
 TESTS = []
 COECHO_LOAD = os.path.abspath(os.environ.get("COECHO_LOAD")
@@ -101,6 +101,21 @@ def datagrams_are_echoed(ctx):
 
 
 @test
+def ipv6_datagrams_are_echoed(ctx):
+    """[::1] over UDP: the echo goes back to the IPv6 sender."""
+    if not have_ipv6_loopback():
+        raise TestSkip("no IPv6 loopback")
+    d = ctx.daemon(["-l", "udp://[::1]:0"], config="")
+    port = int(d.wait_log(r"listening on udp://\[::1\]:(\d+)", 10.0).group(1))
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    ctx.socks.append(s)
+    s.settimeout(3.0)
+    s.sendto(b"six", ("::1", port))
+    data, src = s.recvfrom(100)
+    check(data == b"six" and src[1] == port, "reply %r from %r" % (data, src))
+
+
+@test
 def command_line_listener(ctx):
     """-l udp://ADDR:PORT opens a UDP listener."""
     d = ctx.daemon(["-l", "udp://127.0.0.1:0", "-l", "127.0.0.1:0"], config="")
@@ -125,13 +140,14 @@ def service_source_port_is_dropped(ctx):
 
 @test
 def flood_is_cut_by_the_rate_limit(ctx):
-    """200 datagrams at once from one address with udp_rate_limit 20: about
-    20 are answered, the rest dropped and counted."""
-    d = ctx.daemon([], config=udp_config("udp_rate_limit: 20"))
+    """100 datagrams at once from one address with udp_rate_limit 10: about
+    10 are answered, the rest dropped and counted. (100 small datagrams fit
+    the daemon's default receive buffer even if it falls behind.)"""
+    d = ctx.daemon([], config=udp_config("udp_rate_limit: 10"))
     port = udp_port(d)
     s = client(ctx)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    sent = 200
+    sent = 100
     for i in range(sent):
         s.sendto(b"%d" % i, ("127.0.0.1", port))
     st = wait_for(lambda: (lambda st: st if st["udp_in"] >= sent else None)(stats(d)), 10.0,
@@ -139,7 +155,7 @@ def flood_is_cut_by_the_rate_limit(ctx):
     dropped, out = st["udp_dropped_rate_limit"], st["udp_out"]
     ctx.note("answered %d, dropped %d" % (out, dropped))
     check(out + dropped == sent, "answered %d + dropped %d != %d" % (out, dropped, sent))
-    check(20 <= out <= 60, "answered %d with a limit of 20/s" % out)
+    check(10 <= out <= 40, "answered %d with a limit of 10/s" % out)
     got = 0
     s.settimeout(1.0)
     try:
