@@ -28,6 +28,7 @@ typedef struct load_options {
     long pipeline;
     double rate;            /* total messages per second; 0 = closed loop */
     int64_t timeout_ms;
+    bool udp; /* --udp: datagrams, one connected UDP socket per connection */
     bool json;
     bool progress;
     bool quiet;
@@ -54,6 +55,8 @@ typedef struct load_results {
     uint64_t bytes_out;
     uint64_t bytes_in;        /* verified */
     uint64_t errors[ERR_KINDS];
+    uint64_t udp_sent, udp_lost; /* --udp: datagrams sent; echoes not back in --timeout */
+    uint64_t udp_late;           /* --udp: echoes after their timeout, or twice */
     int64_t start_ns, end_ns;
     histogram latency;        /* ns */
 } load_results;
@@ -64,6 +67,15 @@ extern const char *const load_error_names[ERR_KINDS];
  * the runtime could not start. */
 int load_run(const load_options *opt, load_results *res);
 int64_t load_now_ns(void);
+/* For udp.c: the shared byte pattern, and a claim on the next message
+ * (false once the run is over). */
+#define LOAD_PATTERN_LEN 1048573u
+const unsigned char *load_pattern(void);
+bool load_claim_message(int64_t *now_ns);
+
+/* udp.c: one --udp session (a "connection"); counts into results. */
+enum { LOAD_UDP_MIN_SIZE = 16, LOAD_UDP_MAX_SIZE = 65507 };
+void udp_session(const load_options *opt, load_results *res, long id, const target *to);
 
 /* report.c */
 void report_text(const load_options *opt, const load_results *res, FILE *out);

@@ -30,7 +30,10 @@ static const char usage_text[] =
     "  -r, --rate R           total messages per second, open loop (latency from the\n"
     "                         scheduled send time)\n"
     "      --timeout T        longest wait for one echo, a connect or the final EOF\n"
-    "                         (default 5s)\n"
+    "                         (default 5s); with --udp, a datagram not echoed in\n"
+    "                         this long is lost\n"
+    "      --udp              UDP echo: each connection is a UDP socket sending -s\n"
+    "                         datagrams (16 B to 65507 B), -p in flight; reports loss\n"
     "      --json             print the summary as one JSON object\n"
     "      --histogram FILE   write the latency distribution (value_us percentile count)\n"
     "      --progress         a progress line each second even when stderr is no terminal\n"
@@ -85,7 +88,7 @@ static void parse_target(const char *arg, target *t) {
 }
 
 static void parse_flags(int argc, char **argv, load_options *o) {
-    enum { OPT_CONNECT_RATE = 256, OPT_TIMEOUT, OPT_JSON, OPT_HISTOGRAM, OPT_PROGRESS };
+    enum { OPT_CONNECT_RATE = 256, OPT_TIMEOUT, OPT_JSON, OPT_HISTOGRAM, OPT_PROGRESS, OPT_UDP };
     static const struct option longopts[] = {
         {"connections", required_argument, NULL, 'c'},
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
@@ -96,6 +99,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         {"rate", required_argument, NULL, 'r'},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
+        {"udp", no_argument, NULL, OPT_UDP},
         {"histogram", required_argument, NULL, OPT_HISTOGRAM},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"quiet", no_argument, NULL, 'q'},
@@ -140,6 +144,9 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         case OPT_JSON:
             o->json = true;
             break;
+        case OPT_UDP:
+            o->udp = true;
+            break;
         case OPT_HISTOGRAM:
             o->histogram_path = optarg;
             break;
@@ -165,6 +172,11 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         usage_error("-d and -n exclude each other");
     if (o->rate > 0 && o->pipeline > 1)
         usage_error("-r sets its own pace: it excludes -p");
+    if (o->udp && o->rate > 0)
+        usage_error("--udp excludes -r (closed loop only)");
+    if (o->udp && (o->size < LOAD_UDP_MIN_SIZE || o->size > LOAD_UDP_MAX_SIZE))
+        usage_error("--udp: -s must be from %d B (sequence header) to %d B (one datagram)",
+                    LOAD_UDP_MIN_SIZE, LOAD_UDP_MAX_SIZE);
     if (optind == argc)
         usage_error("no target: give at least one HOST:PORT");
     if (argc - optind > LOAD_MAX_TARGETS)

@@ -27,7 +27,12 @@ static uint64_t error_total(const load_results *res) {
 }
 
 bool results_clean(const load_results *res) {
-    return error_total(res) == 0 && res->mismatches == 0 && res->connections_failed == 0;
+    return error_total(res) == 0 && res->mismatches == 0 && res->connections_failed == 0 &&
+           res->udp_lost == 0;
+}
+
+static double loss_pct(const load_results *res) {
+    return res->udp_sent ? 100.0 * (double)res->udp_lost / (double)res->udp_sent : 0.0;
 }
 
 void report_text(const load_options *opt, const load_results *res, FILE *out) {
@@ -55,6 +60,11 @@ void report_text(const load_options *opt, const load_results *res, FILE *out) {
             first = 0;
         }
     fprintf(out, "\nmismatches    %llu\n", (unsigned long long)res->mismatches);
+    if (opt->udp)
+        fprintf(out, "datagrams     %llu sent, %llu received, %llu lost (%.2f%%), %llu late\n",
+                (unsigned long long)res->udp_sent, (unsigned long long)res->messages,
+                (unsigned long long)res->udp_lost, loss_pct(res),
+                (unsigned long long)res->udp_late);
 }
 
 static void json_string(FILE *out, const char *s) {
@@ -94,7 +104,15 @@ void report_json(const load_options *opt, const load_results *res, FILE *out) {
     for (int i = 0; i < ERR_KINDS; i++)
         fprintf(out, "%s\"%s\":%llu", i ? "," : "", load_error_names[i],
                 (unsigned long long)res->errors[i]);
-    fprintf(out, "},\"mismatches\":%llu}\n", (unsigned long long)res->mismatches);
+    fprintf(out, "},\"mismatches\":%llu", (unsigned long long)res->mismatches);
+    if (opt->udp)
+        fprintf(out,
+                ",\"udp\":{\"sent\":%llu,\"received\":%llu,\"lost\":%llu,\"loss_pct\":%.3f,"
+                "\"late\":%llu}",
+                (unsigned long long)res->udp_sent, (unsigned long long)res->messages,
+                (unsigned long long)res->udp_lost, loss_pct(res),
+                (unsigned long long)res->udp_late);
+    fputs("}\n", out);
 }
 
 /* Rates over the last second, from the totals at the previous call. */

@@ -21,7 +21,7 @@
 
 /* Long, and not a multiple of any message size one would pick, so that two
  * consecutive messages of a connection never carry the same bytes. */
-#define PATTERN_LEN 1048573u
+#define PATTERN_LEN LOAD_PATTERN_LEN
 #define READ_CHUNK (64 * 1024)
 #define SCHEDULE_QUEUE 4096 /* open loop: messages in flight per connection */
 
@@ -32,6 +32,7 @@ static int64_t stop_ns;
 static uint64_t claimed;
 
 int64_t load_now_ns(void) { return clock_monotonic_ns(); }
+const unsigned char *load_pattern(void) { return pattern; }
 
 static int make_pattern(void) {
     pattern = malloc(PATTERN_LEN);
@@ -54,6 +55,8 @@ static bool claim_message(int64_t *now_ns) {
     claimed++;
     return true;
 }
+
+bool load_claim_message(int64_t *now_ns) { return claim_message(now_ns); }
 
 typedef struct conn {
     long id;
@@ -299,6 +302,12 @@ static void open_loop(conn *c) {
 
 static int connection_task(void *arg) {
     conn *c = arg;
+    if (opt->udp) {
+        udp_session(opt, res, c->id, c->to);
+        free(c->rbuf);
+        free(c);
+        return 0;
+    }
     int r = connect_to(c);
     if (r) {
         res->connections_failed++;

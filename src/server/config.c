@@ -51,19 +51,26 @@ int config_parse_log_level(const char *s, enum log_level *level) {
 
 /* A listen_addr from a parsed address: zeroed first, so that equal
  * addresses compare equal bytewise (reloads compare listen sets so). */
-static void make_listen(listen_addr *out, const struct sockaddr_storage *addr, socklen_t addrlen) {
+static void make_listen(listen_addr *out, const struct sockaddr_storage *addr, socklen_t addrlen,
+                        bool udp) {
+    char hostport[HOSTPORT_TEXT_SIZE];
     memset(out, 0, sizeof *out);
     out->addr = *addr;
     out->addrlen = addrlen;
-    hostport_format(addr, out->text, sizeof out->text);
+    out->udp = udp;
+    hostport_format(addr, hostport, sizeof hostport);
+    snprintf(out->text, sizeof out->text, "%s%s", udp ? "udp://" : "", hostport);
 }
 
 int config_parse_listen(const char *arg, listen_addr *out, char *err, size_t errlen) {
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    bool udp = strncmp(arg, "udp://", 6) == 0;
+    if (udp || strncmp(arg, "tcp://", 6) == 0)
+        arg += 6;
     if (hostport_parse_numeric(arg, &addr, &addrlen, err, errlen) != 0)
         return -1;
-    make_listen(out, &addr, addrlen);
+    make_listen(out, &addr, addrlen, udp);
     return 0;
 }
 
@@ -84,7 +91,7 @@ void config_defaults(config *cfg) {
         struct sockaddr_storage addr;
         socklen_t addrlen;
         hostport_parse_ip(loopback[i], AF_UNSPEC, DEFAULT_PORT, &addr, &addrlen);
-        make_listen(&cfg->listen[i], &addr, addrlen);
+        make_listen(&cfg->listen[i], &addr, addrlen, false);
     }
     cfg->nlisten = 2;
     cfg->max_connections = 10000;
@@ -94,6 +101,7 @@ void config_defaults(config *cfg) {
     cfg->buffer_size = 16 * KIB;
     cfg->stack_size = 64 * KIB;
     cfg->backlog = 1024;
+    cfg->udp_rate_limit = 1000;
     cfg->shutdown_grace_ms = 10 * MS_PER_S;
     cfg->workers = 1;
     cfg->reuse_port = true;
@@ -302,6 +310,7 @@ typedef struct listen_entry {
     config *cfg;        /* whose rule pool its access list goes to */
     access_list access; /* its own list, if set */
     bool proxy_protocol;
+    bool udp;
 } listen_entry;
 
 static bool parse_listen_access(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
@@ -309,6 +318,23 @@ static bool parse_listen_access(ys_ctx *ctx, const ys_field *f, const yaml_node_
     (void)f;
     listen_entry *entry = obj;
     return parse_access_list(ctx, node, path, entry->cfg, &entry->access);
+}
+
+static bool parse_protocol(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node,
+                           const char *path, void *obj) {
+    (void)f;
+    const char *expected = "tcp or udp";
+    const char *s = ys_text_value(ctx, node, path, expected);
+    if (s == NULL)
+        return false;
+    if (strcmp(s, "tcp") != 0 && strcmp(s, "udp") != 0) {
+        char buf[YS_DESCRIBE_SIZE];
+        ys_report(ctx, node, path, "expected %s, got %s", expected,
+                  ys_describe(node, false, buf, sizeof buf));
+        return false;
+    }
+    ((listen_entry *)obj)->udp = s[0] == 'u';
+    return true;
 }
 
 static bool parse_address(ys_ctx *ctx, const ys_field *f, const yaml_node_t *node, const char *path,
@@ -351,6 +377,7 @@ static const ys_field listen_entry_fields[] = {
      .kind = YS_BOOL,
      .offset = offsetof(listen_entry, proxy_protocol),
      .size = sizeof(bool)},
+    {.name = "protocol", .dotted = "listen[].protocol", .kind = YS_CUSTOM, .parse = parse_protocol},
 };
 static const ys_section listen_entry_section = {"in listen entries", listen_entry_fields,
                                                 sizeof listen_entry_fields /
@@ -370,7 +397,7 @@ static bool parse_listen_entry(ys_ctx *ctx, const yaml_node_t *node, const char 
         return false;
     *access = entry.access;
     hostport_set_port(&entry.addr, (uint16_t)entry.port);
-    make_listen(out, &entry.addr, entry.addrlen);
+    make_listen(out, &entry.addr, entry.addrlen, entry.udp);
     out->proxy_protocol = entry.proxy_protocol;
     return true;
 }
@@ -434,6 +461,8 @@ static void dump_listen(const ys_field *f, const void *obj, FILE *out, int inden
         hostport_format_ip(&cfg->listen[i].addr, ip, sizeof ip);
         fprintf(out, "%*s- { address: \"%s\", port: %u", indent + 2, "", ip,
                 hostport_port(&cfg->listen[i].addr));
+        if (cfg->listen[i].udp)
+            fputs(", protocol: udp", out);
         if (cfg->listen[i].proxy_protocol)
             fputs(", proxy_protocol: true", out);
         if (cfg->listen_access[i].set) {
@@ -486,7 +515,7 @@ static bool parse_metrics(ys_ctx *ctx, const ys_field *f, const yaml_node_t *nod
     if (entry.port < 0)
         return true; /* no port: off */
     hostport_set_port(&entry.addr, (uint16_t)entry.port);
-    make_listen(&cfg->metrics, &entry.addr, entry.addrlen);
+    make_listen(&cfg->metrics, &entry.addr, entry.addrlen, false);
     cfg->metrics_enabled = true;
     return true;
 }
@@ -532,6 +561,8 @@ static const ys_field limits_fields[] = {
     {UNDER("limits", "stack_size"), .kind = YS_SIZE, MEMBER(stack_size), .min = 16 * KIB,
      .max = 8 * MIB, .flags = START_ONLY},
     {UNDER("limits", "backlog"), .kind = YS_INT, MEMBER(backlog), .min = 1, .max = 65535},
+    {UNDER("limits", "udp_rate_limit"), .kind = YS_UINT32, MEMBER(udp_rate_limit), .min = 0,
+     .max = 10000000},
 };
 static const ys_section limits_section = {"under limits", limits_fields, NFIELDS(limits_fields)};
 

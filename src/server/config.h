@@ -2,9 +2,10 @@
  *
  * Schema (every key optional; absent keys keep the built-in defaults):
  *   listen: list of { address: IP literal, port: 0-65535 (0 = ephemeral),
- *                     proxy_protocol: bool (default false) }
+ *                     proxy_protocol: bool (default false),
+ *                     protocol: tcp|udp (default tcp) }
  *   limits: { max_connections, max_connections_per_ip, per_ip_ipv6_prefix,
- *             idle_timeout, buffer_size, stack_size, backlog }
+ *             idle_timeout, buffer_size, stack_size, backlog, udp_rate_limit }
  *   shutdown_grace: duration
  *   workers: integer >= 1 or "auto"
  *   log: { level: error|warn|info|debug, file: absolute path,
@@ -35,8 +36,9 @@ enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 typedef struct listen_addr {
     struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
     socklen_t addrlen;
-    char text[64];       /* "127.0.0.1:7007", "[::1]:7007" */
+    bool udp;            /* UDP echo (RFC 862) on a datagram socket; false: TCP */
     bool proxy_protocol; /* every connection starts with a PROXY header */
+    char text[72];       /* "127.0.0.1:7007", "[::1]:7007", "udp://127.0.0.1:7007" */
 } listen_addr;
 
 #define CONFIG_MAX_LISTEN 64
@@ -74,6 +76,7 @@ typedef struct config {
     size_t buffer_size;              /* 512 B - 16 MiB; default 16 KiB */
     size_t stack_size;               /* 16 KiB - 8 MiB; default 64 KiB */
     int backlog;                     /* 1 - 65535; default 1024 */
+    uint32_t udp_rate_limit;         /* datagrams/s per source address; 0 = off; default 1000 */
     int64_t shutdown_grace_ms;       /* 0 - 1 h; default 10 s */
     int workers;                     /* 1 - 1024, 0 = "auto"; default 1 */
     bool reuse_port;                 /* workers > 1: a SO_REUSEPORT socket each; default true */
@@ -111,7 +114,8 @@ void config_defaults(config *cfg);
  * 1 MiB). cfg is only written on success. */
 int config_load(const char *path, config *cfg, config_errors *errs);
 
-/* Parses "ADDR:PORT" ("127.0.0.1:7007", "[::1]:7007") as given to -l.
+/* Parses "ADDR:PORT" ("127.0.0.1:7007", "[::1]:7007"), or the same after
+ "udp://" (or "tcp://"), as given to -l.
  * Returns 0, or -1 with a one-line reason in err. */
 int config_parse_listen(const char *arg, listen_addr *out, char *err, size_t errlen);
 

@@ -21,6 +21,7 @@
 #include "server/echo.h"
 #include "server/log.h"
 #include "server/settings.h"
+#include "server/udp.h"
 
 enum {
     EXHAUSTED_PAUSE_MS = 100, /* accept's descriptors ran out */
@@ -42,7 +43,7 @@ typedef struct listener {
     bool announced;     /* "listening on" was logged: so will its closing be */
     int fd;
     listen_addr addr;   /* as configured (port may be 0) */
-    char bound[64];     /* with the real port */
+    char bound[72];     /* with the real port */
     co_tid accept_tid;  /* while accepting (or closing) */
     int64_t restart_at; /* when a dead accept task is due to restart */
     backoff restarts;
@@ -62,24 +63,26 @@ static struct {
 
 /* ---- sockets ------------------------------------------------------------------ */
 
+/* "127.0.0.1:7007", "[::1]:7007"; UDP ones after "udp://". */
 static void format_bound(listener *l) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char host[INET6_ADDRSTRLEN] = "?";
+    const char *scheme = l->addr.udp ? "udp://" : "";
     unsigned port = 0;
     if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6) {
             struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
             inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
             port = ntohs(s6->sin6_port);
-            snprintf(l->bound, sizeof l->bound, "[%s]:%u", host, port);
+            snprintf(l->bound, sizeof l->bound, "%s[%s]:%u", scheme, host, port);
             return;
         }
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
         inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
         port = ntohs(s4->sin_port);
     }
-    snprintf(l->bound, sizeof l->bound, "%s:%u", host, port);
+    snprintf(l->bound, sizeof l->bound, "%s%s:%u", scheme, host, port);
 }
 
 /* Also, before a SO_REUSEPORT group is made: SO_REUSEPORT would let us join
@@ -87,11 +90,12 @@ static void format_bound(listener *l) {
  * user) and silently share its traffic, so a plain bind first must
  * succeed. */
 int listeners_try_bind(const listen_addr *addr) {
-    int fd = socket(addr->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(addr->addr.ss_family, (addr->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
     int one = 1, r = 0;
     if (fd < 0)
         return -errno;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+    /* Not on UDP, where it would let two sockets share the port. */
+    if ((!addr->udp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) ||
         (addr->addr.ss_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
         bind(fd, (const struct sockaddr *)&addr->addr, addr->addrlen) != 0)
@@ -100,11 +104,13 @@ int listeners_try_bind(const listen_addr *addr) {
     return r;
 }
 
-/* A listening socket for addr: the descriptor, or -errno with err. */
+/* A listening socket for addr (for UDP, a bound one): the descriptor, or
+ * -errno with err. */
 static int open_socket(const listen_addr *addr, int backlog, enum sharing sharing, char *err,
                        size_t errlen) {
     int family = addr->addr.ss_family;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    bool udp = addr->udp;
+    int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     const char *step = "socket";
     if (fd < 0)
@@ -113,13 +119,14 @@ static int open_socket(const listen_addr *addr, int backlog, enum sharing sharin
     if (sharing == REUSEPORT_FIRST && hostport_port(&addr->addr) != 0 &&
         (errno = -listeners_try_bind(addr)) != 0)
         goto fail;
+    /* TCP only: on UDP it would let another socket bind the same port. */
     step = "SO_REUSEADDR";
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+    if (!udp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
         goto fail;
     /* Accepted sockets inherit it: urgent (MSG_OOB) bytes stay in the
      * stream and are echoed like any other, not dropped. */
     step = "SO_OOBINLINE";
-    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0)
+    if (!udp && setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0)
         goto fail;
     step = "SO_REUSEPORT";
     if (sharing != ALONE && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
@@ -131,7 +138,7 @@ static int open_socket(const listen_addr *addr, int backlog, enum sharing sharin
     if (bind(fd, (const struct sockaddr *)&addr->addr, addr->addrlen) != 0)
         goto fail;
     step = "listen";
-    if (listen(fd, backlog) != 0)
+    if (!udp && listen(fd, backlog) != 0)
         goto fail;
     return fd;
 fail:;
@@ -210,16 +217,19 @@ const char *listeners_adopt(int fd, bool proxy_protocol) {
     if (!l)
         return NULL;
     listen_addr addr = {.addrlen = sizeof addr.addr, .proxy_protocol = proxy_protocol};
-    int one = 1;
+    int one = 1, type = SOCK_STREAM;
+    socklen_t typelen = sizeof type;
     if (getsockname(fd, (struct sockaddr *)&addr.addr, &addr.addrlen) != 0)
         addr.addrlen = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &typelen) != 0)
+        log_warn("descriptor %d: SO_TYPE: %s; taken for TCP", fd, strerror(errno));
+    addr.udp = type == SOCK_DGRAM;
     take(l, fd, &addr);
     l->announced = true; /* by the caller, who knows who passed it */
     _Static_assert(sizeof l->addr.text == sizeof l->bound, "bound fits the address text");
     memcpy(l->addr.text, l->bound, sizeof l->bound);
-    if (setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0)
-        log_warn("%s: SO_OOBINLINE: %s; urgent data will not be echoed", l->bound,
-                 strerror(errno));
+    if (!addr.udp && setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0)
+        log_warn("%s: SO_OOBINLINE: %s; urgent data will not be echoed", l->bound, strerror(errno));
     return l->bound;
 }
 
@@ -253,6 +263,7 @@ int listeners_open_copy(size_t i, int backlog, char *err, size_t errlen) {
         return -e;
     }
     snprintf(bound.text, sizeof bound.text, "%s", t.l[i].bound);
+    bound.udp = t.l[i].addr.udp;
     return open_socket(&bound, backlog, REUSEPORT_JOIN, err, errlen);
 }
 
@@ -420,6 +431,17 @@ static int accept_task(void *arg) {
     return -r;
 }
 
+/* A UDP listener's task: it serves the socket until cancelled. */
+static int udp_task(void *arg) {
+    listener *l = arg;
+    int r = udp_serve(l->fd, l->bound);
+    if (l->state == LISTENER_CLOSING) {
+        release(l);
+        return 0;
+    }
+    return -r;
+}
+
 /* ---- accept tasks: start, stop, restart --------------------------------------- */
 
 static void schedule_restart(listener *l, int status) {
@@ -431,8 +453,8 @@ static void schedule_restart(listener *l, int status) {
 }
 
 static void start_accepting(listener *l) {
-    co_spawn_attr attr = {.name = "accept", .parent = t.parent};
-    int err = co_spawn_with(&l->accept_tid, accept_task, l, &attr);
+    co_spawn_attr attr = {.name = l->addr.udp ? "udp" : "accept", .parent = t.parent};
+    int err = co_spawn_with(&l->accept_tid, l->addr.udp ? udp_task : accept_task, l, &attr);
     if (!err) {
         l->state = LISTENER_ACCEPTING;
         backoff_started(&l->restarts, co_now());
@@ -497,9 +519,7 @@ int64_t listeners_restart_due(int64_t now, int64_t at) {
     return at;
 }
 
-bool listeners_any(void) {
-    return listeners_count() > 0;
-}
+bool listeners_any(void) { return listeners_count() > 0; }
 
 uint64_t listeners_accept_errors(void) { return t.accept_errors; }
 uint64_t listeners_spawn_failures(void) { return t.spawn_failures; }
@@ -507,15 +527,16 @@ uint64_t listeners_spawn_failures(void) { return t.spawn_failures; }
 /* ---- reloads ----------------------------------------------------------------- */
 
 static bool same_addr(const listen_addr *a, const listen_addr *b) {
-    return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+    return a->udp == b->udp && a->addrlen == b->addrlen &&
+           memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
 /* The open listener for addr that no other entry claimed yet: two entries
  * for port 0 are two listeners, each kept by one entry. */
 static listener *unclaimed_for(const listen_addr *addr, const bool *claimed) {
     for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
-        if ((t.l[i].state == LISTENER_IDLE || t.l[i].state == LISTENER_ACCEPTING) &&
-            !claimed[i] && same_addr(&t.l[i].addr, addr))
+        if ((t.l[i].state == LISTENER_IDLE || t.l[i].state == LISTENER_ACCEPTING) && !claimed[i] &&
+            same_addr(&t.l[i].addr, addr))
             return &t.l[i];
     return NULL;
 }
@@ -568,7 +589,7 @@ int listeners_apply(const config *next) {
         }
         /* Connections accepted from now on; the open ones keep theirs. */
         l->addr.proxy_protocol = proxy[i];
-        if (listen(l->fd, next->backlog) != 0) /* takes the new backlog */
+        if (!l->addr.udp && listen(l->fd, next->backlog) != 0) /* takes the new backlog */
             log_warn("%s: listen: %s", l->bound, strerror(errno));
     }
     for (size_t k = 0; k < nopened; k++) {

@@ -3,7 +3,9 @@
  * Owns the listener table: opening (configured, passed by systemd or by
  * the main process, or a worker's SO_REUSEPORT copy), the accept tasks and
  * their restarts with backoff, reloads of the listen list, and closing. An
- * accept task admits each client through conn and starts its handler. */
+ * accept task admits each client through conn and starts its handler; a
+ * UDP listener's task (still called its accept task here) serves the
+ * datagrams itself (udp.h). */
 #ifndef COECHO_LISTENERS_H
 #define COECHO_LISTENERS_H
 

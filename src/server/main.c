@@ -46,6 +46,7 @@ static const char usage_text[] =
     "                         configuration, exit\n"
     "      --no-host-check    with -t: check the file alone (one for another machine)\n"
     "  -l, --listen ADDR:PORT listen here instead of the configured listeners\n"
+    "                         (udp://ADDR:PORT: UDP echo there)\n"
     "                         (repeatable; IPv6 as [::1]:7007; port 0 = any free port)\n"
     "      --log-level LEVEL  error, warn, info or debug\n"
     "  -V, --version          print the version\n"

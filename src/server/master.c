@@ -183,18 +183,35 @@ static void status_to_systemd(const char *what) {
     free(snap);
 }
 
+/* The UDP part of the USR1 line, from the totals v. */
+static void format_udp_totals(char *buf, size_t size, const uint64_t *v) {
+    snprintf(buf, size,
+             "udp_in=%llu udp_out=%llu udp_bytes_in=%llu udp_bytes_out=%llu "
+             "udp_dropped_source_port=%llu udp_dropped_rate_limit=%llu "
+             "udp_dropped_send_full=%llu udp_dropped_send_error=%llu udp_dropped_truncated=%llu",
+             (unsigned long long)v[MV_UDP_IN], (unsigned long long)v[MV_UDP_OUT],
+             (unsigned long long)v[MV_UDP_BYTES_IN], (unsigned long long)v[MV_UDP_BYTES_OUT],
+             (unsigned long long)v[MV_UDP_DROP_SOURCE_PORT],
+             (unsigned long long)v[MV_UDP_DROP_RATE_LIMIT],
+             (unsigned long long)v[MV_UDP_DROP_SEND_FULL],
+             (unsigned long long)v[MV_UDP_DROP_SEND_ERROR],
+             (unsigned long long)v[MV_UDP_DROP_TRUNCATED]);
+}
+
 /* USR1: the service's totals (each worker logs its own at debug level). */
 static void log_totals(void) {
     metrics_snapshot *snap = metrics_snapshot_take();
+    char udp[512];
     if (!snap) {
         log_error("stats: out of memory");
         return;
     }
     const uint64_t *v = snap->total.v;
+    format_udp_totals(udp, sizeof udp, v);
     log_info("stats: connections=%llu accepted=%llu closed=%llu rejected_per_ip=%llu "
              "rejected_access=%llu rejected_proxy_header=%llu spawn_failures=%llu "
-             "timed_out=%llu bytes_in=%llu "
-             "bytes_out=%llu tasks=%llu workers=%d/%d worker_restarts=%llu",
+             "timed_out=%llu bytes_in=%llu bytes_out=%llu tasks=%llu "
+             "workers=%d/%d worker_restarts=%llu %s",
              (unsigned long long)v[MV_ACTIVE], (unsigned long long)v[MV_ACCEPTED],
              (unsigned long long)v[MV_CLOSED], (unsigned long long)v[MV_REJECTED_PER_IP],
              (unsigned long long)v[MV_REJECTED_ACCESS],
@@ -202,7 +219,7 @@ static void log_totals(void) {
              (unsigned long long)v[MV_SPAWN_FAILURES], (unsigned long long)v[MV_TIMED_OUT],
              (unsigned long long)v[MV_BYTES_IN], (unsigned long long)v[MV_BYTES_OUT],
              (unsigned long long)v[MV_TASKS], running_workers(), m.n,
-             (unsigned long long)snap->worker_restarts);
+             (unsigned long long)snap->worker_restarts, udp);
     free(snap);
 }
 
@@ -353,7 +370,8 @@ static void begin_shutdown(int signo, const char *why) {
         return;
     }
     m.shutting_down = true;
-    m.shutdown_deadline = clock_monotonic_ms() + settings()->shutdown_grace_ms + KILL_AFTER_GRACE_MS;
+    m.shutdown_deadline =
+        clock_monotonic_ms() + settings()->shutdown_grace_ms + KILL_AFTER_GRACE_MS;
     close_listeners(); /* else the kernel goes on queueing connections nobody accepts */
     metrics_listener_close();
     notify_send("STOPPING=1");
@@ -532,9 +550,9 @@ int master_run(int nworkers, int *fds, size_t nfds, bool shared) {
         return 1;
     }
     for (int i = 0; i < m.n; i++)
-        m.w[i] = (worker){.notify_fd = -1, .restarts = BACKOFF_POLICY(BACKOFF_FIRST_MS,
-                                                                        BACKOFF_MAX_MS,
-                                                                        HEALTHY_AFTER_MS)};
+        m.w[i] = (worker){.notify_fd = -1,
+                          .restarts =
+                              BACKOFF_POLICY(BACKOFF_FIRST_MS, BACKOFF_MAX_MS, HEALTHY_AFTER_MS)};
     for (int i = 0; i < m.n && !m.shutting_down; i++)
         if (spawn_worker(i) != 0) {
             m.failed = true;

@@ -34,6 +34,15 @@ enum metrics_value {
     MV_RT_SPAWNS,
     MV_RT_SWITCHES,
     MV_RT_BATCHES,
+    MV_UDP_IN, /* datagrams received */
+    MV_UDP_OUT,
+    MV_UDP_BYTES_IN,
+    MV_UDP_BYTES_OUT,
+    MV_UDP_DROP_SOURCE_PORT, /* datagrams dropped, by reason (udp.h) */
+    MV_UDP_DROP_RATE_LIMIT,
+    MV_UDP_DROP_SEND_FULL,
+    MV_UDP_DROP_SEND_ERROR,
+    MV_UDP_DROP_TRUNCATED,
     MV_COUNTERS,
     MV_ACTIVE = MV_COUNTERS, /* connections open now */
     MV_TASKS,

@@ -18,6 +18,7 @@
 #include "server/log.h"
 #include "server/metrics_text.h"
 #include "server/settings.h"
+#include "server/udp.h"
 
 enum {
     PUBLISH_EVERY_MS = 200,
@@ -33,7 +34,7 @@ enum {
 
 static struct {
     int fd; /* the listening socket, -1: none */
-    char bound[64];
+    char bound[72];
     co_tid publish_tid, accept_tid;
     co_tid scrapes[MAX_SCRAPES]; /* 0: free */
     co_tid parent;
@@ -89,6 +90,17 @@ void metrics_collect(metrics_values *v, bool fds_too) {
     v->v[MV_RT_SPAWNS] = rt.spawned;
     v->v[MV_RT_SWITCHES] = rt.switches;
     v->v[MV_RT_BATCHES] = rt.batches;
+    udp_stats u;
+    udp_get_stats(&u);
+    v->v[MV_UDP_IN] = u.datagrams_in;
+    v->v[MV_UDP_OUT] = u.datagrams_out;
+    v->v[MV_UDP_BYTES_IN] = u.bytes_in;
+    v->v[MV_UDP_BYTES_OUT] = u.bytes_out;
+    v->v[MV_UDP_DROP_SOURCE_PORT] = u.dropped_source_port;
+    v->v[MV_UDP_DROP_RATE_LIMIT] = u.dropped_rate_limit;
+    v->v[MV_UDP_DROP_SEND_FULL] = u.dropped_send_full;
+    v->v[MV_UDP_DROP_SEND_ERROR] = u.dropped_send_error;
+    v->v[MV_UDP_DROP_TRUNCATED] = u.dropped_truncated;
     v->v[MV_ACTIVE] = c.active;
     v->v[MV_TASKS] = rt.tasks;
     int64_t rss, fds;

@@ -21,6 +21,7 @@
 #include "server/settings.h"
 #include "server/signals.h"
 #include "server/systemd.h"
+#include "server/udp.h"
 
 enum {
     TICK_MS = 1000,        /* the buffer cache's trim */
@@ -42,19 +43,29 @@ static struct {
 static void log_stats(void) {
     co_stats rt;
     conn_stats c;
+    udp_stats u;
     co_get_stats(&rt);
     conn_get_stats(&c);
+    udp_get_stats(&u);
     log_msg(settings_worker() ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
             "stats: connections=%zu accepted=%llu closed=%llu rejected_per_ip=%llu "
             "rejected_access=%llu rejected_proxy_header=%llu timed_out=%llu "
             "accept_errors=%llu bytes_in=%llu bytes_out=%llu listeners=%zu "
-            "accepts_paused=%zu tasks=%zu buffers_cached=%zu spawn_failures=%llu parked=%zu",
+            "accepts_paused=%zu tasks=%zu buffers_cached=%zu spawn_failures=%llu parked=%zu "
+            "udp_in=%llu udp_out=%llu udp_bytes_in=%llu udp_bytes_out=%llu "
+            "udp_dropped_source_port=%llu udp_dropped_rate_limit=%llu "
+            "udp_dropped_send_full=%llu udp_dropped_send_error=%llu udp_dropped_truncated=%llu",
             c.active, (unsigned long long)c.accepted, (unsigned long long)c.closed,
             (unsigned long long)c.rejected_per_ip, (unsigned long long)access_refused(),
             (unsigned long long)c.rejected_proxy_header, (unsigned long long)c.timed_out,
             (unsigned long long)listeners_accept_errors(), (unsigned long long)c.bytes_in,
             (unsigned long long)c.bytes_out, listeners_count(), c.accepts_paused, rt.tasks,
-            echo_cached_buffer_bytes(), (unsigned long long)listeners_spawn_failures(), rt.parked);
+            echo_cached_buffer_bytes(), (unsigned long long)listeners_spawn_failures(), rt.parked,
+            (unsigned long long)u.datagrams_in, (unsigned long long)u.datagrams_out,
+            (unsigned long long)u.bytes_in, (unsigned long long)u.bytes_out,
+            (unsigned long long)u.dropped_source_port, (unsigned long long)u.dropped_rate_limit,
+            (unsigned long long)u.dropped_send_full, (unsigned long long)u.dropped_send_error,
+            (unsigned long long)u.dropped_truncated);
 }
 
 /* ---- systemd notify ------------------------------------------------------ */
@@ -69,8 +80,8 @@ static void tell_systemd(const char *what) {
     conn_get_stats(&c);
     int r = notify_send("%s%sSTATUS=%s%zu connection(s), %llu accepted, %llu closed, "
                         "%llu timed out, %llu bytes echoed; %zu listener(s), %zu task(s)",
-                        what, *what ? "\n" : "", sup.shutting_down ? "stopping: " : "",
-                        c.active, (unsigned long long)c.accepted, (unsigned long long)c.closed,
+                        what, *what ? "\n" : "", sup.shutting_down ? "stopping: " : "", c.active,
+                        (unsigned long long)c.accepted, (unsigned long long)c.closed,
                         (unsigned long long)c.timed_out, (unsigned long long)c.bytes_out,
                         listeners_count(), rt.tasks);
     if (r && !failed_before) {

@@ -55,7 +55,8 @@ static void fd_name(const char *names, size_t i, char *out, size_t outlen) {
     snprintf(out, outlen, "%.*s", (int)(len < outlen ? len : outlen - 1), names);
 }
 
-/* Close-on-exec, non-blocking, and a listening TCP socket. */
+/* Close-on-exec, non-blocking, and a listening TCP socket or a bound UDP
+ * one (ListenDatagram=). */
 static int check_socket(int fd, char *err, size_t errlen) {
     int flags = fcntl(fd, F_GETFD);
     if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
@@ -64,21 +65,20 @@ static int check_socket(int fd, char *err, size_t errlen) {
     }
     int type = 0, listening = 0, protocol = 0;
     struct sockaddr_storage ss;
-    socklen_t len = sizeof type, llen = sizeof listening, plen = sizeof protocol,
-              alen = sizeof ss;
+    socklen_t len = sizeof type, llen = sizeof listening, plen = sizeof protocol, alen = sizeof ss;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
         getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) != 0 ||
         getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &plen) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &alen) != 0) {
-        snprintf(err, errlen, "LISTEN_FDS: descriptor %d is not a socket: %s", fd,
-                 strerror(errno));
+        snprintf(err, errlen, "LISTEN_FDS: descriptor %d is not a socket: %s", fd, strerror(errno));
         return -1;
     }
-    if (type != SOCK_STREAM || !listening || protocol != IPPROTO_TCP ||
-        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+    bool tcp = type == SOCK_STREAM && listening && protocol == IPPROTO_TCP;
+    bool udp = type == SOCK_DGRAM && protocol == IPPROTO_UDP;
+    if ((!tcp && !udp) || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
         snprintf(err, errlen,
-                 "LISTEN_FDS: descriptor %d is not a listening TCP socket "
-                 "(coechod takes ListenStream= IPv4 and IPv6 sockets only)",
+                 "LISTEN_FDS: descriptor %d is neither a listening TCP socket nor a UDP one "
+                 "(coechod takes ListenStream= and ListenDatagram= IPv4 and IPv6 sockets only)",
                  fd);
         return -1;
     }
@@ -102,8 +102,7 @@ int systemd_take_sockets(passed_socket *out, size_t max, char *err, size_t errle
         goto done;
     }
     if (count > max) {
-        snprintf(err, errlen, "LISTEN_FDS: %llu sockets passed, at most %zu supported", count,
-                 max);
+        snprintf(err, errlen, "LISTEN_FDS: %llu sockets passed, at most %zu supported", count, max);
         n = -1;
         goto done;
     }
@@ -147,8 +146,8 @@ static int notify_address(const char *path, char *err, size_t errlen) {
     memcpy(notify.addr.sun_path, path, len);
     if (path[0] == '@') /* abstract namespace: a leading NUL, no terminator */
         notify.addr.sun_path[0] = '\0';
-    notify.addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
-                                 (path[0] == '@' ? 0 : 1));
+    notify.addrlen =
+        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
     return 0;
 }
 

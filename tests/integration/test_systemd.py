@@ -387,12 +387,13 @@ def socket_activation_bad_values(ctx):
                                                                          err[-300:]))
         check(re.search(expect, err), "LISTEN_FDS=%s %s: no error matching %r in %r"
               % (fds, redirect, expect, err[-300:]))
-    # A UDP socket at fd 3 is not a listening TCP socket.
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    ctx.socks.append(udp)
-    rc, err = run_with_listen_env(ctx, "1", "3<&%d" % udp.fileno(), (udp.fileno(),))
-    check(rc == 1 and "not a listening TCP socket" in err,
-          "a UDP socket passed as fd 3: exit %s, %r" % (rc, err[-300:]))
+    # A Unix datagram socket at fd 3 is neither TCP nor UDP (UDP sockets are
+    # served: test_udp.py).
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ctx.socks.append(unix)
+    rc, err = run_with_listen_env(ctx, "1", "3<&%d" % unix.fileno(), (unix.fileno(),))
+    check(rc == 1 and "neither a listening TCP socket nor a UDP one" in err,
+          "a Unix datagram socket passed as fd 3: exit %s, %r" % (rc, err[-300:]))
 
 
 # ---------------------------------------------------------------------------

@@ -90,6 +90,7 @@ static unsigned listen_port(const listen_addr *la) {
 
 static void assert_listen_equal(const listen_addr *a, const listen_addr *b) {
     assert_string_equal(a->text, b->text);
+    assert_int_equal(a->udp, b->udp);
     assert_int_equal(a->addrlen, b->addrlen);
     assert_int_equal(a->addr.ss_family, b->addr.ss_family);
     assert_memory_equal(&a->addr, &b->addr, a->addrlen);
@@ -107,6 +108,7 @@ static void assert_config_equal(const config *a, const config *b) {
     assert_int_equal(a->buffer_size, b->buffer_size);
     assert_int_equal(a->stack_size, b->stack_size);
     assert_int_equal(a->backlog, b->backlog);
+    assert_int_equal(a->udp_rate_limit, b->udp_rate_limit);
     assert_int_equal(a->shutdown_grace_ms, b->shutdown_grace_ms);
     assert_int_equal(a->workers, b->workers);
     assert_int_equal(a->log_level, b->log_level);
@@ -485,7 +487,7 @@ static void test_unknown_key_messages(void **state) {
     expect_error("limits: { rate: 1 }\n",
                  ":1:11: limits.rate: unknown key; expected one of max_connections, "
                  "max_connections_per_ip, per_ip_ipv6_prefix, idle_timeout, buffer_size, "
-                 "stack_size, backlog");
+                 "stack_size, backlog, udp_rate_limit");
     /* Control characters in a key do not break the one-line format. */
     expect_error("\"a\\nb\": 1\n",
                  ":1:1: a?b: unknown key; expected one of listen, limits, "
@@ -638,8 +640,10 @@ static void test_dump_exact(void **state) {
     (void)state;
     config cfg;
     config_defaults(&cfg);
-    cfg.nlisten = 1;
+    cfg.nlisten = 2;
     assert_int_equal(config_parse_listen("[2001:db8::7]:0", &cfg.listen[0], NULL, 0), 0);
+    assert_int_equal(config_parse_listen("udp://127.0.0.1:7", &cfg.listen[1], NULL, 0), 0);
+    cfg.udp_rate_limit = 0;
     cfg.max_connections = 7;
     cfg.max_connections_per_ip = 3;
     cfg.per_ip_ipv6_prefix = 48;
@@ -666,6 +670,7 @@ static void test_dump_exact(void **state) {
                               "listen:\n"
                               "  - { address: \"2001:db8::7\", port: 0, "
                               "access: [ \"allow all\" ] }\n"
+                              "  - { address: \"127.0.0.1\", port: 7, protocol: udp }\n"
                               "limits:\n"
                               "  max_connections: 7\n"
                               "  max_connections_per_ip: 3\n"
@@ -674,6 +679,7 @@ static void test_dump_exact(void **state) {
                               "  buffer_size: 1536B\n"
                               "  stack_size: 2MiB\n"
                               "  backlog: 5\n"
+                              "  udp_rate_limit: 0\n"
                               "shutdown_grace: 90s\n"
                               "workers: auto\n"
                               "reuse_port: false\n"
@@ -776,8 +782,9 @@ static void test_dump_round_trip(void **state) {
     config_defaults(&cfg);
     assert_round_trip(&cfg);
 
-    static const char *const listeners[] = {"0.0.0.0:1", "[2001:db8::7]:65535", "[::]:0",
-                                            "[::ffff:10.1.2.3]:8080"};
+    static const char *const listeners[] = {"0.0.0.0:1",     "[2001:db8::7]:65535",
+                                            "[::]:0",        "[::ffff:10.1.2.3]:8080",
+                                            "udp://[::1]:7", "tcp://127.0.0.1:9"};
     cfg.nlisten = 0;
     for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++)
         assert_int_equal(config_parse_listen(listeners[i], &cfg.listen[cfg.nlisten++], NULL, 0), 0);
@@ -1290,8 +1297,10 @@ static void test_good_examples(void **state) {
     assert_int_equal(cfg.workers, 0);
 
     assert_int_equal(config_load(GOOD_DIR "/all_keys.yaml", &cfg, &errs), 0);
-    assert_int_equal(cfg.nlisten, 3);
+    assert_int_equal(cfg.nlisten, 4);
     assert_string_equal(cfg.listen[0].text, "192.0.2.10:8007");
+    assert_string_equal(cfg.listen[3].text, "udp://192.0.2.10:8007");
+    assert_true(cfg.listen[3].udp && !cfg.listen[0].udp);
     assert_string_equal(cfg.listen[1].text, "[2001:db8::1]:0");
     assert_string_equal(cfg.listen[2].text, "[::ffff:192.0.2.11]:65535");
     assert_int_equal(cfg.max_connections, 10000000);
@@ -1301,6 +1310,7 @@ static void test_good_examples(void **state) {
     assert_int_equal(cfg.buffer_size, 512);
     assert_int_equal(cfg.stack_size, 8 * 1024 * 1024);
     assert_int_equal(cfg.backlog, 65535);
+    assert_int_equal(cfg.udp_rate_limit, 0);
     assert_int_equal(cfg.shutdown_grace_ms, 1500);
     assert_int_equal(cfg.workers, 1024);
     assert_int_equal(cfg.log_level, LOG_LEVEL_DEBUG);

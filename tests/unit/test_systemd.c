@@ -142,19 +142,19 @@ static void test_activation_refuses_bad_values(void **state) {
     place_at(fd, 3);
     expect_refusal("1", "descriptor 3 is not a socket");
 
-    fd = socket(AF_INET, SOCK_DGRAM, 0); /* a socket, but not TCP */
+    fd = socket(AF_UNIX, SOCK_DGRAM, 0); /* a datagram socket, but not UDP */
     place_at(fd, 3);
-    expect_refusal("1", "not a listening TCP socket");
+    expect_refusal("1", "neither a listening TCP socket nor a UDP one");
 
     fd = socket(AF_INET, SOCK_STREAM, 0); /* TCP, but not listening */
     place_at(fd, 3);
-    expect_refusal("1", "not a listening TCP socket");
+    expect_refusal("1", "neither a listening TCP socket nor a UDP one");
 
     int pair[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
     place_at(pair[0], 3);
     close(pair[1]);
-    expect_refusal("1", "not a listening TCP socket");
+    expect_refusal("1", "neither a listening TCP socket nor a UDP one");
     close(3);
 
     expect_refusal("1", "descriptor 3"); /* closed */

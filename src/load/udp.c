@@ -1,0 +1,188 @@
+/* --udp: each "connection" is a connected UDP socket that keeps up to
+ * `pipeline` datagrams in flight. A datagram carries its session id and
+ * sequence number, then pattern bytes chosen by both, so that each echo is
+ * matched to its datagram and verified byte for byte. A datagram whose
+ * echo has not come within --timeout of its send is lost; an echo that
+ * comes later, or twice, is counted as late and otherwise ignored. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "load/load.h"
+#include "rt/rt.h"
+
+typedef struct header {
+    uint64_t seq;
+    uint64_t session;
+} header;
+
+typedef struct inflight {
+    uint64_t seq;
+    int64_t sent_ns;
+} inflight;
+
+typedef struct session {
+    long id;
+    int fd;
+    unsigned char *buf; /* one datagram, sent or received */
+    inflight *win;      /* opt->pipeline slots, oldest first */
+    long n;             /* in flight */
+    uint64_t next_seq;
+} session;
+
+static const load_options *opt;
+static load_results *res;
+
+/* The payload of datagram seq of session id, after its header. */
+static size_t pattern_at(long id, uint64_t seq) {
+    return (size_t)(((uint64_t)id * 2654435761u + seq * 7919u) % LOAD_PATTERN_LEN);
+}
+
+static void fill(session *s, uint64_t seq) {
+    header h = {.seq = seq, .session = (uint64_t)s->id};
+    memcpy(s->buf, &h, sizeof h);
+    size_t at = pattern_at(s->id, seq), left = opt->size - sizeof h;
+    for (unsigned char *p = s->buf + sizeof h; left;) {
+        size_t k = left < LOAD_PATTERN_LEN - at ? left : LOAD_PATTERN_LEN - at;
+        memcpy(p, load_pattern() + at, k);
+        p += k, left -= k, at = 0;
+    }
+}
+
+static bool payload_ok(const session *s, uint64_t seq, const unsigned char *p, size_t n) {
+    size_t at = pattern_at(s->id, seq);
+    while (n) {
+        size_t k = n < LOAD_PATTERN_LEN - at ? n : LOAD_PATTERN_LEN - at;
+        if (memcmp(p, load_pattern() + at, k) != 0)
+            return false;
+        p += k, n -= k, at = 0;
+    }
+    return true;
+}
+
+/* Sends datagram seq, waiting while the socket buffer is full. */
+static int send_one(session *s, uint64_t seq, int64_t deadline_ms) {
+    fill(s, seq);
+    for (;;) {
+        ssize_t w = send(s->fd, s->buf, opt->size, MSG_DONTWAIT);
+        if (w == (ssize_t)opt->size) {
+            res->bytes_out += opt->size;
+            res->udp_sent++;
+            return 0;
+        }
+        if (w >= 0)
+            return -EMSGSIZE;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int r = co_wait_fd(s->fd, CO_WRITE, deadline_ms);
+        if (r < 0)
+            return r;
+    }
+}
+
+static void drop_slot(session *s, long i) {
+    memmove(&s->win[i], &s->win[i + 1], sizeof s->win[0] * (size_t)(s->n - i - 1));
+    s->n--;
+}
+
+/* One echo received: matched, verified and timed, or late. */
+static void take_echo(session *s, size_t n) {
+    header h;
+    if (n < sizeof h) {
+        res->mismatches++;
+        return;
+    }
+    memcpy(&h, s->buf, sizeof h);
+    for (long i = 0; i < s->n; i++) {
+        if (s->win[i].seq != h.seq || h.session != (uint64_t)s->id)
+            continue;
+        if (n != opt->size || !payload_ok(s, h.seq, s->buf + sizeof h, n - sizeof h)) {
+            res->mismatches++;
+            res->errors[ERR_MISMATCH]++;
+        } else {
+            hist_record(&res->latency, (uint64_t)(load_now_ns() - s->win[i].sent_ns));
+            res->messages++;
+            res->bytes_in += n;
+        }
+        drop_slot(s, i);
+        return;
+    }
+    res->udp_late++;
+}
+
+/* Waits for an echo until the oldest datagram's deadline; at the deadline
+ * it is lost. 0, or a negative errno that ends the session. */
+static int receive_or_expire(session *s) {
+    int64_t deadline = s->win[0].sent_ns / 1000000 + opt->timeout_ms;
+    int r = co_wait_fd(s->fd, CO_READ, deadline);
+    if (r == -ETIMEDOUT) {
+        res->udp_lost++;
+        drop_slot(s, 0);
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    ssize_t n = recv(s->fd, s->buf, opt->size + 1, MSG_DONTWAIT);
+    if (n >= 0)
+        take_echo(s, (size_t)n);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return -errno; /* ECONNREFUSED: nothing listens there */
+    return 0;
+}
+
+static int run_session(session *s) {
+    for (;;) {
+        int64_t now;
+        while (s->n < opt->pipeline && load_claim_message(&now)) {
+            int r = send_one(s, s->next_seq, now / 1000000 + opt->timeout_ms);
+            if (r < 0)
+                return r;
+            s->win[s->n++] = (inflight){.seq = s->next_seq++, .sent_ns = now};
+        }
+        if (!s->n)
+            return 0;
+        int r = receive_or_expire(s);
+        if (r < 0)
+            return r;
+    }
+}
+
+static int open_socket(const target *to) {
+    int fd = socket(to->addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (const struct sockaddr *)&to->addr, to->addrlen) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+void udp_session(const load_options *options, load_results *results, long id, const target *to) {
+    opt = options;
+    res = results;
+    session s = {.id = id, .fd = -1};
+    s.buf = malloc(opt->size + 1);
+    s.win = malloc(sizeof *s.win * (size_t)opt->pipeline);
+    s.fd = s.buf && s.win ? open_socket(to) : -ENOMEM;
+    if (s.fd < 0) {
+        res->connections_failed++;
+        res->errors[s.fd == -ENOMEM ? ERR_SPAWN : ERR_OTHER]++;
+    } else {
+        res->connections_up++;
+        int r = run_session(&s);
+        if (r < 0 && r != -ECANCELED)
+            res->errors[r == -ECONNREFUSED ? ERR_CONNECT_REFUSED : ERR_OTHER]++;
+        co_close(s.fd);
+    }
+    free(s.buf);
+    free(s.win);
+}

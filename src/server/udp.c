@@ -1,0 +1,166 @@
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+#include "server/udp.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rt/rt.h"
+#include "server/log.h"
+#include "server/settings.h"
+#include "server/udpguard.h"
+
+/* One task's batch: receive slots, each with its buffer and sender, and
+ * the replies (pointing into the same buffers). On the heap: 2 MiB. */
+typedef struct batch {
+    struct mmsghdr in[UDP_BATCH], out[UDP_BATCH];
+    struct iovec in_iov[UDP_BATCH], out_iov[UDP_BATCH];
+    struct sockaddr_storage from[UDP_BATCH];
+    unsigned char buf[UDP_BATCH][UDP_MAX_DATAGRAM];
+} batch;
+
+static struct {
+    udp_stats stats;
+    udp_limiter limiter;
+    bool limiter_ready;
+} u;
+
+void udp_get_stats(udp_stats *st) { *st = u.stats; }
+
+static void limiter_ready(void) {
+    uint32_t seed;
+    if (u.limiter_ready)
+        return;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16); /* no entropy yet: still keyed */
+    udp_limiter_init(&u.limiter, seed);
+    u.limiter_ready = true;
+}
+
+static void arm_receive(batch *b) {
+    for (int i = 0; i < UDP_BATCH; i++) {
+        b->in_iov[i] = (struct iovec){.iov_base = b->buf[i], .iov_len = UDP_MAX_DATAGRAM};
+        b->in[i].msg_hdr = (struct msghdr){.msg_name = &b->from[i],
+                                           .msg_namelen = sizeof b->from[i],
+                                           .msg_iov = &b->in_iov[i],
+                                           .msg_iovlen = 1};
+        b->in[i].msg_len = 0;
+    }
+}
+
+/* Whether the i-th datagram received is to be answered; counts it. */
+static bool admit(batch *b, int i, uint32_t rate, int64_t now) {
+    const struct sockaddr *from = (const struct sockaddr *)&b->from[i];
+    u.stats.datagrams_in++;
+    u.stats.bytes_in += b->in[i].msg_len;
+    if (b->in[i].msg_hdr.msg_flags & MSG_TRUNC) {
+        u.stats.dropped_truncated++;
+        return false;
+    }
+    if (!udp_port_answered(udp_source_port(from))) {
+        u.stats.dropped_source_port++;
+        return false;
+    }
+    if (!udp_limiter_allow(&u.limiter, from, rate, now)) {
+        u.stats.dropped_rate_limit++;
+        return false;
+    }
+    return true;
+}
+
+/* Fills the replies to the n datagrams received that pass the guards;
+ * their count. */
+static int prepare_replies(batch *b, int n) {
+    uint32_t rate = settings()->udp_rate_limit;
+    int64_t now = co_now();
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!admit(b, i, rate, now))
+            continue;
+        b->out_iov[k] = (struct iovec){.iov_base = b->buf[i], .iov_len = b->in[i].msg_len};
+        b->out[k].msg_hdr = (struct msghdr){.msg_name = &b->from[i],
+                                            .msg_namelen = b->in[i].msg_hdr.msg_namelen,
+                                            .msg_iov = &b->out_iov[k],
+                                            .msg_iovlen = 1};
+        k++;
+    }
+    return k;
+}
+
+/* Sends the k replies without waiting: a full send buffer drops the rest,
+ * a datagram refused is skipped. */
+static void send_replies(int fd, const char *bound, batch *b, int k) {
+    int off = 0;
+    while (off < k) {
+        int sent = sendmmsg(fd, &b->out[off], (unsigned)(k - off), MSG_DONTWAIT);
+        if (sent > 0) {
+            for (int i = off; i < off + sent; i++)
+                u.stats.bytes_out += b->out[i].msg_len;
+            u.stats.datagrams_out += (uint64_t)sent;
+            off += sent;
+        } else if (sent < 0 && errno == EINTR) {
+            continue;
+        } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+            u.stats.dropped_send_full += (uint64_t)(k - off);
+            return;
+        } else {
+            log_debug("%s: sendmmsg: %s; dropping a datagram", bound,
+                      sent < 0 ? strerror(errno) : "nothing sent");
+            u.stats.dropped_send_error++;
+            off++; /* the first one failed: the rest may go */
+        }
+    }
+}
+
+/* Receives and answers one batch: its size (0: none waiting), or -errno
+ * when receiving failed for good. */
+static int serve_batch(int fd, const char *bound, batch *b) {
+    arm_receive(b);
+    int n = recvmmsg(fd, b->in, UDP_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0) {
+        switch (errno) {
+        case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+        case EWOULDBLOCK:
+#endif
+        case EINTR:
+        case ECONNREFUSED: /* an ICMP error about an earlier reply */
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+            return 0;
+        case ENOMEM:
+        case ENOBUFS:
+            log_warn("%s: recvmmsg: %s", bound, strerror(errno));
+            return 0;
+        default:
+            log_error("%s: recvmmsg: %s", bound, strerror(errno));
+            return -errno;
+        }
+    }
+    send_replies(fd, bound, b, prepare_replies(b, n));
+    return n;
+}
+
+int udp_serve(int fd, const char *bound) {
+    batch *b = malloc(sizeof *b);
+    if (!b)
+        return -ENOMEM; /* the listener restarts the task after a backoff */
+    limiter_ready();
+    int r = 0;
+    while (r >= 0) {
+        r = co_wait_fd(fd, CO_READ, CO_NEVER);
+        for (int turn = 0; r > 0 && turn < UDP_BATCHES_PER_TURN; turn++)
+            r = serve_batch(fd, bound, b);
+        if (r > 0) /* more waiting: let the other tasks run first */
+            r = co_yield ();
+    }
+    free(b);
+    return r;
+}
