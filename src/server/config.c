@@ -7,6 +7,7 @@
 #endif
 #include "server/config.h"
 #include "common/hostport.h"
+#include "common/quote.h"
 #include "common/units.h"
 #include "server/yaml_schema.h"
 
@@ -238,6 +239,17 @@ static bool parse_access_rule(ys_ctx *ctx, const yaml_node_t *node, const char *
         return false;
     acl_rule rule;
     char err[160];
+    /* acl's messages quote the rule as it is: one with a control character
+     * (a newline) would break the one-line message, so it is refused here,
+     * quoted safely. */
+    for (const char *c = s; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            char quoted[QUOTE_SIZE];
+            ys_report(ctx, node, path, "expected \"allow NETWORK\" or \"deny NETWORK\", got %s",
+                      quote_for_message(quoted, sizeof quoted, s, strlen(s)));
+            return false;
+        }
+    }
     if (acl_parse_rule(s, &rule, err, sizeof err) != 0) {
         ys_report(ctx, node, path, "%s", err);
         return false;
