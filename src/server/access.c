@@ -65,24 +65,45 @@ static bool same_ip(const struct sockaddr_storage *x, const struct sockaddr_stor
                   &((const struct sockaddr_in6 *)y)->sin6_addr, sizeof(struct in6_addr)) == 0;
 }
 
-/* The list for the listener at addr: the entry with its address and port,
- * or with its address and port 0 (the port the kernel chose). */
-static const acl *list_for(const config *cfg, const listen_addr *addr) {
-    const acl *port0 = NULL;
+static bool is_wildcard(const struct sockaddr_storage *x) {
+    if (x->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)x)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)x)->sin6_addr);
+}
+
+/* How well listen entry e names the socket at local: 0 not at all; more
+ * for its port than its address (port 0: the kernel chose it), as the
+ * kernel prefers the exact address to a wildcard bound to the same port. */
+static int match_score(const listen_addr *e, const struct sockaddr_storage *local, bool udp) {
+    if (e->udp != udp)
+        return 0;
+    int ip = same_ip(&e->addr, local)                                         ? 2
+             : e->addr.ss_family == local->ss_family && is_wildcard(&e->addr) ? 1
+                                                                              : 0;
+    unsigned port = hostport_port(&e->addr);
+    int on_port = port == hostport_port(local) ? 2 : port == 0 ? 1 : 0;
+    return ip && on_port ? on_port * 3 + ip : 0;
+}
+
+/* The list for the socket at local: that of the listen entry naming it
+ * best (the listener's bound address, or a connection's local one, which
+ * a wildcard entry names too), or the top-level list. */
+static const acl *list_for(const config *cfg, const struct sockaddr_storage *local, bool udp) {
+    int best = 0;
+    const acl *list = a.global;
     for (size_t i = 0; i < cfg->nlisten; i++) {
-        if (!same_ip(&cfg->listen[i].addr, &addr->addr))
-            continue;
-        unsigned port = hostport_port(&cfg->listen[i].addr);
-        if (port == hostport_port(&addr->addr))
-            return a.listener[i] ? a.listener[i] : a.global;
-        if (port == 0 && !port0)
-            port0 = a.listener[i] ? a.listener[i] : a.global;
+        int score = match_score(&cfg->listen[i], local, udp);
+        if (score > best) {
+            best = score;
+            list = a.listener[i] ? a.listener[i] : a.global;
+        }
     }
-    return port0 ? port0 : a.global;
+    return list;
 }
 
 /* At most one line a second, with how many were refused since the last. */
-static void report(const char *bound, const struct sockaddr *peer, const char *why) {
+static void report(const char *where, const struct sockaddr *peer, const char *what,
+                   const char *why) {
     int64_t now = co_now();
     a.unreported++;
     if (a.reported_once && now - a.last_report < REPORT_EVERY_MS)
@@ -93,24 +114,28 @@ static void report(const char *bound, const struct sockaddr *peer, const char *w
            peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
     char ip[HOSTPORT_TEXT_SIZE];
     hostport_format_ip(&ss, ip, sizeof ip);
-    log_info("%s: refused a connection from %s: %s (%llu refused since the last report)", bound, ip,
+    log_info("%s: refused %s from %s: %s (%llu refused since the last report)", where, what, ip,
              why, (unsigned long long)a.unreported);
     a.unreported = 0;
     a.last_report = now;
     a.reported_once = true;
 }
 
-bool access_check(const listen_addr *addr, const char *bound, const struct sockaddr *peer) {
+bool access_check(const struct sockaddr_storage *local, bool udp, const char *where,
+                  const struct sockaddr *peer) {
     const config *cfg = settings();
     if ((!a.built || a.generation != settings_generation()) && build(cfg) != 0) {
-        a.refused++;
-        report(bound, peer, "no memory to compile the access lists");
+        if (!udp)
+            a.refused++;
+        report(where, peer, udp ? "a datagram" : "a connection",
+               "no memory to compile the access lists");
         return false;
     }
-    if (acl_allows(list_for(cfg, addr), peer))
+    if (acl_allows(list_for(cfg, local, udp), peer))
         return true;
-    a.refused++;
-    report(bound, peer, "denied by the access list");
+    if (!udp)
+        a.refused++;
+    report(where, peer, udp ? "a datagram" : "a connection", "denied by the access list");
     return false;
 }
 

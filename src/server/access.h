@@ -15,12 +15,17 @@
 
 #include "server/config.h"
 
-/* Whether peer may connect to the listener configured as addr (bound: its
- * name for the log). A refusal is counted and reported, at most once a
- * second with the number since the last report. */
-bool access_check(const listen_addr *addr, const char *bound, const struct sockaddr *peer);
+/* Whether peer may reach the socket at local: a listener's bound address,
+ * or a connection's own local address (getsockname), which picks the
+ * listener's list too, a wildcard listener's included; udp: a UDP
+ * listener's list rather than a TCP one's on the same address. where
+ * names the socket in the log. A refusal is reported, at most once a
+ * second with the number since the last report, and a connection's is
+ * counted here (a datagram's by udp). */
+bool access_check(const struct sockaddr_storage *local, bool udp, const char *where,
+                  const struct sockaddr *peer);
 
-/* Connections refused so far. */
+/* Connections (not datagrams) refused so far. */
 uint64_t access_refused(void);
 
 /* Frees the compiled lists. */

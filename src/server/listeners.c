@@ -40,7 +40,7 @@ enum listener_state {
 
 typedef struct listener {
     enum listener_state state;
-    bool announced;     /* "listening on" was logged: so will its closing be */
+    bool announced; /* "listening on" was logged: so will its closing be */
     int fd;
     listen_addr addr;   /* as configured (port may be 0) */
     char bound[72];     /* with the real port */
@@ -310,7 +310,11 @@ static void log_refused(int fd, const struct sockaddr *peer, socklen_t peerlen,
  * negative errno (-ENOMEM, -EAGAIN) when memory or mappings ran out: the
  * connection is closed and its admission taken back; the caller pauses. */
 static int start_connection(listener *l, int fd, const struct sockaddr *peer, socklen_t peerlen) {
-    if (!access_check(&l->addr, l->bound, peer)) {
+    /* Behind a balancer the socket's peer is the balancer: the access list
+     * and the per-IP count wait for the client's address in the header
+     * (proxyconn.c). */
+    bool proxy = l->addr.proxy_protocol;
+    if (!proxy && !access_check(&l->addr.addr, false, l->bound, peer)) {
         log_refused(fd, peer, peerlen, CONNLOG_ACCESS_DENIED);
         close(fd);
         return 0;
@@ -322,9 +326,6 @@ static int start_connection(listener *l, int fd, const struct sockaddr *peer, so
         t.spawn_failures++;
         return -ENOMEM;
     }
-    /* Behind a balancer the socket's peer is the balancer: the per-IP
-     * count waits for the client's address in the header (proxyconn.c). */
-    bool proxy = l->addr.proxy_protocol;
     int r = conn_admit(proxy ? NULL : peer, &start->conn.peer);
     if (r == -EDQUOT)
         log_refused(fd, peer, peerlen, CONNLOG_PER_IP_LIMIT);

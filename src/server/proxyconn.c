@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/hostport.h"
+#include "server/access.h"
 #include "server/log.h"
 #include "server/proxyproto.h"
 
@@ -76,6 +78,23 @@ static int client_address(int fd, const proxyproto_result *res, struct sockaddr_
     return getpeername(fd, (struct sockaddr *)addr, len) == 0 ? 0 : -errno;
 }
 
+/* NULL if the access list of the listener that accepted conn lets client
+ * in, else why conn is to be closed. The listener is found by the
+ * connection's local address, not kept from the accept: a reload may have
+ * closed it since. */
+static const char *refused_access(connection *conn, const struct sockaddr *client) {
+    struct sockaddr_storage local;
+    socklen_t len = sizeof local;
+    if (getsockname(conn->fd, (struct sockaddr *)&local, &len) != 0) {
+        log_warn("connection %llu: getsockname: %s", (unsigned long long)conn->tid,
+                 strerror(errno));
+        return CONNLOG_ERROR;
+    }
+    char where[HOSTPORT_TEXT_SIZE];
+    hostport_format(&local, where, sizeof where);
+    return access_check(&local, false, where, client) ? NULL : CONNLOG_ACCESS_DENIED;
+}
+
 /* Why a header could not be read, as the connection log names it. */
 static const char *header_failure(connection *conn, int r, const proxyproto_result *res) {
     if (r == -ECANCELED)
@@ -111,6 +130,11 @@ const char *proxyconn_accept(connection *conn, connlog *log) {
         return CONNLOG_ERROR;
     }
     connlog_set_peer(log, (struct sockaddr *)&client, len);
+    /* A LOCAL or UNKNOWN header is the balancer's own connection (a health
+     * check), which any list meant for clients would refuse. */
+    const char *refused = res.local ? NULL : refused_access(conn, (struct sockaddr *)&client);
+    if (refused)
+        return refused;
     r = conn_key(conn, (struct sockaddr *)&client);
     if (r == -EDQUOT) {
         log_debug("connection %llu: closed: over max_connections_per_ip",

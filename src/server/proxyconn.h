@@ -1,7 +1,7 @@
 /* The start of a connection on a proxy_protocol listener: its PROXY
  * header read off the socket (exactly the header: the payload behind it
  * stays for the echo), and the client it names made the connection's
- * peer for the per-IP limit and the connection log.
+ * peer for the access list, the per-IP limit and the connection log.
  *
  * Owns nothing: the parsing is proxyproto's, the counts conn's, the log
  * record the connection's own. */
@@ -20,8 +20,10 @@ enum { PROXYCONN_HEADER_TIMEOUT_MS = 3000 };
  * UNKNOWN and v2 LOCAL (a balancer's health check). NULL to go on and
  * serve, or why the connection is to be closed, as the connection log
  * names it: CONNLOG_PROXY_HEADER (missing, malformed, oversized or not
- * whole within the timeout; counted), CONNLOG_PER_IP_LIMIT (counted by
- * conn), CONNLOG_SHUTDOWN or CONNLOG_ERROR (logged). */
+ * whole within the timeout; counted), CONNLOG_ACCESS_DENIED (the client,
+ * not a LOCAL or UNKNOWN one, refused by the listener's access list;
+ * counted by access), CONNLOG_PER_IP_LIMIT (counted by conn),
+ * CONNLOG_SHUTDOWN or CONNLOG_ERROR (logged). */
 const char *proxyconn_accept(connection *conn, connlog *log);
 
 #endif

@@ -4,17 +4,18 @@ protocol, v1 and v2), with raw sockets and behind a real HAProxy.
 
 Raw sockets send v1 and v2 headers, then echo data (echoed byte for byte,
 the header never), no header, a header too slow, a v2 LOCAL health check;
-the per-IP limit and the connection log follow the header's address.
+the access list, the per-IP limit and the connection log follow the
+header's address.
 Behind HAProxy (mode tcp, send-proxy-v2, skipped with the reason when
 haproxy is not installed), clients bound to 127.0.0.2 and 127.0.0.3 reach
 the per-IP limit each on its own and are named in the connection log, and
 coecho-load gets a byte-exact echo through the balancer in front of two
 coechod instances. Everything listens on loopback ports picked at run
 time; haproxy runs in the foreground with a config in the test's
-directory. Tests wait for conditions, never a fixed time.
-
-TODO (the access list, another branch): behind HAProxy, a client bound to
-127.0.0.4 refused by the access list on the header's address.
+directory. The access list is matched against the header's client (a
+LOCAL health check is served whatever the list says); behind HAProxy a
+client bound to 127.0.0.4 is refused by it. Tests wait for conditions,
+never a fixed time.
 
     test_proxy.py              run every test
     test_proxy.py NAME...      run only the named tests
@@ -31,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -77,8 +79,10 @@ class ProxyCtx(Ctx):
         super().cleanup()
 
 
-def proxy_config(limits=None, log=True):
-    lines = ["listen:", '  - { address: "127.0.0.1", port: 0, proxy_protocol: true }']
+def proxy_config(limits=None, log=True, access=None, port=0, proxy=True):
+    own = ", access: %s" % json.dumps(access) if access is not None else ""
+    lines = ["listen:", '  - { address: "127.0.0.1", port: %d, proxy_protocol: %s%s }'
+             % (port, "true" if proxy else "false", own)]
     if limits:
         lines.append("limits:")
         lines += ["  %s: %s" % kv for kv in limits.items()]
@@ -236,6 +240,54 @@ def per_ip_limit_follows_header(ctx):
     echo_ok(again, b"room again")
 
 
+@test
+def access_list_follows_header(ctx):
+    """The listener's access list is matched against the header's client,
+    not the balancer: with [allow 192.0.2.0/24, deny all] the socket's own
+    peer (127.0.0.1) would be refused, yet 192.0.2.5 is served, 198.51.100.1
+    is closed as access_denied and counted, and a v2 LOCAL health check
+    (the balancer itself) is served."""
+    d = ctx.daemon([], config=proxy_config(access=["allow 192.0.2.0/24", "deny all"]))
+    port = d.port()
+    echo_after_header(ctx, port, v1("192.0.2.5", 5000), b"allowed")
+    check(close_line(d, "192.0.2.5:5000") == "eof", "reason not eof")
+    c = ctx.connect(port)
+    c.sendall(v2("198.51.100.1", 5001) + b"refused")
+    wait_closed(c, 5.0, "connection from a refused client")
+    check(close_line(d, "198.51.100.1:5001") == "access_denied", "reason not access_denied")
+    d.wait_log(r"refused a connection from 198\.51\.100\.1: denied by the access list", 5.0)
+    check(stat(d, "rejected_access") == 1, "rejected_access not 1")
+    check(stat(d, "connections") == 0, "the refused connection kept its slot")
+    h = ctx.connect(port)
+    h.sendall(v2(local=True))
+    echo_ok(h, b"health")
+
+
+@test
+def reload_switches_proxy_protocol(ctx):
+    """A reload that turns proxy_protocol on for a listener kept open makes
+    new connections start with a header (stripped, its client logged); a
+    connection made before goes on echoing plainly. Turned off again, a
+    header is just data, echoed byte for byte."""
+    port = free_port()
+    d = ctx.daemon([], config=proxy_config(port=port, proxy=False))
+    check(d.port() == port, "not on the configured port")
+    before = ctx.connect(port)
+    echo_ok(before, b"plain before")
+    header = v1("192.0.2.44", 4444)
+    for proxy in (True, False):
+        ctx.write_config(proxy_config(port=port, proxy=proxy))
+        mark = d.mark()
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(r"reloaded", 10.0, mark)
+        if proxy:
+            echo_after_header(ctx, port, header, b"behind a balancer")
+            check(close_line(d, "192.0.2.44:4444") == "eof", "reason not eof")
+        else:
+            echo_after_header(ctx, port, b"", header)
+        echo_ok(before, b"still plain")
+
+
 # ---------------------------------------------------------------------------
 # behind HAProxy
 
@@ -295,13 +347,23 @@ def connect_from(ctx, ip, port):
 
 
 @test
-def haproxy_per_ip_limit_and_log(ctx):
+def haproxy_per_ip_limit_access_and_log(ctx):
     """Through HAProxy (send-proxy-v2), one coechod with
-    max_connections_per_ip 2: 127.0.0.2 and 127.0.0.3 get 2 connections
-    each, a third from 127.0.0.2 is closed; the log names both clients.
-    (One backend: with several, the limit holds per coechod instance.)"""
-    d = ctx.daemon([], config=proxy_config(limits={"max_connections_per_ip": 2}))
+    max_connections_per_ip 2 and the access list [deny 127.0.0.4, allow
+    all]: 127.0.0.4 is refused (access_denied), 127.0.0.2 and 127.0.0.3 get
+    2 connections each, a third from 127.0.0.2 is closed; the log names
+    every client. (One backend: with several, the limit holds per coechod
+    instance.)"""
+    d = ctx.daemon([], config=proxy_config(limits={"max_connections_per_ip": 2},
+                                           access=["deny 127.0.0.4", "allow all"]))
     port = start_haproxy(ctx, [d.port()])
+    denied = connect_from(ctx, "127.0.0.4", port)
+    denied_port = denied.getsockname()[1]
+    denied.sendall(b"refused")
+    wait_closed(denied, 10.0, "the connection of 127.0.0.4")
+    check(close_line(d, "127.0.0.4:%d" % denied_port) == "access_denied",
+          "reason not access_denied")
+    check(stat(d, "rejected_access") == 1, "rejected_access not 1")
     held = []
     for ip in ("127.0.0.2", "127.0.0.3"):
         for _ in range(2):
