@@ -407,6 +407,13 @@ static bool parse_listen_entry(ys_ctx *ctx, const yaml_node_t *node, const char 
     listen_entry entry = {.addrlen = 0, .cfg = cfg};
     if (!ys_parse_mapping(ctx, node, path, &listen_entry_section, &entry))
         return false;
+    if (entry.udp && entry.proxy_protocol) {
+        /* A datagram carries no header to read: PROXY is a stream's. */
+        ys_report(ctx, node, path,
+                  "proxy_protocol: true needs protocol: tcp (a UDP listener "
+                  "cannot read a PROXY header)");
+        return false;
+    }
     *access = entry.access;
     hostport_set_port(&entry.addr, (uint16_t)entry.port);
     make_listen(out, &entry.addr, entry.addrlen, entry.udp);

@@ -91,6 +91,7 @@ static unsigned listen_port(const listen_addr *la) {
 static void assert_listen_equal(const listen_addr *a, const listen_addr *b) {
     assert_string_equal(a->text, b->text);
     assert_int_equal(a->udp, b->udp);
+    assert_int_equal(a->proxy_protocol, b->proxy_protocol);
     assert_int_equal(a->addrlen, b->addrlen);
     assert_int_equal(a->addr.ss_family, b->addr.ss_family);
     assert_memory_equal(&a->addr, &b->addr, a->addrlen);
@@ -788,6 +789,7 @@ static void test_dump_round_trip(void **state) {
     cfg.nlisten = 0;
     for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++)
         assert_int_equal(config_parse_listen(listeners[i], &cfg.listen[cfg.nlisten++], NULL, 0), 0);
+    cfg.listen[1].proxy_protocol = true;
     cfg.max_connections = 1;
     cfg.max_connections_per_ip = 10000000;
     cfg.per_ip_ipv6_prefix = 128;
@@ -1301,6 +1303,7 @@ static void test_good_examples(void **state) {
     assert_string_equal(cfg.listen[0].text, "192.0.2.10:8007");
     assert_string_equal(cfg.listen[3].text, "udp://192.0.2.10:8007");
     assert_true(cfg.listen[3].udp && !cfg.listen[0].udp);
+    assert_true(cfg.listen[0].proxy_protocol && !cfg.listen[1].proxy_protocol);
     assert_string_equal(cfg.listen[1].text, "[2001:db8::1]:0");
     assert_string_equal(cfg.listen[2].text, "[::ffff:192.0.2.11]:65535");
     assert_int_equal(cfg.max_connections, 10000000);
