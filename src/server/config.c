@@ -85,16 +85,21 @@ const char *config_log_format_name(enum log_format format) {
 
 /* ---- defaults -------------------------------------------------------------- */
 
-void config_defaults(config *cfg) {
-    static const char *const loopback[] = {"127.0.0.1", "::1"};
-    memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < 2; i++) {
+size_t config_default_listen(listen_addr out[CONFIG_DEFAULT_NLISTEN]) {
+    static const char *const loopback[CONFIG_DEFAULT_NLISTEN] = {"127.0.0.1", "::1"};
+    memset(out, 0, CONFIG_DEFAULT_NLISTEN * sizeof out[0]);
+    for (size_t i = 0; i < CONFIG_DEFAULT_NLISTEN; i++) {
         struct sockaddr_storage addr;
         socklen_t addrlen;
         hostport_parse_ip(loopback[i], AF_UNSPEC, DEFAULT_PORT, &addr, &addrlen);
-        make_listen(&cfg->listen[i], &addr, addrlen, false);
+        make_listen(&out[i], &addr, addrlen, false);
     }
-    cfg->nlisten = 2;
+    return CONFIG_DEFAULT_NLISTEN;
+}
+
+void config_defaults(config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->nlisten = config_default_listen(cfg->listen);
     cfg->max_connections = 10000;
     cfg->max_connections_per_ip = 0;
     cfg->per_ip_ipv6_prefix = 64; /* one customer's network, usually */

@@ -44,7 +44,7 @@ typedef struct listen_addr {
 #define CONFIG_MAX_LISTEN 64
 /* Access rules in one configuration, the top-level list and every
  * listener's together. */
-#define CONFIG_MAX_ACCESS_RULES 1024
+#define CONFIG_MAX_ACCESS_RULES 10000
 
 /* An access list: rules [first, first + count) of config.access_rules.
  * set: the key was given (a listener's list, even empty, replaces the
@@ -105,6 +105,11 @@ typedef struct config_errors {
 
 /* Built-in defaults: listen 127.0.0.1:7007 and [::1]:7007, limits above. */
 void config_defaults(config *cfg);
+
+/* The listeners of the defaults alone (a config is large to build for
+ * them: every access rule's room). Their count. */
+enum { CONFIG_DEFAULT_NLISTEN = 2 };
+size_t config_default_listen(listen_addr out[CONFIG_DEFAULT_NLISTEN]);
 
 /* Loads path over the defaults. Returns 0, or -1 with every error found in
  * errs (the file unreadable or not a regular file, YAML syntax, tabs,

@@ -185,6 +185,24 @@ struct config_datagram {
     config cfg;
 };
 
+int config_channel_setup(int fd) {
+    /* Room for two: a reload may come before a worker took the last one.
+     * The kernel doubles what it is given, up to net.core.wmem_max. */
+    int want = (int)(2 * sizeof(struct config_datagram));
+    int have = 0;
+    socklen_t len = sizeof have;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) != 0)
+        return -errno;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) != 0)
+        return -errno;
+    if (have >= want)
+        return 0;
+    /* Over wmem_max: root may go past it. */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) == 0)
+        return 0;
+    return have > (int)sizeof(struct config_datagram) + 64 ? 0 : -EMSGSIZE;
+}
+
 int config_send(int fd, const config *cfg) {
     struct config_datagram *d = malloc(sizeof *d);
     if (!d)

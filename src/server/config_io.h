@@ -21,10 +21,10 @@ enum { CONFIG_READ_TIMEOUT_MS = 10000 };
 struct config_answer;
 
 typedef struct config_job {
-    const char *path;             /* the caller's; must outlive the job */
-    pid_t pid;                    /* the parsing child; 0 once reaped */
-    int fd;                       /* its answer arrives here (non-blocking) */
-    size_t got;                   /* bytes of the answer read so far */
+    const char *path; /* the caller's; must outlive the job */
+    pid_t pid;        /* the parsing child; 0 once reaped */
+    int fd;           /* its answer arrives here (non-blocking) */
+    size_t got;       /* bytes of the answer read so far */
     struct config_answer *answer;
 } config_job;
 
@@ -43,6 +43,12 @@ void config_job_end(config_job *job);
 /* The whole load, waiting for the child with poll(2) for up to timeout_ms;
  * for a caller with no loop of its own to keep going. 0 or -1 (errs). */
 int config_load_in_child(const char *path, config *cfg, config_errors *errs, int64_t timeout_ms);
+
+/* Makes the datagram socket fd's send buffer hold two configurations
+ * (one with every access rule is about 210 KB, a unix datagram's default
+ * limit). 0, -EMSGSIZE when even one does not fit (net.core.wmem_max too
+ * small, and not root), or -errno. */
+int config_channel_setup(int fd);
 
 /* Sends cfg as one datagram on the connected socket fd. 0 or -errno. */
 int config_send(int fd, const config *cfg);

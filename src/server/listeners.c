@@ -179,10 +179,9 @@ static void release(listener *l) {
 }
 
 bool listeners_are_defaults(const config *cfg) {
-    config defaults;
-    config_defaults(&defaults);
-    return cfg->nlisten == defaults.nlisten &&
-           memcmp(cfg->listen, defaults.listen, cfg->nlisten * sizeof cfg->listen[0]) == 0;
+    listen_addr defaults[CONFIG_DEFAULT_NLISTEN];
+    return cfg->nlisten == config_default_listen(defaults) &&
+           memcmp(cfg->listen, defaults, cfg->nlisten * sizeof cfg->listen[0]) == 0;
 }
 
 int listeners_open(const config *cfg, bool reuse_port) {

@@ -39,46 +39,46 @@
 #include "server/systemd.h"
 
 enum {
-    BACKOFF_FIRST_MS = 100,   /* first restart delay of a dead worker */
+    BACKOFF_FIRST_MS = 100, /* first restart delay of a dead worker */
     BACKOFF_MAX_MS = 5000,
     HEALTHY_AFTER_MS = 10000, /* up this long: the next death starts the backoff over */
     CRASH_LIMIT = 5,          /* deaths within CRASH_WINDOW_MS end the service */
     CRASH_WINDOW_MS = 60000,
-    HEARTBEAT_MS = 1000,      /* worker -> main, WATCHDOG=1 */
+    HEARTBEAT_MS = 1000, /* worker -> main, WATCHDOG=1 */
     /* Three heartbeats missed: stalled, killed and replaced. Connections
      * queued on a stalled worker's SO_REUSEPORT socket wait that long; a
      * worker whose loop is busier than that is taken for stalled. */
     STUCK_MS = 3 * HEARTBEAT_MS,
     STATUS_EVERY_MS = 2000,
-    RELOAD_WAIT_MS = 10000,   /* for the workers' READY=1 after a HUP */
+    RELOAD_WAIT_MS = 10000, /* for the workers' READY=1 after a HUP */
     KILL_AFTER_GRACE_MS = 5000,
-    START_TIMEOUT_MS = 30000  /* for every worker's first READY=1 */
+    START_TIMEOUT_MS = 30000 /* for every worker's first READY=1 */
 };
 
 typedef struct worker {
-    pid_t pid;             /* 0: not running */
-    int notify_fd;         /* our end of its notify socketpair */
-    bool ready;            /* READY=1 since it started */
-    bool awaiting_reload;  /* a HUP was forwarded; READY=1 not back yet */
+    pid_t pid;            /* 0: not running */
+    int notify_fd;        /* our end of its notify socketpair */
+    bool ready;           /* READY=1 since it started */
+    bool awaiting_reload; /* a HUP was forwarded; READY=1 not back yet */
     int64_t last_heard, restart_at;
     backoff restarts;
 } worker;
 
 static struct {
-    int n;                 /* workers */
+    int n; /* workers */
     worker *w;
-    int *fds;              /* listening sockets: n x nfds (own sets) or nfds (shared) */
+    int *fds; /* listening sockets: n x nfds (own sets) or nfds (shared) */
     size_t nfds;
     bool shared;
     int sigfd;
-    bool announced_ready;  /* READY=1 sent to systemd / the -d parent */
+    bool announced_ready;       /* READY=1 sent to systemd / the -d parent */
     bool shutting_down, killed; /* killed: the SIGKILL backstop was used */
     int64_t shutdown_deadline;
     bool reloading;
     int64_t reload_deadline;
     int64_t crashes[CRASH_LIMIT];
     int ncrashes;
-    bool failed;           /* exit 1 */
+    bool failed; /* exit 1 */
 } m;
 
 static const int *worker_fds(int i) { return m.shared ? m.fds : m.fds + (size_t)i * m.nfds; }
@@ -132,6 +132,11 @@ static int spawn_worker(int i) {
         log_error("worker %d: socketpair: %s", i + 1, strerror(errno));
         return -1;
     }
+    int r = config_channel_setup(sv[0]);
+    if (r)
+        log_warn("worker %d: a configuration with many access rules may not reach it: "
+                 "SO_SNDBUF: %s (raise net.core.wmem_max)",
+                 i + 1, strerror(-r));
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -397,7 +402,7 @@ static int load_next_config(void) {
         r = 0;
     if (r == 0) {
         settings_prepare_reload(next, true); /* our sockets are bound for good */
-        settings_replace(next); /* shutdown_grace, the SIGKILL backstop, follows */
+        settings_replace(next);              /* shutdown_grace, the SIGKILL backstop, follows */
         for (int i = 0; i < m.n; i++) {
             int e = m.w[i].pid ? config_send(m.w[i].notify_fd, settings()) : 0;
             if (e)

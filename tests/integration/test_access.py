@@ -235,6 +235,31 @@ def workers_check_the_lists_too(ctx):
         expect_refused(ctx, "127.0.0.2", p1, "127.0.0.1")
 
 
+MAX_RULES = 10000  # CONFIG_MAX_ACCESS_RULES
+
+
+@test
+def longest_list_reaches_workers(ctx):
+    """A reload to a list of the most rules a configuration holds (10,000)
+    reaches both workers (the configuration crosses to them as one
+    datagram of about 210 KB): each refuses the rule near the end and
+    serves what the last rule allows."""
+    d = ctx.daemon([], config=config([("127.0.0.1", None)], [], "workers: 2\n"))
+    port = d.port()
+    d.wait_log(r"\b2 workers ready", 20.0)
+    rules = ["deny 10.%d.%d.0/24" % (i // 256, i % 256) for i in range(MAX_RULES - 2)]
+    ctx.write_config(config([("127.0.0.1", None)], rules + ["deny 127.0.0.3", "allow all"],
+                            "workers: 2\n"))
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)
+    wait_for(lambda: sum("reloaded the main process's configuration" in line
+                         for line in d.lines[mark:]) == 2, 30.0, "both workers to reload")
+    check(echo_probe(ctx, "127.0.0.3", port, "127.0.0.1") == 0,
+          "127.0.0.3 served by a worker despite the list")
+    check(echo_probe(ctx, "127.0.0.2", port, "127.0.0.1") == 4,
+          "127.0.0.2 not served by every worker")
+
+
 def echo_probe(ctx, source, port, host):
     """How many of 4 connections from source are served (echo back)."""
     served = 0

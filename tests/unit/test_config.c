@@ -757,7 +757,7 @@ static void test_access_rule_limit(void **state) {
     char line[256];
     assert_int_equal(load_text(yaml, &cfg, &errs), -1);
     assert_string_equal(first_error(&errs, line, sizeof line),
-                        ":1026:5: access[1024]: too many access rules (at most 1024 in the "
+                        ":10002:5: access[10000]: too many access rules (at most 10000 in the "
                         "configuration)");
     free(yaml);
 }
