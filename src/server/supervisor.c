@@ -97,7 +97,9 @@ static int notify_task(void *arg) {
     int64_t watchdog_ms = notify_watchdog_interval_ms();
     int64_t now = co_now();
     int64_t next_status = now + STATUS_EVERY_MS;
-    int64_t next_watchdog = watchdog_ms ? now : CO_NEVER;
+    /* Not CO_NEVER (-1): it would come before every STATUS= and the task
+     * would sleep for good. */
+    int64_t next_watchdog = watchdog_ms ? now : INT64_MAX;
     for (;;) {
         int64_t at = next_status < next_watchdog ? next_status : next_watchdog;
         if (co_sleep(at) == -ECANCELED)
