@@ -170,6 +170,28 @@ def notify_ready_status_watchdog(ctx):
                     STATUS_EVERY * 2 + 1, "periodic STATUS= showing the open connection")
     ctx.note("status: %s" % st["STATUS"])
     check("accepted" in st["STATUS"], "STATUS= lacks counters: %r" % st["STATUS"])
+    check("udp" not in st["STATUS"], "STATUS= of a TCP-only service names UDP: %r"
+          % st["STATUS"])
+
+
+@test
+def notify_status_counts_udp(ctx):
+    """With a UDP listener, STATUS= names the datagrams echoed and dropped,
+    from READY=1 on."""
+    n = Notify(ctx)
+    d = ctx.daemon(["-l", "127.0.0.1:0", "-l", "udp://127.0.0.1:0"], config="", env=n.env())
+    port = int(d.wait_log(r"listening on udp://127\.0\.0\.1:(\d+)", 5.0).group(1))
+    ready = n.wait_for(has("READY", "1"), 5, "READY=1")
+    check(ready["STATUS"].endswith("; udp: 0 datagrams echoed, 0 dropped"),
+          "READY=1's STATUS= lacks the UDP figures: %r" % ready["STATUS"])
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ctx.socks.append(u)
+    u.settimeout(3.0)
+    for i in range(3):
+        u.sendto(b"datagram %d" % i, ("127.0.0.1", port))
+        check(u.recv(100) == b"datagram %d" % i, "UDP echo")
+    n.wait_for(lambda m: "udp: 3 datagrams echoed, 0 dropped" in m.get("STATUS", ""),
+               STATUS_EVERY * 2 + 1, "periodic STATUS= naming the 3 datagrams")
 
 
 @test

@@ -477,6 +477,48 @@ def workers_notify_summed(ctx):
         check("X_COECHO_STATS" not in m, "a worker's message reached systemd: %r" % m["_raw"])
 
 
+def stats_keys(line):
+    """The keys of a stats line, in order."""
+    return re.findall(r"(\w+)=", line)
+
+
+@test
+def workers_stats_line_like_single_process(ctx):
+    """USR1: the main process's totals, a worker's own line and a single
+    process's line have the same keys in the same order (one formatter,
+    src/server/statline.c); with a UDP listener, the main process's
+    STATUS= names the datagrams."""
+    single = ctx.daemon(["-l", "127.0.0.1:0"], config="")
+    single.port()
+    mark = single.mark()
+    single.send_signal(signal.SIGUSR1)
+    one = single.wait_log(r"info: stats: (.*)", 10.0, mark, what="a single process's stats")
+    n = Notify(ctx)
+    d = ctx.daemon(["--log-level", "debug", "-l", "127.0.0.1:0", "-l", "udp://127.0.0.1:0"],
+                   config=workers_config(2), env=n.env(WATCHDOG_USEC="400000"))
+    pids = wait_workers(d, 2)
+    mark = d.mark()
+    d.send_signal(signal.SIGUSR1)
+    main = d.wait_log(r"coechod\[%d\] info: stats: (.*)" % d.pid, 10.0, mark,
+                      what="the main process's stats")
+    worker = wait_worker_running(d, pids[0])
+    keys = stats_keys(one.group(1))
+    check(stats_keys(main.group(1)) == keys, "main process's keys %r, single process's %r"
+          % (stats_keys(main.group(1)), keys))
+    check(stats_keys(worker.group(1)) == keys, "a worker's keys %r, single process's %r"
+          % (stats_keys(worker.group(1)), keys))
+    check("workers=2/2 " in main.group(1), "main process's line: %r" % main.group(1))
+    port = int(d.wait_log(r"listening on udp://127\.0\.0\.1:(\d+)", 5.0).group(1))
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ctx.socks.append(u)
+    u.settimeout(3.0)
+    for i in range(4):
+        u.sendto(b"datagram %d" % i, ("127.0.0.1", port))
+        check(u.recv(100) == b"datagram %d" % i, "UDP echo through the workers")
+    n.wait_for(lambda m: "udp: 4 datagrams echoed, 0 dropped" in m.get("STATUS", ""), 15,
+               "STATUS= naming the 4 datagrams the workers echoed")
+
+
 @test
 def workers_daemon_mode(ctx):
     pidfile = os.path.join(ctx.dir, "coechod.pid")
