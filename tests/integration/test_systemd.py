@@ -32,6 +32,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import TestFailure, TestSkip, check, echo_ok, yaml_config  # noqa: E402
+from test_udp import client, echo_datagram, udp_port  # noqa: E402
 
 COECHOD = harness.COECHOD
 SRCDIR = harness.SRCDIR
@@ -138,6 +139,18 @@ def has(key, value=None):
     return lambda m: key in m and (value is None or m[key] == value)
 
 
+def udp_echoed_in_status(ctx, n, d, count, timeout):
+    """Echoes count datagrams through d's UDP listener, then waits for a
+    STATUS= from n that names them."""
+    port = udp_port(d)
+    s = client(ctx)
+    for i in range(count):
+        echo_datagram(s, port, b"datagram %d" % i)
+    want = "udp: %d datagrams echoed, 0 dropped" % count
+    return n.wait_for(lambda m: want in m.get("STATUS", ""), timeout,
+                      "STATUS= naming the %d datagrams echoed" % count)
+
+
 def status_connections(m):
     n = re.match(r"(?:stopping: )?(\d+) connection", m.get("STATUS", ""))
     return int(n.group(1)) if n else None
@@ -180,18 +193,10 @@ def notify_status_counts_udp(ctx):
     from READY=1 on."""
     n = Notify(ctx)
     d = ctx.daemon(["-l", "127.0.0.1:0", "-l", "udp://127.0.0.1:0"], config="", env=n.env())
-    port = int(d.wait_log(r"listening on udp://127\.0\.0\.1:(\d+)", 5.0).group(1))
     ready = n.wait_for(has("READY", "1"), 5, "READY=1")
     check(ready["STATUS"].endswith("; udp: 0 datagrams echoed, 0 dropped"),
           "READY=1's STATUS= lacks the UDP figures: %r" % ready["STATUS"])
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    ctx.socks.append(u)
-    u.settimeout(3.0)
-    for i in range(3):
-        u.sendto(b"datagram %d" % i, ("127.0.0.1", port))
-        check(u.recv(100) == b"datagram %d" % i, "UDP echo")
-    n.wait_for(lambda m: "udp: 3 datagrams echoed, 0 dropped" in m.get("STATUS", ""),
-               STATUS_EVERY * 2 + 1, "periodic STATUS= naming the 3 datagrams")
+    udp_echoed_in_status(ctx, n, d, 3, STATUS_EVERY * 2 + 1)
 
 
 @test

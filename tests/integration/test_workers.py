@@ -19,7 +19,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import TestFailure, check, echo_ok, yaml_config  # noqa: E402
-from test_systemd import Notify, has  # noqa: E402
+from test_systemd import Notify, has, udp_echoed_in_status  # noqa: E402
 
 COECHOD = harness.COECHOD
 TEST_DEADLINE = 60.0
@@ -508,15 +508,7 @@ def workers_stats_line_like_single_process(ctx):
     check(stats_keys(worker.group(1)) == keys, "a worker's keys %r, single process's %r"
           % (stats_keys(worker.group(1)), keys))
     check("workers=2/2 " in main.group(1), "main process's line: %r" % main.group(1))
-    port = int(d.wait_log(r"listening on udp://127\.0\.0\.1:(\d+)", 5.0).group(1))
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    ctx.socks.append(u)
-    u.settimeout(3.0)
-    for i in range(4):
-        u.sendto(b"datagram %d" % i, ("127.0.0.1", port))
-        check(u.recv(100) == b"datagram %d" % i, "UDP echo through the workers")
-    n.wait_for(lambda m: "udp: 4 datagrams echoed, 0 dropped" in m.get("STATUS", ""), 15,
-               "STATUS= naming the 4 datagrams the workers echoed")
+    udp_echoed_in_status(ctx, n, d, 4, 15)
 
 
 @test
