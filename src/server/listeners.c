@@ -239,6 +239,13 @@ size_t listeners_count(void) {
     return n;
 }
 
+size_t listeners_udp_count(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+        n += t.l[i].state != LISTENER_FREE && t.l[i].addr.udp;
+    return n;
+}
+
 int listeners_fd(size_t i) { return t.l[i].fd; }
 bool listeners_proxy_protocol(size_t i) { return t.l[i].addr.proxy_protocol; }
 

@@ -51,6 +51,7 @@ bool listeners_configured_proxy(const config *cfg, int fd);
  * they fill the first slots) the i-th's socket and bound address
  * ("127.0.0.1:7007", "[::1]:7007"). */
 size_t listeners_count(void);
+size_t listeners_udp_count(void); /* of those, the UDP ones */
 int listeners_fd(size_t i);
 bool listeners_proxy_protocol(size_t i);
 const char *listeners_bound(size_t i);

@@ -35,6 +35,7 @@
 #include "server/metrics_server.h"
 #include "server/settings.h"
 #include "server/signals.h"
+#include "server/statline.h"
 #include "server/supervisor.h"
 #include "server/systemd.h"
 
@@ -175,56 +176,33 @@ static bool all_ready(void) {
     return true;
 }
 
+/* The workers, as the lines tell them; snap may be NULL (out of memory). */
+static statline_workers workers_now(const metrics_snapshot *snap) {
+    return (statline_workers){running_workers(), m.n, snap ? snap->worker_restarts : 0};
+}
+
 /* The totals of the metrics region: those of the metrics endpoint. */
 static void status_to_systemd(const char *what) {
     metrics_snapshot *snap = metrics_snapshot_take();
-    const uint64_t *v = snap ? snap->total.v : (uint64_t[MV_VALUES]){0};
-    notify_send("%s%sSTATUS=%s%d/%d workers; %llu connection(s), %llu accepted, %llu closed, "
-                "%llu timed out, %llu bytes echoed",
-                what, *what ? "\n" : "", m.shutting_down ? "stopping: " : "", running_workers(),
-                m.n, (unsigned long long)v[MV_ACTIVE], (unsigned long long)v[MV_ACCEPTED],
-                (unsigned long long)v[MV_CLOSED], (unsigned long long)v[MV_TIMED_OUT],
-                (unsigned long long)v[MV_BYTES_OUT]);
+    statline_workers w = workers_now(snap);
+    char status[STATLINE_SIZE];
+    statline_status(status, sizeof status, snap ? &snap->total : &(metrics_values){{0}}, &w,
+                    m.shutting_down);
+    notify_send("%s%sSTATUS=%s", what, *what ? "\n" : "", status);
     free(snap);
-}
-
-/* The UDP part of the USR1 line, from the totals v. */
-static void format_udp_totals(char *buf, size_t size, const uint64_t *v) {
-    snprintf(buf, size,
-             "udp_in=%llu udp_out=%llu udp_bytes_in=%llu udp_bytes_out=%llu "
-             "udp_dropped_source_port=%llu udp_dropped_rate_limit=%llu "
-             "udp_dropped_send_full=%llu udp_dropped_send_error=%llu udp_dropped_truncated=%llu",
-             (unsigned long long)v[MV_UDP_IN], (unsigned long long)v[MV_UDP_OUT],
-             (unsigned long long)v[MV_UDP_BYTES_IN], (unsigned long long)v[MV_UDP_BYTES_OUT],
-             (unsigned long long)v[MV_UDP_DROP_SOURCE_PORT],
-             (unsigned long long)v[MV_UDP_DROP_RATE_LIMIT],
-             (unsigned long long)v[MV_UDP_DROP_SEND_FULL],
-             (unsigned long long)v[MV_UDP_DROP_SEND_ERROR],
-             (unsigned long long)v[MV_UDP_DROP_TRUNCATED]);
 }
 
 /* USR1: the service's totals (each worker logs its own at debug level). */
 static void log_totals(void) {
     metrics_snapshot *snap = metrics_snapshot_take();
-    char udp[512];
+    char line[STATLINE_SIZE];
     if (!snap) {
         log_error("stats: out of memory");
         return;
     }
-    const uint64_t *v = snap->total.v;
-    format_udp_totals(udp, sizeof udp, v);
-    log_info("stats: connections=%llu accepted=%llu closed=%llu rejected_per_ip=%llu "
-             "rejected_access=%llu rejected_proxy_header=%llu spawn_failures=%llu "
-             "timed_out=%llu bytes_in=%llu bytes_out=%llu tasks=%llu "
-             "workers=%d/%d worker_restarts=%llu %s",
-             (unsigned long long)v[MV_ACTIVE], (unsigned long long)v[MV_ACCEPTED],
-             (unsigned long long)v[MV_CLOSED], (unsigned long long)v[MV_REJECTED_PER_IP],
-             (unsigned long long)v[MV_REJECTED_ACCESS],
-             (unsigned long long)v[MV_REJECTED_PROXY_HEADER],
-             (unsigned long long)v[MV_SPAWN_FAILURES], (unsigned long long)v[MV_TIMED_OUT],
-             (unsigned long long)v[MV_BYTES_IN], (unsigned long long)v[MV_BYTES_OUT],
-             (unsigned long long)v[MV_TASKS], running_workers(), m.n,
-             (unsigned long long)snap->worker_restarts, udp);
+    statline_workers w = workers_now(snap);
+    statline_stats(line, sizeof line, &snap->total, &w);
+    log_info("stats: %s", line);
     free(snap);
 }
 

@@ -43,11 +43,18 @@ enum metrics_value {
     MV_UDP_DROP_SEND_FULL,
     MV_UDP_DROP_SEND_ERROR,
     MV_UDP_DROP_TRUNCATED,
+    MV_ACCEPT_ERRORS, /* accepts that failed or whose handler could not start */
     MV_COUNTERS,
     MV_ACTIVE = MV_COUNTERS, /* connections open now */
     MV_TASKS,
     MV_RSS_BYTES,
     MV_OPEN_FDS,
+    /* For USR1 and STATUS= only (statline.h), not the metrics endpoint. */
+    MV_LISTENERS,     /* listening sockets open, TCP and UDP */
+    MV_UDP_LISTENERS, /* of those, UDP ones */
+    MV_ACCEPTS_PAUSED,
+    MV_BUFFERS_CACHED, /* bytes of echo buffers kept for reuse */
+    MV_PARKED,         /* tasks parked now (rt.h) */
     MV_VALUES
 };
 

@@ -14,6 +14,7 @@
 
 #include "common/hostport.h"
 #include "server/conn.h"
+#include "server/echo.h"
 #include "server/listeners.h"
 #include "server/log.h"
 #include "server/metrics_text.h"
@@ -84,6 +85,7 @@ void metrics_collect(metrics_values *v, bool fds_too) {
     v->v[MV_REJECTED_ACCESS] = access_refused();
     v->v[MV_REJECTED_PROXY_HEADER] = c.rejected_proxy_header;
     v->v[MV_SPAWN_FAILURES] = listeners_spawn_failures();
+    v->v[MV_ACCEPT_ERRORS] = listeners_accept_errors();
     v->v[MV_TIMED_OUT] = c.timed_out;
     v->v[MV_BYTES_IN] = c.bytes_in;
     v->v[MV_BYTES_OUT] = c.bytes_out;
@@ -103,6 +105,11 @@ void metrics_collect(metrics_values *v, bool fds_too) {
     v->v[MV_UDP_DROP_TRUNCATED] = u.dropped_truncated;
     v->v[MV_ACTIVE] = c.active;
     v->v[MV_TASKS] = rt.tasks;
+    v->v[MV_PARKED] = rt.parked;
+    v->v[MV_LISTENERS] = listeners_count();
+    v->v[MV_UDP_LISTENERS] = listeners_udp_count();
+    v->v[MV_ACCEPTS_PAUSED] = c.accepts_paused;
+    v->v[MV_BUFFERS_CACHED] = echo_cached_buffer_bytes();
     int64_t rss, fds;
     metrics_process_figures(&rss, fds_too ? &fds : NULL);
     if (fds_too && fds >= 0)

@@ -20,8 +20,8 @@
 #include "server/metrics_server.h"
 #include "server/settings.h"
 #include "server/signals.h"
+#include "server/statline.h"
 #include "server/systemd.h"
-#include "server/udp.h"
 
 enum {
     TICK_MS = 1000,        /* the buffer cache's trim */
@@ -39,51 +39,46 @@ static struct {
     int64_t shutdown_deadline; /* co_now() ms after which connections are killed */
 } sup;
 
+/* The workers of the service, for a worker's own line: the region's
+ * figures. 0, or -ENOMEM. A single process has none. */
+static int workers_seen(statline_workers *w) {
+    *w = (statline_workers){0};
+    if (!settings_worker())
+        return 0;
+    metrics_snapshot *snap = metrics_snapshot_take();
+    if (!snap)
+        return -ENOMEM;
+    *w = (statline_workers){snap->running, snap->nslots, snap->worker_restarts};
+    free(snap);
+    return 0;
+}
+
 /* In a worker, at debug level: the main process logs the totals. */
 static void log_stats(void) {
-    co_stats rt;
-    conn_stats c;
-    udp_stats u;
-    co_get_stats(&rt);
-    conn_get_stats(&c);
-    udp_get_stats(&u);
-    log_msg(settings_worker() ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
-            "stats: connections=%zu accepted=%llu closed=%llu rejected_per_ip=%llu "
-            "rejected_access=%llu rejected_proxy_header=%llu timed_out=%llu "
-            "accept_errors=%llu bytes_in=%llu bytes_out=%llu listeners=%zu "
-            "accepts_paused=%zu tasks=%zu buffers_cached=%zu spawn_failures=%llu parked=%zu "
-            "udp_in=%llu udp_out=%llu udp_bytes_in=%llu udp_bytes_out=%llu "
-            "udp_dropped_source_port=%llu udp_dropped_rate_limit=%llu "
-            "udp_dropped_send_full=%llu udp_dropped_send_error=%llu udp_dropped_truncated=%llu",
-            c.active, (unsigned long long)c.accepted, (unsigned long long)c.closed,
-            (unsigned long long)c.rejected_per_ip, (unsigned long long)access_refused(),
-            (unsigned long long)c.rejected_proxy_header, (unsigned long long)c.timed_out,
-            (unsigned long long)listeners_accept_errors(), (unsigned long long)c.bytes_in,
-            (unsigned long long)c.bytes_out, listeners_count(), c.accepts_paused, rt.tasks,
-            echo_cached_buffer_bytes(), (unsigned long long)listeners_spawn_failures(), rt.parked,
-            (unsigned long long)u.datagrams_in, (unsigned long long)u.datagrams_out,
-            (unsigned long long)u.bytes_in, (unsigned long long)u.bytes_out,
-            (unsigned long long)u.dropped_source_port, (unsigned long long)u.dropped_rate_limit,
-            (unsigned long long)u.dropped_send_full, (unsigned long long)u.dropped_send_error,
-            (unsigned long long)u.dropped_truncated);
+    metrics_values v;
+    statline_workers w;
+    char line[STATLINE_SIZE];
+    if (workers_seen(&w) != 0) {
+        log_error("stats: out of memory");
+        return;
+    }
+    metrics_collect(&v, false);
+    statline_stats(line, sizeof line, &v, &w);
+    log_msg(settings_worker() ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, "stats: %s", line);
 }
 
 /* ---- systemd notify ------------------------------------------------------ */
 
 /* Best effort: the service goes on without systemd hearing of it, and the
- * failure is logged once. */
+ * failure is logged once. A worker's STATUS= goes to the main process,
+ * which tells its own. */
 static void tell_systemd(const char *what) {
     static bool failed_before;
-    co_stats rt;
-    conn_stats c;
-    co_get_stats(&rt);
-    conn_get_stats(&c);
-    int r = notify_send("%s%sSTATUS=%s%zu connection(s), %llu accepted, %llu closed, "
-                        "%llu timed out, %llu bytes echoed; %zu listener(s), %zu task(s)",
-                        what, *what ? "\n" : "", sup.shutting_down ? "stopping: " : "", c.active,
-                        (unsigned long long)c.accepted, (unsigned long long)c.closed,
-                        (unsigned long long)c.timed_out, (unsigned long long)c.bytes_out,
-                        listeners_count(), rt.tasks);
+    metrics_values v;
+    char status[STATLINE_SIZE];
+    metrics_collect(&v, false);
+    statline_status(status, sizeof status, &v, &(statline_workers){0}, sup.shutting_down);
+    int r = notify_send("%s%sSTATUS=%s", what, *what ? "\n" : "", status);
     if (r && !failed_before) {
         failed_before = true;
         log_warn("cannot notify systemd (NOTIFY_SOCKET): %s", strerror(-r));
@@ -97,7 +92,9 @@ static int notify_task(void *arg) {
     int64_t watchdog_ms = notify_watchdog_interval_ms();
     int64_t now = co_now();
     int64_t next_status = now + STATUS_EVERY_MS;
-    int64_t next_watchdog = watchdog_ms ? now : CO_NEVER;
+    /* Not CO_NEVER (-1): it would come before every STATUS= and the task
+     * would sleep for good. */
+    int64_t next_watchdog = watchdog_ms ? now : INT64_MAX;
     for (;;) {
         int64_t at = next_status < next_watchdog ? next_status : next_watchdog;
         if (co_sleep(at) == -ECANCELED)

@@ -32,6 +32,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import TestFailure, TestSkip, check, echo_ok, yaml_config  # noqa: E402
+from test_udp import client, echo_datagram, udp_port  # noqa: E402
 
 COECHOD = harness.COECHOD
 SRCDIR = harness.SRCDIR
@@ -138,6 +139,18 @@ def has(key, value=None):
     return lambda m: key in m and (value is None or m[key] == value)
 
 
+def udp_echoed_in_status(ctx, n, d, count, timeout):
+    """Echoes count datagrams through d's UDP listener, then waits for a
+    STATUS= from n that names them."""
+    port = udp_port(d)
+    s = client(ctx)
+    for i in range(count):
+        echo_datagram(s, port, b"datagram %d" % i)
+    want = "udp: %d datagrams echoed, 0 dropped" % count
+    return n.wait_for(lambda m: want in m.get("STATUS", ""), timeout,
+                      "STATUS= naming the %d datagrams echoed" % count)
+
+
 def status_connections(m):
     n = re.match(r"(?:stopping: )?(\d+) connection", m.get("STATUS", ""))
     return int(n.group(1)) if n else None
@@ -170,6 +183,20 @@ def notify_ready_status_watchdog(ctx):
                     STATUS_EVERY * 2 + 1, "periodic STATUS= showing the open connection")
     ctx.note("status: %s" % st["STATUS"])
     check("accepted" in st["STATUS"], "STATUS= lacks counters: %r" % st["STATUS"])
+    check("udp" not in st["STATUS"], "STATUS= of a TCP-only service names UDP: %r"
+          % st["STATUS"])
+
+
+@test
+def notify_status_counts_udp(ctx):
+    """With a UDP listener, STATUS= names the datagrams echoed and dropped,
+    from READY=1 on."""
+    n = Notify(ctx)
+    d = ctx.daemon(["-l", "127.0.0.1:0", "-l", "udp://127.0.0.1:0"], config="", env=n.env())
+    ready = n.wait_for(has("READY", "1"), 5, "READY=1")
+    check(ready["STATUS"].endswith("; udp: 0 datagrams echoed, 0 dropped"),
+          "READY=1's STATUS= lacks the UDP figures: %r" % ready["STATUS"])
+    udp_echoed_in_status(ctx, n, d, 3, STATUS_EVERY * 2 + 1)
 
 
 @test

@@ -19,7 +19,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import TestFailure, check, echo_ok, yaml_config  # noqa: E402
-from test_systemd import Notify, has  # noqa: E402
+from test_systemd import Notify, has, udp_echoed_in_status  # noqa: E402
 
 COECHOD = harness.COECHOD
 TEST_DEADLINE = 60.0
@@ -475,6 +475,40 @@ def workers_notify_summed(ctx):
     # Workers never talk to systemd directly (NotifyAccess=main).
     for m in n.got:
         check("X_COECHO_STATS" not in m, "a worker's message reached systemd: %r" % m["_raw"])
+
+
+def stats_keys(line):
+    """The keys of a stats line, in order."""
+    return re.findall(r"(\w+)=", line)
+
+
+@test
+def workers_stats_line_like_single_process(ctx):
+    """USR1: the main process's totals, a worker's own line and a single
+    process's line have the same keys in the same order (one formatter,
+    src/server/statline.c); with a UDP listener, the main process's
+    STATUS= names the datagrams."""
+    single = ctx.daemon(["-l", "127.0.0.1:0"], config="")
+    single.port()
+    mark = single.mark()
+    single.send_signal(signal.SIGUSR1)
+    one = single.wait_log(r"info: stats: (.*)", 10.0, mark, what="a single process's stats")
+    n = Notify(ctx)
+    d = ctx.daemon(["--log-level", "debug", "-l", "127.0.0.1:0", "-l", "udp://127.0.0.1:0"],
+                   config=workers_config(2), env=n.env(WATCHDOG_USEC="400000"))
+    pids = wait_workers(d, 2)
+    mark = d.mark()
+    d.send_signal(signal.SIGUSR1)
+    main = d.wait_log(r"coechod\[%d\] info: stats: (.*)" % d.pid, 10.0, mark,
+                      what="the main process's stats")
+    worker = wait_worker_running(d, pids[0])
+    keys = stats_keys(one.group(1))
+    check(stats_keys(main.group(1)) == keys, "main process's keys %r, single process's %r"
+          % (stats_keys(main.group(1)), keys))
+    check(stats_keys(worker.group(1)) == keys, "a worker's keys %r, single process's %r"
+          % (stats_keys(worker.group(1)), keys))
+    check("workers=2/2 " in main.group(1), "main process's line: %r" % main.group(1))
+    udp_echoed_in_status(ctx, n, d, 4, 15)
 
 
 @test

@@ -1,6 +1,7 @@
 /* Unit tests of the metrics region (src/server/metrics.c: totals that
- * survive a dead worker) and of its text (src/server/metrics_text.c: the
- * exposition format, and the request line the endpoint answers). */
+ * survive a dead worker), of its text (src/server/metrics_text.c: the
+ * exposition format, and the request line the endpoint answers) and of
+ * the USR1 and STATUS= lines (src/server/statline.c). */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -16,6 +17,7 @@
 
 #include "server/metrics.h"
 #include "server/metrics_text.h"
+#include "server/statline.h"
 
 /* ---- the region ---------------------------------------------------------------- */
 
@@ -176,6 +178,53 @@ static void answers_by_path_and_method(void **state) {
     }
 }
 
+/* ---- the USR1 and STATUS= lines ------------------------------------------------ */
+
+static void stats_line_keys_in_order(void **state) {
+    (void)state;
+    metrics_values v = {{0}};
+    v.v[MV_ACTIVE] = 2;
+    v.v[MV_ACCEPT_ERRORS] = 3;
+    v.v[MV_UDP_DROP_TRUNCATED] = 4;
+    char line[STATLINE_SIZE];
+    statline_stats(line, sizeof line, &v, &(statline_workers){0});
+    assert_non_null(strstr(line, "connections=2 accepted=0 "));
+    assert_non_null(strstr(line, " accept_errors=3 bytes_in=0 "));
+    assert_non_null(strstr(line, " parked=0 workers=1/1 worker_restarts=0 udp_in=0 "));
+    assert_non_null(strstr(line, " udp_dropped_truncated=4"));
+    statline_stats(line, sizeof line, &v, &(statline_workers){1, 2, 5});
+    assert_non_null(strstr(line, " workers=1/2 worker_restarts=5 "));
+}
+
+static void lines_fit_whatever_the_numbers(void **state) {
+    (void)state;
+    metrics_values v;
+    memset(&v, 0xff, sizeof v);
+    statline_workers w = {-2147483647 - 1, -2147483647 - 1, UINT64_MAX};
+    char line[STATLINE_SIZE];
+    assert_true(statline_stats(line, sizeof line, &v, &w) < STATLINE_SIZE);
+    assert_true(statline_status(line, sizeof line, &v, &w, true) < STATLINE_SIZE);
+}
+
+static void status_names_udp_once_there_is_some(void **state) {
+    (void)state;
+    metrics_values v = {{0}};
+    v.v[MV_ACTIVE] = 1;
+    v.v[MV_LISTENERS] = 2;
+    char text[STATLINE_SIZE];
+    statline_status(text, sizeof text, &v, &(statline_workers){0}, false);
+    assert_string_equal(text, "1 connection(s), 0 accepted, 0 closed, 0 timed out, 0 bytes "
+                              "echoed; 2 listener(s), 0 task(s)");
+    v.v[MV_UDP_LISTENERS] = 1;
+    v.v[MV_UDP_OUT] = 7;
+    v.v[MV_UDP_DROP_RATE_LIMIT] = 2;
+    v.v[MV_UDP_DROP_SEND_FULL] = 1;
+    statline_status(text, sizeof text, &v, &(statline_workers){2, 3, 0}, true);
+    assert_string_equal(text, "stopping: 2/3 workers; 1 connection(s), 0 accepted, 0 closed, 0 "
+                              "timed out, 0 bytes echoed; 2 listener(s), 0 task(s); udp: 7 "
+                              "datagrams echoed, 3 dropped");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(totals_survive_a_dead_worker),
@@ -184,6 +233,9 @@ int main(void) {
         cmocka_unit_test(renders_workers_after_the_totals),
         cmocka_unit_test(finds_the_end_of_a_head),
         cmocka_unit_test(answers_by_path_and_method),
+        cmocka_unit_test(stats_line_keys_in_order),
+        cmocka_unit_test(lines_fit_whatever_the_numbers),
+        cmocka_unit_test(status_names_udp_once_there_is_some),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
