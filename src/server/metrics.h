@@ -43,6 +43,7 @@ enum metrics_value {
     MV_UDP_DROP_SEND_FULL,
     MV_UDP_DROP_SEND_ERROR,
     MV_UDP_DROP_TRUNCATED,
+    MV_UDP_DROP_ACCESS,
     MV_ACCEPT_ERRORS, /* accepts that failed or whose handler could not start */
     MV_COUNTERS,
     MV_ACTIVE = MV_COUNTERS, /* connections open now */

@@ -103,6 +103,7 @@ void metrics_collect(metrics_values *v, bool fds_too) {
     v->v[MV_UDP_DROP_SEND_FULL] = u.dropped_send_full;
     v->v[MV_UDP_DROP_SEND_ERROR] = u.dropped_send_error;
     v->v[MV_UDP_DROP_TRUNCATED] = u.dropped_truncated;
+    v->v[MV_UDP_DROP_ACCESS] = u.dropped_access;
     v->v[MV_ACTIVE] = c.active;
     v->v[MV_TASKS] = rt.tasks;
     v->v[MV_PARKED] = rt.parked;

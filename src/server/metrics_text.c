@@ -53,7 +53,7 @@ static const series table[] = {
     {"coechod_udp_datagrams_dropped_total", "coechod_worker_udp_datagrams_dropped_total", "counter",
      "UDP datagrams not echoed, by reason (source_port: from port 0 or below 1024; rate_limit: "
      "over limits.udp_rate_limit; send_buffer_full: no room to send; send_error: the send "
-     "failed; truncated: larger than 64 KiB).",
+     "failed; truncated: larger than 64 KiB; access: refused by the access list).",
      MV_UDP_DROP_SOURCE_PORT, "reason=\"source_port\""},
     {"coechod_udp_datagrams_dropped_total", "coechod_worker_udp_datagrams_dropped_total", "counter",
      NULL, MV_UDP_DROP_RATE_LIMIT, "reason=\"rate_limit\""},
@@ -63,6 +63,8 @@ static const series table[] = {
      NULL, MV_UDP_DROP_SEND_ERROR, "reason=\"send_error\""},
     {"coechod_udp_datagrams_dropped_total", "coechod_worker_udp_datagrams_dropped_total", "counter",
      NULL, MV_UDP_DROP_TRUNCATED, "reason=\"truncated\""},
+    {"coechod_udp_datagrams_dropped_total", "coechod_worker_udp_datagrams_dropped_total", "counter",
+     NULL, MV_UDP_DROP_ACCESS, "reason=\"access\""},
     {"coechod_tasks", "coechod_worker_tasks", "gauge",
      "Coroutine tasks alive: one per connection plus the service's own.", MV_TASKS, NULL},
     {"coechod_runtime_spawns_total", "coechod_worker_runtime_spawns_total", "counter",

@@ -18,7 +18,7 @@ int statline_stats(char *buf, size_t size, const metrics_values *v, const statli
         "spawn_failures=%llu parked=%llu workers=%d/%d worker_restarts=%llu udp_in=%llu "
         "udp_out=%llu udp_bytes_in=%llu udp_bytes_out=%llu udp_dropped_source_port=%llu "
         "udp_dropped_rate_limit=%llu udp_dropped_send_full=%llu udp_dropped_send_error=%llu "
-        "udp_dropped_truncated=%llu",
+        "udp_dropped_truncated=%llu udp_dropped_access=%llu",
         (ull)x[MV_ACTIVE], (ull)x[MV_ACCEPTED], (ull)x[MV_CLOSED], (ull)x[MV_REJECTED_PER_IP],
         (ull)x[MV_REJECTED_ACCESS], (ull)x[MV_REJECTED_PROXY_HEADER], (ull)x[MV_TIMED_OUT],
         (ull)x[MV_ACCEPT_ERRORS], (ull)x[MV_BYTES_IN], (ull)x[MV_BYTES_OUT], (ull)x[MV_LISTENERS],
@@ -27,12 +27,12 @@ int statline_stats(char *buf, size_t size, const metrics_values *v, const statli
         w->total ? w->total : 1, (ull)w->restarts, (ull)x[MV_UDP_IN], (ull)x[MV_UDP_OUT],
         (ull)x[MV_UDP_BYTES_IN], (ull)x[MV_UDP_BYTES_OUT], (ull)x[MV_UDP_DROP_SOURCE_PORT],
         (ull)x[MV_UDP_DROP_RATE_LIMIT], (ull)x[MV_UDP_DROP_SEND_FULL],
-        (ull)x[MV_UDP_DROP_SEND_ERROR], (ull)x[MV_UDP_DROP_TRUNCATED]);
+        (ull)x[MV_UDP_DROP_SEND_ERROR], (ull)x[MV_UDP_DROP_TRUNCATED], (ull)x[MV_UDP_DROP_ACCESS]);
 }
 
 static uint64_t udp_dropped(const uint64_t *x) {
     return x[MV_UDP_DROP_SOURCE_PORT] + x[MV_UDP_DROP_RATE_LIMIT] + x[MV_UDP_DROP_SEND_FULL] +
-           x[MV_UDP_DROP_SEND_ERROR] + x[MV_UDP_DROP_TRUNCATED];
+           x[MV_UDP_DROP_SEND_ERROR] + x[MV_UDP_DROP_TRUNCATED] + x[MV_UDP_DROP_ACCESS];
 }
 
 int statline_status(char *buf, size_t size, const metrics_values *v, const statline_workers *w,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "rt/rt.h"
+#include "server/access.h"
 #include "server/log.h"
 #include "server/settings.h"
 #include "server/udpguard.h"
@@ -24,6 +25,8 @@ typedef struct batch {
     struct iovec in_iov[UDP_BATCH], out_iov[UDP_BATCH];
     struct sockaddr_storage from[UDP_BATCH];
     unsigned char buf[UDP_BATCH][UDP_MAX_DATAGRAM];
+    struct sockaddr_storage local; /* the socket's address: picks its access list */
+    const char *bound;             /* its name in logs */
 } batch;
 
 static struct {
@@ -66,6 +69,10 @@ static bool admit(batch *b, int i, uint32_t rate, int64_t now) {
     }
     if (!udp_port_answered(udp_source_port(from))) {
         u.stats.dropped_source_port++;
+        return false;
+    }
+    if (!access_check(&b->local, true, b->bound, from)) {
+        u.stats.dropped_access++;
         return false;
     }
     if (!udp_limiter_allow(&u.limiter, from, rate, now)) {
@@ -152,6 +159,14 @@ int udp_serve(int fd, const char *bound) {
     batch *b = malloc(sizeof *b);
     if (!b)
         return -ENOMEM; /* the listener restarts the task after a backoff */
+    socklen_t len = sizeof b->local;
+    if (getsockname(fd, (struct sockaddr *)&b->local, &len) != 0) {
+        int err = errno;
+        log_error("%s: getsockname: %s", bound, strerror(err));
+        free(b);
+        return -err;
+    }
+    b->bound = bound;
     limiter_ready();
     int r = 0;
     while (r >= 0) {

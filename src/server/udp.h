@@ -21,6 +21,7 @@ enum {
 typedef struct udp_stats {
     uint64_t datagrams_in, datagrams_out, bytes_in, bytes_out;
     uint64_t dropped_source_port; /* from port 0 or below 1024 */
+    uint64_t dropped_access;      /* refused by the listener's access list */
     uint64_t dropped_rate_limit;  /* over limits.udp_rate_limit for their source */
     uint64_t dropped_send_full;   /* the send buffer was full (EAGAIN) */
     uint64_t dropped_send_error;  /* sendmmsg refused it (EPERM, unreachable...) */

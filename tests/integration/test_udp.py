@@ -30,8 +30,8 @@ import urllib.request
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, SCRIPT_DIR)
-from harness import (COECHOD, TestSkip, check, echo_ok, have_ipv6_loopback,  # noqa: E402
-                     run_coechod, run_suite, wait_for)
+from harness import (COECHOD, TestSkip, check, echo_ok, free_port,  # noqa: E402
+                     have_ipv6_loopback, run_coechod, run_suite, wait_closed, wait_for)
 
 TESTS = []
 COECHO_LOAD = os.path.abspath(os.environ.get("COECHO_LOAD")
@@ -178,6 +178,33 @@ def rate_limit_zero_is_off(ctx):
 
 
 @test
+def access_list_drops_datagrams(ctx):
+    """A UDP listener's own access list (deny 127.0.0.3) drops that
+    source's datagrams unanswered, counted and logged, and answers
+    127.0.0.2, which the top-level list (for the TCP listener beside it,
+    on the same port number) refuses."""
+    tcp_port = free_port()
+    d = ctx.daemon([], config='listen:\n'
+                   '  - { address: "127.0.0.1", port: %d }\n'
+                   '  - { address: "127.0.0.1", port: %d, protocol: udp, '
+                   'access: [ "deny 127.0.0.3" ] }\n'
+                   'access: [ "deny 127.0.0.2" ]\n' % (tcp_port, tcp_port))
+    port = udp_port(d)
+    client(ctx, ("127.0.0.3", 0)).sendto(b"refused", ("127.0.0.1", port))
+    st = wait_for(lambda: (lambda st: st if st["udp_in"] >= 1 else None)(stats(d)), 10.0,
+                  "the datagram from 127.0.0.3 counted")
+    check(st["udp_dropped_access"] == 1 and st["udp_out"] == 0, "counters: %r" % st)
+    d.wait_log(r"refused a datagram from 127\.0\.0\.3: denied by the access list", 5.0)
+    echo_datagram(client(ctx, ("127.0.0.2", 0)), port, b"allowed here")
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ctx.socks.append(tcp)
+    tcp.bind(("127.0.0.2", 0))
+    tcp.connect(("127.0.0.1", tcp_port))
+    wait_closed(tcp, 10.0, "TCP connection from 127.0.0.2")
+    check(stats(d)["rejected_access"] == 1, "the TCP refusal not counted")
+
+
+@test
 def metrics_count_datagrams(ctx):
     """The Prometheus endpoint shows the UDP counters, drops by reason."""
     cfg = udp_config() + "metrics: { port: 0 }\n"
@@ -191,7 +218,8 @@ def metrics_count_datagrams(ctx):
             text = r.read().decode()
         return text if re.search(r"^coechod_udp_datagrams_sent_total 1$", text, re.M) else None
     text = wait_for(scraped, 10.0, "coechod_udp_datagrams_sent_total 1")
-    for reason in ("source_port", "rate_limit", "send_buffer_full", "send_error", "truncated"):
+    for reason in ("source_port", "rate_limit", "send_buffer_full", "send_error", "truncated",
+                   "access"):
         check('coechod_udp_datagrams_dropped_total{reason="%s"} 0' % reason in text,
               "no drop series for %s" % reason)
 

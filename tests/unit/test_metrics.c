@@ -186,12 +186,13 @@ static void stats_line_keys_in_order(void **state) {
     v.v[MV_ACTIVE] = 2;
     v.v[MV_ACCEPT_ERRORS] = 3;
     v.v[MV_UDP_DROP_TRUNCATED] = 4;
+    v.v[MV_UDP_DROP_ACCESS] = 6;
     char line[STATLINE_SIZE];
     statline_stats(line, sizeof line, &v, &(statline_workers){0});
     assert_non_null(strstr(line, "connections=2 accepted=0 "));
     assert_non_null(strstr(line, " accept_errors=3 bytes_in=0 "));
     assert_non_null(strstr(line, " parked=0 workers=1/1 worker_restarts=0 udp_in=0 "));
-    assert_non_null(strstr(line, " udp_dropped_truncated=4"));
+    assert_non_null(strstr(line, " udp_dropped_truncated=4 udp_dropped_access=6"));
     statline_stats(line, sizeof line, &v, &(statline_workers){1, 2, 5});
     assert_non_null(strstr(line, " workers=1/2 worker_restarts=5 "));
 }
