@@ -21,12 +21,12 @@ typedef struct load_options {
     target targets[LOAD_MAX_TARGETS];
     size_t ntargets;
     long connections;
-    double connect_rate;    /* per second; 0 = all at once */
-    int64_t duration_ms;    /* when messages == 0 */
-    uint64_t messages;      /* total; 0 = by duration */
+    double connect_rate; /* per second; 0 = all at once */
+    int64_t duration_ms; /* when messages == 0 */
+    uint64_t messages;   /* total; 0 = by duration */
     size_t size;
     long pipeline;
-    double rate;            /* total messages per second; 0 = closed loop */
+    double rate; /* total messages per second; 0 = closed loop */
     int64_t timeout_ms;
     bool udp; /* --udp: datagrams, one connected UDP socket per connection */
     bool json;
@@ -50,15 +50,15 @@ enum load_error {
 typedef struct load_results {
     long connections_up;
     long connections_failed;
-    uint64_t messages;        /* verified echoes */
-    uint64_t mismatches;      /* messages whose echo differed */
+    uint64_t messages;   /* verified echoes */
+    uint64_t mismatches; /* messages whose echo differed */
     uint64_t bytes_out;
-    uint64_t bytes_in;        /* verified */
+    uint64_t bytes_in; /* verified */
     uint64_t errors[ERR_KINDS];
     uint64_t udp_sent, udp_lost; /* --udp: datagrams sent; echoes not back in --timeout */
     uint64_t udp_late;           /* --udp: echoes after their timeout, or twice */
     int64_t start_ns, end_ns;
-    histogram latency;        /* ns */
+    histogram latency; /* ns */
 } load_results;
 
 extern const char *const load_error_names[ERR_KINDS];
@@ -72,6 +72,13 @@ int64_t load_now_ns(void);
 #define LOAD_PATTERN_LEN 1048573u
 const unsigned char *load_pattern(void);
 bool load_claim_message(int64_t *now_ns);
+/* Open loop (-r): messages in flight per connection at most, the interval
+ * between one connection's sends, and connection id's first send time
+ * (phases spread over one interval, so the connections do not send in
+ * step). Shared by TCP and --udp so that both pace alike. */
+#define LOAD_OPEN_LOOP_WINDOW 4096
+int64_t load_pace_interval_ns(void);
+int64_t load_pace_first_ns(long id, int64_t interval_ns);
 
 /* udp.c: one --udp session (a "connection"); counts into results. */
 enum { LOAD_UDP_MIN_SIZE = 16, LOAD_UDP_MAX_SIZE = 65507 };

@@ -33,7 +33,8 @@ static const char usage_text[] =
     "                         (default 5s); with --udp, a datagram not echoed in\n"
     "                         this long is lost\n"
     "      --udp              UDP echo: each connection is a UDP socket sending -s\n"
-    "                         datagrams (16 B to 65507 B), -p in flight; reports loss\n"
+    "                         datagrams (16 B to 65507 B), -p in flight, or paced\n"
+    "                         as TCP with -r; reports loss\n"
     "      --json             print the summary as one JSON object\n"
     "      --histogram FILE   write the latency distribution (value_us percentile count)\n"
     "      --progress         a progress line each second even when stderr is no terminal\n"
@@ -172,8 +173,6 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         usage_error("-d and -n exclude each other");
     if (o->rate > 0 && o->pipeline > 1)
         usage_error("-r sets its own pace: it excludes -p");
-    if (o->udp && o->rate > 0)
-        usage_error("--udp excludes -r (closed loop only)");
     if (o->udp && (o->size < LOAD_UDP_MIN_SIZE || o->size > LOAD_UDP_MAX_SIZE))
         usage_error("--udp: -s must be from %d B (sequence header) to %d B (one datagram)",
                     LOAD_UDP_MIN_SIZE, LOAD_UDP_MAX_SIZE);
@@ -189,7 +188,8 @@ static void parse_flags(int argc, char **argv, load_options *o) {
 static void check_fd_limit(long connections) {
     long limit = cli_raise_fd_limit();
     if (limit >= 0 && connections + 16 > limit)
-        fprintf(stderr, "coecho-load: warning: %ld connections do not fit the descriptor limit %ld\n",
+        fprintf(stderr,
+                "coecho-load: warning: %ld connections do not fit the descriptor limit %ld\n",
                 connections, limit);
 }
 

@@ -131,11 +131,16 @@ void progress_line(const load_options *opt, const load_results *res, int64_t now
     uint64_t errors = 0;
     for (int i = 0; i < ERR_KINDS; i++)
         errors += res->errors[i];
-    fprintf(out, "[%5.1fs%s] conns %ld up | %.0f msg/s | %.2f MiB/s | p99 %.1f us | errors %llu\n",
-            elapsed, total, res->connections_up,
-            (double)(res->messages - last_messages) / dt,
+    fprintf(out, "[%5.1fs%s] conns %ld up | %.0f msg/s | %.2f MiB/s | p99 %.1f us | errors %llu",
+            elapsed, total, res->connections_up, (double)(res->messages - last_messages) / dt,
             (double)(res->bytes_in - last_bytes) / dt / 1048576.0,
             us(hist_percentile(&res->latency, 99)), (unsigned long long)errors);
+    /* Lost so far: only datagrams past --timeout, not those still in flight. */
+    if (opt->udp)
+        fprintf(out, " | %llu sent, %llu received, %llu lost (%.2f%%)",
+                (unsigned long long)res->udp_sent, (unsigned long long)res->messages,
+                (unsigned long long)res->udp_lost, loss_pct(res));
+    fputc('\n', out);
     fflush(out);
     last_messages = res->messages;
     last_bytes = res->bytes_in;

@@ -23,7 +23,7 @@
  * consecutive messages of a connection never carry the same bytes. */
 #define PATTERN_LEN LOAD_PATTERN_LEN
 #define READ_CHUNK (64 * 1024)
-#define SCHEDULE_QUEUE 4096 /* open loop: messages in flight per connection */
+#define SCHEDULE_QUEUE LOAD_OPEN_LOOP_WINDOW
 
 static unsigned char *pattern;
 static const load_options *opt;
@@ -58,6 +58,14 @@ static bool claim_message(int64_t *now_ns) {
 
 bool load_claim_message(int64_t *now_ns) { return claim_message(now_ns); }
 
+int64_t load_pace_interval_ns(void) {
+    return (int64_t)(1e9 * (double)opt->connections / opt->rate);
+}
+
+int64_t load_pace_first_ns(long id, int64_t interval_ns) {
+    return load_now_ns() + interval_ns * (id % 1000) / 1000;
+}
+
 typedef struct conn {
     long id;
     int fd;
@@ -65,11 +73,11 @@ typedef struct conn {
     uint64_t send_off, recv_off; /* stream offsets */
     size_t start;                /* this connection's offset into the pattern */
     unsigned char *rbuf;
-    co_chan *schedule;           /* open loop: scheduled send times, writer to reader */
+    co_chan *schedule; /* open loop: scheduled send times, writer to reader */
     co_tid writer;
-    int64_t send_deadline;       /* co_now() ms by which the current send must end */
-    int64_t recv_deadline;       /* ... and the current echo must be in */
-    int error;                   /* first error, an enum load_error + 1, or 0 */
+    int64_t send_deadline; /* co_now() ms by which the current send must end */
+    int64_t recv_deadline; /* ... and the current echo must be in */
+    int error;             /* first error, an enum load_error + 1, or 0 */
 } conn;
 
 static void fail(conn *c, enum load_error kind) {
@@ -211,7 +219,8 @@ static void closed_loop(conn *c) {
         return;
     }
     for (;;) {
-        while (inflight < opt->pipeline && claim_message(&sent[(head + inflight) % opt->pipeline])) {
+        while (inflight < opt->pipeline &&
+               claim_message(&sent[(head + inflight) % opt->pipeline])) {
             c->send_deadline = due(sent[(head + inflight) % opt->pipeline]);
             int r = send_message(c);
             if (r) {
@@ -242,10 +251,8 @@ out:
  * do; their scheduled times go to the reader. */
 static int open_loop_writer(void *arg) {
     conn *c = arg;
-    double per_conn = opt->rate / (double)opt->connections;
-    int64_t interval = (int64_t)(1e9 / per_conn);
-    /* Spread the connections' phases over one interval. */
-    int64_t next = load_now_ns() + interval * (c->id % 1000) / 1000;
+    int64_t interval = load_pace_interval_ns();
+    int64_t next = load_pace_first_ns(c->id, interval);
     while (!c->error) {
         int64_t now = load_now_ns();
         if (next > now) {
@@ -254,7 +261,7 @@ static int open_loop_writer(void *arg) {
              * the message leaves when scheduled and the latency is the
              * server's, not the client's oversleep. */
             int64_t ms = (next - now) / 1000000 - 1;
-            if ((ms > 0 ? co_sleep(co_now() + ms) : co_yield()) < 0)
+            if ((ms > 0 ? co_sleep(co_now() + ms) : co_yield ()) < 0)
                 break;
             continue;
         }

@@ -1,5 +1,6 @@
 /* --udp: each "connection" is a connected UDP socket that keeps up to
- * `pipeline` datagrams in flight. A datagram carries its session id and
+ * `pipeline` datagrams in flight or, with -r, sends on a schedule as a TCP
+ * connection does (up to LOAD_OPEN_LOOP_WINDOW in flight). A datagram carries its session id and
  * sequence number, then pattern bytes chosen by both, so that each echo is
  * matched to its datagram and verified byte for byte. A datagram whose
  * echo has not come within --timeout of its send is lost; an echo that
@@ -30,9 +31,12 @@ typedef struct session {
     long id;
     int fd;
     unsigned char *buf; /* one datagram, sent or received */
-    inflight *win;      /* opt->pipeline slots, oldest first */
-    long n;             /* in flight */
+    inflight *win;      /* cap slots, oldest first */
+    long n, cap;        /* in flight, at most */
     uint64_t next_seq;
+    bool claiming;       /* messages may be left to send */
+    int64_t interval_ns; /* -r: between this session's sends; 0: closed loop */
+    int64_t next_ns;     /* -r: when the next datagram is due */
 } session;
 
 static const load_options *opt;
@@ -117,18 +121,42 @@ static void take_echo(session *s, size_t n) {
     res->udp_late++;
 }
 
-/* Waits for an echo until the oldest datagram's deadline; at the deadline
- * it is lost. 0, or a negative errno that ends the session. */
-static int receive_or_expire(session *s) {
-    int64_t deadline = s->win[0].sent_ns / 1000000 + opt->timeout_ms;
-    int r = co_wait_fd(s->fd, CO_READ, deadline);
-    if (r == -ETIMEDOUT) {
+static int64_t expiry_ms(const inflight *f) { return f->sent_ns / 1000000 + opt->timeout_ms; }
+
+/* The datagrams whose echo is overdue are lost. */
+static void expire(session *s, int64_t now_ns) {
+    while (s->n && now_ns / 1000000 >= expiry_ms(&s->win[0])) {
         res->udp_lost++;
         drop_slot(s, 0);
+    }
+}
+
+/* Whether the next datagram may leave now: a message is left to claim,
+ * the window has room and, with -r, its scheduled time has come. */
+static bool may_send(const session *s, int64_t now_ns) {
+    return s->claiming && s->n < s->cap && (!s->interval_ns || s->next_ns <= now_ns);
+}
+
+static int send_next(session *s) {
+    int64_t now;
+    if (!load_claim_message(&now)) {
+        s->claiming = false;
         return 0;
     }
+    /* With -r, latency and loss count from the scheduled time, so that a
+     * client falling behind cannot hide a server's stall. */
+    int64_t stamp = s->interval_ns ? s->next_ns : now;
+    int r = send_one(s, s->next_seq, now / 1000000 + opt->timeout_ms);
     if (r < 0)
         return r;
+    s->win[s->n++] = (inflight){.seq = s->next_seq++, .sent_ns = stamp};
+    s->next_ns += s->interval_ns;
+    return 0;
+}
+
+/* Takes one echo if one waits: 0, or a negative errno that ends the
+ * session. */
+static int read_echo(session *s) {
     ssize_t n = recv(s->fd, s->buf, opt->size + 1, MSG_DONTWAIT);
     if (n >= 0)
         take_echo(s, (size_t)n);
@@ -137,18 +165,38 @@ static int receive_or_expire(session *s) {
     return 0;
 }
 
+/* Waits for an echo until the oldest datagram expires or, with -r, the
+ * next send is due. Timers are millisecond-grained and may fire a
+ * millisecond late, so within a millisecond of a send it only polls and
+ * yields: the datagram leaves on time. */
+static int await_echo(session *s, int64_t now_ns) {
+    int64_t deadline = s->n ? expiry_ms(&s->win[0]) : CO_NEVER;
+    if (s->interval_ns && s->claiming && s->n < s->cap) {
+        int64_t ms = (s->next_ns - now_ns) / 1000000 - 1;
+        if (ms <= 0) {
+            int r = read_echo(s);
+            return r < 0 ? r : co_yield ();
+        }
+        if (deadline == CO_NEVER || co_now() + ms < deadline)
+            deadline = co_now() + ms;
+    }
+    int r = co_wait_fd(s->fd, CO_READ, deadline);
+    if (r == -ETIMEDOUT)
+        return 0; /* expire() or the schedule takes it from here */
+    return r < 0 ? r : read_echo(s);
+}
+
 static int run_session(session *s) {
     for (;;) {
-        int64_t now;
-        while (s->n < opt->pipeline && load_claim_message(&now)) {
-            int r = send_one(s, s->next_seq, now / 1000000 + opt->timeout_ms);
-            if (r < 0)
-                return r;
-            s->win[s->n++] = (inflight){.seq = s->next_seq++, .sent_ns = now};
-        }
-        if (!s->n)
+        int64_t now = load_now_ns();
+        expire(s, now);
+        int r;
+        if (may_send(s, now))
+            r = send_next(s);
+        else if (!s->claiming && !s->n)
             return 0;
-        int r = receive_or_expire(s);
+        else
+            r = await_echo(s, now);
         if (r < 0)
             return r;
     }
@@ -169,9 +217,14 @@ static int open_socket(const target *to) {
 void udp_session(const load_options *options, load_results *results, long id, const target *to) {
     opt = options;
     res = results;
-    session s = {.id = id, .fd = -1};
+    session s = {.id = id, .fd = -1, .claiming = true, .cap = opt->pipeline};
+    if (opt->rate > 0) { /* open loop: each flow paced as a TCP connection is */
+        s.cap = LOAD_OPEN_LOOP_WINDOW;
+        s.interval_ns = load_pace_interval_ns();
+        s.next_ns = load_pace_first_ns(id, s.interval_ns);
+    }
     s.buf = malloc(opt->size + 1);
-    s.win = malloc(sizeof *s.win * (size_t)opt->pipeline);
+    s.win = malloc(sizeof *s.win * (size_t)s.cap);
     s.fd = s.buf && s.win ? open_socket(to) : -ENOMEM;
     if (s.fd < 0) {
         res->connections_failed++;

@@ -58,28 +58,34 @@ static void arm_receive(batch *b) {
     }
 }
 
-/* Whether the i-th datagram received is to be answered; counts it. */
-static bool admit(batch *b, int i, uint32_t rate, int64_t now) {
-    const struct sockaddr *from = (const struct sockaddr *)&b->from[i];
-    u.stats.datagrams_in++;
-    u.stats.bytes_in += b->in[i].msg_len;
-    if (b->in[i].msg_hdr.msg_flags & MSG_TRUNC) {
-        u.stats.dropped_truncated++;
+bool udp_admit(udp_stats *st, udp_limiter *lim, const struct mmsghdr *in, uint32_t rate,
+               int64_t now_ms, udp_access_fn *allowed, const void *ctx) {
+    const struct sockaddr *from = in->msg_hdr.msg_name;
+    st->datagrams_in++;
+    st->bytes_in += in->msg_len;
+    if (in->msg_hdr.msg_flags & MSG_TRUNC) {
+        st->dropped_truncated++;
         return false;
     }
     if (!udp_port_answered(udp_source_port(from))) {
-        u.stats.dropped_source_port++;
+        st->dropped_source_port++;
         return false;
     }
-    if (!access_check(&b->local, true, b->bound, from)) {
-        u.stats.dropped_access++;
+    if (allowed && !allowed(ctx, from)) {
+        st->dropped_access++;
         return false;
     }
-    if (!udp_limiter_allow(&u.limiter, from, rate, now)) {
-        u.stats.dropped_rate_limit++;
+    if (!udp_limiter_allow(lim, from, rate, now_ms)) {
+        st->dropped_rate_limit++;
         return false;
     }
     return true;
+}
+
+/* Whether the access list of the socket of batch ctx lets from in. */
+static bool batch_allows(const void *ctx, const struct sockaddr *from) {
+    const batch *b = ctx;
+    return access_check(&b->local, true, b->bound, from);
 }
 
 /* Fills the replies to the n datagrams received that pass the guards;
@@ -89,7 +95,7 @@ static int prepare_replies(batch *b, int n) {
     int64_t now = co_now();
     int k = 0;
     for (int i = 0; i < n; i++) {
-        if (!admit(b, i, rate, now))
+        if (!udp_admit(&u.stats, &u.limiter, &b->in[i], rate, now, batch_allows, b))
             continue;
         b->out_iov[k] = (struct iovec){.iov_base = b->buf[i], .iov_len = b->in[i].msg_len};
         b->out[k].msg_hdr = (struct msghdr){.msg_name = &b->from[i],
@@ -101,26 +107,24 @@ static int prepare_replies(batch *b, int n) {
     return k;
 }
 
-/* Sends the k replies without waiting: a full send buffer drops the rest,
- * a datagram refused is skipped. */
-static void send_replies(int fd, const char *bound, batch *b, int k) {
+void udp_send_replies(udp_stats *st, int fd, const char *bound, struct mmsghdr *out, int k) {
     int off = 0;
     while (off < k) {
-        int sent = sendmmsg(fd, &b->out[off], (unsigned)(k - off), MSG_DONTWAIT);
+        int sent = sendmmsg(fd, &out[off], (unsigned)(k - off), MSG_DONTWAIT);
         if (sent > 0) {
             for (int i = off; i < off + sent; i++)
-                u.stats.bytes_out += b->out[i].msg_len;
-            u.stats.datagrams_out += (uint64_t)sent;
+                st->bytes_out += out[i].msg_len;
+            st->datagrams_out += (uint64_t)sent;
             off += sent;
         } else if (sent < 0 && errno == EINTR) {
             continue;
         } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-            u.stats.dropped_send_full += (uint64_t)(k - off);
+            st->dropped_send_full += (uint64_t)(k - off);
             return;
         } else {
             log_debug("%s: sendmmsg: %s; dropping a datagram", bound,
                       sent < 0 ? strerror(errno) : "nothing sent");
-            u.stats.dropped_send_error++;
+            st->dropped_send_error++;
             off++; /* the first one failed: the rest may go */
         }
     }
@@ -151,7 +155,7 @@ static int serve_batch(int fd, const char *bound, batch *b) {
             return -errno;
         }
     }
-    send_replies(fd, bound, b, prepare_replies(b, n));
+    udp_send_replies(&u.stats, fd, bound, b->out, prepare_replies(b, n));
     return n;
 }
 

@@ -10,7 +10,11 @@
 #ifndef COECHO_UDP_H
 #define COECHO_UDP_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+#include "server/udpguard.h"
 
 enum {
     UDP_BATCH = 32,           /* datagrams per recvmmsg and sendmmsg */
@@ -35,5 +39,24 @@ typedef struct udp_stats {
 int udp_serve(int fd, const char *bound);
 
 void udp_get_stats(udp_stats *st);
+
+/* The two steps of udp_serve that count drops, apart so that the unit
+ * tests (tests/unit/test_udp.c) can drive them on sockets that really
+ * truncate, refuse or fill up; loopback UDP can do none of these from
+ * outside (see there). */
+
+/* Whether a datagram from `from` may be answered (the access list). */
+typedef bool udp_access_fn(const void *ctx, const struct sockaddr *from);
+
+/* Whether the datagram received in `in` (by recvmmsg) is to be answered:
+ * not truncated, from a port answered, allowed (allowed(ctx, source), if
+ * allowed is not NULL), within its source's rate. Counts it, and why it is
+ * dropped, in st. */
+bool udp_admit(udp_stats *st, udp_limiter *lim, const struct mmsghdr *in, uint32_t rate,
+               int64_t now_ms, udp_access_fn *allowed, const void *ctx);
+/* Sends the k replies in out without waiting, counting in st: a full send
+ * buffer drops the rest (dropped_send_full), a datagram refused is skipped
+ * (dropped_send_error) and the next ones still go. */
+void udp_send_replies(udp_stats *st, int fd, const char *bound, struct mmsghdr *out, int k);
 
 #endif

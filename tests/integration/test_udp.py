@@ -337,6 +337,43 @@ def load_client_reports_loss(ctx):
           "text summary: %r" % out)
 
 
+@test
+def load_client_paces_with_rate(ctx):
+    """coecho-load --udp -r 1000 -c 4 -d 2s: each flow paced as the TCP
+    open loop is, so about 2000 datagrams in 2 s, all echoed; the progress
+    line shows the datagrams sent, received and lost so far."""
+    d = ctx.daemon([], config=udp_config("udp_rate_limit: 0", tcp=False))
+    port = udp_port(d)
+    rc, out, err = run_load(["--udp", "-r", "1000", "-c", "4", "-d", "2s", "--progress",
+                             "--json", "127.0.0.1:%d" % port])
+    check(rc == 0, "coecho-load exit %d: %s %s" % (rc, out, err))
+    r = json.loads(out)
+    # Load only lowers the count (a late flow claims nothing after -d);
+    # above +20% the client sends faster than asked.
+    check(1600 <= r["udp"]["sent"] <= 2400, "sent %r at 1000/s for 2 s" % r["udp"])
+    check(r["udp"]["lost"] == 0 and r["messages"] == r["udp"]["sent"], "udp: %r" % r["udp"])
+    progress = re.findall(r"\| (\d+) sent, (\d+) received, (\d+) lost \((\d+\.\d\d)%\)$",
+                          err, re.M)
+    check(progress, "no UDP figures in the progress lines: %r" % err)
+    sent, received, lost, pct = progress[-1]
+    check(int(sent) >= int(received) and lost == "0" and pct == "0.00",
+          "last progress line: %r" % (progress[-1],))
+
+
+@test
+def progress_line_shows_loss(ctx):
+    """Against a socket that never answers, the progress line counts the
+    datagrams lost so far once --timeout has passed."""
+    sink = client(ctx)
+    rc, out, err = run_load(["--udp", "-c", "1", "-r", "20", "-d", "2500ms", "--timeout",
+                             "200ms", "--progress", "127.0.0.1:%d" % sink.getsockname()[1]])
+    check(rc == 1, "exit %d: %s %s" % (rc, out, err))
+    # Those sent in the last --timeout are in flight, not lost yet.
+    lines = re.findall(r"\| (\d+) sent, 0 received, (\d+) lost \((\d+\.\d\d)%\)$", err, re.M)
+    check(any(0 < int(lost) <= int(sent) and float(pct) > 0 for sent, lost, pct in lines),
+          "no progress line with loss: %r" % err)
+
+
 def main(argv):
     return run_suite(argv, TESTS, "coechod-udp", [("daemon", COECHOD, "COECHOD"), ("client", COECHO_LOAD, "COECHO_LOAD")], __doc__)
 
