@@ -7,13 +7,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,17 +32,24 @@ struct config_answer {
  * socket is taken for one. */
 static const char config_magic[8] = "COECFG1";
 
-static void write_all(int fd, const void *buf, size_t len) {
+/* Writes len bytes to fd. 0 or -errno. */
+static int write_whole(int fd, const void *buf, size_t len) {
     const char *p = buf;
     while (len) {
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            _exit(1); /* the parent sees the answer cut short */
+            return n < 0 ? -errno : -EIO;
         p += n;
         len -= (size_t)n;
     }
+    return 0;
+}
+
+static void write_all(int fd, const void *buf, size_t len) {
+    if (write_whole(fd, buf, len) != 0)
+        _exit(1); /* the parent sees the answer cut short */
 }
 
 static _Noreturn void parse_in_child(const char *path, int answer_fd) {
@@ -180,61 +190,125 @@ int config_load_in_child(const char *path, config *cfg, config_errors *errs, int
     return r;
 }
 
-struct config_datagram {
-    char magic[sizeof config_magic];
-    config cfg;
-};
-
-int config_channel_setup(int fd) {
-    /* Room for two: a reload may come before a worker took the last one.
-     * The kernel doubles what it is given, up to net.core.wmem_max. */
-    int want = (int)(2 * sizeof(struct config_datagram));
-    int have = 0;
-    socklen_t len = sizeof have;
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) != 0)
+/* One datagram of len bytes carrying a copy of descriptor passed, never
+ * waiting. 0 or -errno. */
+static int send_with_fd(int fd, const void *buf, size_t len, int passed) {
+    union {
+        struct cmsghdr align;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = &control,
+                         .msg_controllen = sizeof control};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &passed, sizeof passed);
+    ssize_t n;
+    while ((n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
         return -errno;
-    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) != 0)
-        return -errno;
-    if (have >= want)
-        return 0;
-    /* Over wmem_max: root may go past it. */
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) == 0)
-        return 0;
-    return have > (int)sizeof(struct config_datagram) + 64 ? 0 : -EMSGSIZE;
+    return n == (ssize_t)len ? 0 : -EMSGSIZE;
 }
 
+/* Receives one datagram into buf, never waiting, and the descriptor it
+ * carries, if any, into *passed (close-on-exec; others beyond the first
+ * are closed). Its length, or -errno. */
+static ssize_t recv_with_fd(int fd, void *buf, size_t size, int *passed) {
+    union {
+        struct cmsghdr align;
+        char space[CMSG_SPACE(4 * sizeof(int))];
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = size};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = &control,
+                         .msg_controllen = sizeof control};
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return -errno;
+    *passed = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+            if (*passed < 0)
+                *passed = got;
+            else
+                close(got);
+        }
+    }
+    return n;
+}
+
+/* A configuration is too large for one datagram (every access rule's
+ * room: over 200 KB, past a unix datagram's default limit), so it goes in
+ * a sealed memory file whose descriptor travels with a datagram holding
+ * the magic alone. */
 int config_send(int fd, const config *cfg) {
-    struct config_datagram *d = malloc(sizeof *d);
-    if (!d)
-        return -ENOMEM;
-    memcpy(d->magic, config_magic, sizeof d->magic);
-    d->cfg = *cfg;
-    ssize_t n;
-    while ((n = send(fd, d, sizeof *d, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 && errno == EINTR)
-        ;
-    int e = n < 0 ? errno : 0;
-    free(d);
-    return n == (ssize_t)sizeof *d ? 0 : -(e ? e : EMSGSIZE);
+    int mfd = memfd_create("coechod-config", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (mfd < 0)
+        return -errno;
+    int r = write_whole(mfd, cfg, sizeof *cfg);
+    if (r == 0 && fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
+        r = -errno;
+    if (r == 0)
+        r = send_with_fd(fd, config_magic, sizeof config_magic, mfd);
+    close(mfd);
+    return r;
+}
+
+/* The configuration in the memory file mfd, which is closed. 0, or -EPROTO
+ * if it does not hold exactly one. */
+static int read_memfile(int mfd, config *cfg) {
+    char *p = (char *)cfg;
+    size_t got = 0;
+    while (got < sizeof *cfg) {
+        ssize_t n = pread(mfd, p + got, sizeof *cfg - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    struct stat st;
+    bool whole = got == sizeof *cfg && fstat(mfd, &st) == 0 && st.st_size == (off_t)sizeof *cfg;
+    close(mfd);
+    return whole ? 0 : -EPROTO;
 }
 
 int config_recv_latest(int fd, config *cfg) {
-    struct config_datagram *d = malloc(sizeof *d);
+    config *next = malloc(sizeof *next);
     int found = 0;
-    if (!d)
+    if (!next)
         return -ENOMEM;
     for (;;) {
-        ssize_t n = recv(fd, d, sizeof *d, MSG_DONTWAIT | MSG_TRUNC);
-        if (n < 0 && errno == EINTR)
+        char magic[sizeof config_magic];
+        int mfd = -1;
+        ssize_t n = recv_with_fd(fd, magic, sizeof magic, &mfd);
+        if (n < 0 && n == -EINTR)
             continue;
         if (n < 0) {
-            found = errno == EAGAIN || errno == EWOULDBLOCK ? found : -errno;
+            found = n == -EAGAIN || n == -EWOULDBLOCK ? found : (int)n;
             break;
         }
-        if (n == (ssize_t)sizeof *d && memcmp(d->magic, config_magic, sizeof d->magic) == 0) {
-            *cfg = d->cfg;
+        /* Anything else on the socket (a notify message) is not ours. */
+        bool ours = n == (ssize_t)sizeof magic && memcmp(magic, config_magic, sizeof magic) == 0;
+        if (mfd >= 0 && ours && read_memfile(mfd, next) == 0) {
+            *cfg = *next;
             found = 1;
+        } else if (mfd >= 0 && !ours) {
+            close(mfd);
         }
     }
-    free(d);
+    free(next);
     return found;
 }

@@ -44,13 +44,9 @@ void config_job_end(config_job *job);
  * for a caller with no loop of its own to keep going. 0 or -1 (errs). */
 int config_load_in_child(const char *path, config *cfg, config_errors *errs, int64_t timeout_ms);
 
-/* Makes the datagram socket fd's send buffer hold two configurations
- * (one with every access rule is about 210 KB, a unix datagram's default
- * limit). 0, -EMSGSIZE when even one does not fit (net.core.wmem_max too
- * small, and not root), or -errno. */
-int config_channel_setup(int fd);
-
-/* Sends cfg as one datagram on the connected socket fd. 0 or -errno. */
+/* Sends cfg on the connected unix datagram socket fd, never waiting: a
+ * sealed memory file holding it, passed with a datagram that marks it as
+ * a configuration. 0 or -errno. */
 int config_send(int fd, const config *cfg);
 
 /* Takes the newest configuration queued on fd by config_send, discarding

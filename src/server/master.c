@@ -133,11 +133,6 @@ static int spawn_worker(int i) {
         log_error("worker %d: socketpair: %s", i + 1, strerror(errno));
         return -1;
     }
-    int r = config_channel_setup(sv[0]);
-    if (r)
-        log_warn("worker %d: a configuration with many access rules may not reach it: "
-                 "SO_SNDBUF: %s (raise net.core.wmem_max)",
-                 i + 1, strerror(-r));
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {

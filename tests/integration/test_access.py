@@ -241,9 +241,9 @@ MAX_RULES = 10000  # CONFIG_MAX_ACCESS_RULES
 @test
 def longest_list_reaches_workers(ctx):
     """A reload to a list of the most rules a configuration holds (10,000)
-    reaches both workers (the configuration crosses to them as one
-    datagram of about 210 KB): each refuses the rule near the end and
-    serves what the last rule allows."""
+    reaches both workers (the configuration, about 210 KB, is past a unix
+    datagram's default limit: it crosses in a memory file): each refuses
+    the rule near the end and serves what the last rule allows."""
     d = ctx.daemon([], config=config([("127.0.0.1", None)], [], "workers: 2\n"))
     port = d.port()
     d.wait_log(r"\b2 workers ready", 20.0)
