@@ -225,10 +225,7 @@ def workers_check_the_lists_too(ctx):
     # A reload reaches the workers (the main process sends them the lists).
     ctx.write_config(config([("127.0.0.1", None), ("127.0.0.5", None)], ["deny 127.0.0.2"],
                             "workers: 2\n"))
-    mark = d.mark()
-    d.send_signal(signal.SIGHUP)
-    wait_for(lambda: sum("reloaded the main process's configuration" in line
-                         for line in d.lines[mark:]) == 2, 20.0, "both workers to reload")
+    reload_workers(d, 2)
     check(echo_probe(ctx, "127.0.0.3", p1, "127.0.0.1") == 4,
           "127.0.0.3 not served by every worker after the reload")
     for _ in range(4):
@@ -236,6 +233,14 @@ def workers_check_the_lists_too(ctx):
 
 
 MAX_RULES = 10000  # CONFIG_MAX_ACCESS_RULES
+
+
+def reload_workers(d, workers):
+    """SIGHUP, then wait until every worker took the new configuration."""
+    mark = d.mark()
+    d.send_signal(signal.SIGHUP)
+    wait_for(lambda: sum("reloaded the main process's configuration" in line
+                         for line in d.lines[mark:]) == workers, 30.0, "every worker to reload")
 
 
 @test
@@ -250,10 +255,7 @@ def longest_list_reaches_workers(ctx):
     rules = ["deny 10.%d.%d.0/24" % (i // 256, i % 256) for i in range(MAX_RULES - 2)]
     ctx.write_config(config([("127.0.0.1", None)], rules + ["deny 127.0.0.3", "allow all"],
                             "workers: 2\n"))
-    mark = d.mark()
-    d.send_signal(signal.SIGHUP)
-    wait_for(lambda: sum("reloaded the main process's configuration" in line
-                         for line in d.lines[mark:]) == 2, 30.0, "both workers to reload")
+    reload_workers(d, 2)
     check(echo_probe(ctx, "127.0.0.3", port, "127.0.0.1") == 0,
           "127.0.0.3 served by a worker despite the list")
     check(echo_probe(ctx, "127.0.0.2", port, "127.0.0.1") == 4,

@@ -346,6 +346,16 @@ def connect_from(ctx, ip, port):
     return s
 
 
+def expect_closed_as(ctx, d, ip, port, reason):
+    """A client bound to ip, through the balancer at port, is closed; the
+    close line names it, with reason."""
+    c = connect_from(ctx, ip, port)
+    c_port = c.getsockname()[1]
+    c.sendall(b"dropped")
+    wait_closed(c, 10.0, "a connection of %s" % ip)
+    check(close_line(d, "%s:%d" % (ip, c_port)) == reason, "reason not %s" % reason)
+
+
 @test
 def haproxy_per_ip_limit_access_and_log(ctx):
     """Through HAProxy (send-proxy-v2), one coechod with
@@ -357,12 +367,7 @@ def haproxy_per_ip_limit_access_and_log(ctx):
     d = ctx.daemon([], config=proxy_config(limits={"max_connections_per_ip": 2},
                                            access=["deny 127.0.0.4", "allow all"]))
     port = start_haproxy(ctx, [d.port()])
-    denied = connect_from(ctx, "127.0.0.4", port)
-    denied_port = denied.getsockname()[1]
-    denied.sendall(b"refused")
-    wait_closed(denied, 10.0, "the connection of 127.0.0.4")
-    check(close_line(d, "127.0.0.4:%d" % denied_port) == "access_denied",
-          "reason not access_denied")
+    expect_closed_as(ctx, d, "127.0.0.4", port, "access_denied")
     check(stat(d, "rejected_access") == 1, "rejected_access not 1")
     held = []
     for ip in ("127.0.0.2", "127.0.0.3"):
@@ -370,12 +375,7 @@ def haproxy_per_ip_limit_access_and_log(ctx):
             c = connect_from(ctx, ip, port)
             echo_ok(c, ip.encode(), timeout=5.0)
             held.append(c)
-    over = connect_from(ctx, "127.0.0.2", port)
-    over_port = over.getsockname()[1]
-    over.sendall(b"dropped")
-    wait_closed(over, 10.0, "third connection of 127.0.0.2")
-    check(close_line(d, "127.0.0.2:%d" % over_port) == "per_ip_limit",
-          "reason not per_ip_limit")
+    expect_closed_as(ctx, d, "127.0.0.2", port, "per_ip_limit")
     for c in held:
         echo_ok(c, b"still", timeout=5.0)
     for c in held:
