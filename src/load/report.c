@@ -65,6 +65,7 @@ void report_text(const load_options *opt, const load_results *res, FILE *out) {
                 (unsigned long long)res->udp_sent, (unsigned long long)res->messages,
                 (unsigned long long)res->udp_lost, loss_pct(res),
                 (unsigned long long)res->udp_late);
+    report_rate_line(opt, res, out);
 }
 
 static void json_string(FILE *out, const char *s) {
@@ -112,6 +113,7 @@ void report_json(const load_options *opt, const load_results *res, FILE *out) {
                 (unsigned long long)res->udp_sent, (unsigned long long)res->messages,
                 (unsigned long long)res->udp_lost, loss_pct(res),
                 (unsigned long long)res->udp_late);
+    report_json_more(opt, res, out);
     fputs("}\n", out);
 }
 
@@ -132,8 +134,7 @@ void progress_line(const load_options *opt, const load_results *res, int64_t now
     for (int i = 0; i < ERR_KINDS; i++)
         errors += res->errors[i];
     fprintf(out, "[%5.1fs%s] conns %ld up | %.0f msg/s | %.2f MiB/s | p99 %.1f us | errors %llu\n",
-            elapsed, total, res->connections_up,
-            (double)(res->messages - last_messages) / dt,
+            elapsed, total, res->connections_up, (double)(res->messages - last_messages) / dt,
             (double)(res->bytes_in - last_bytes) / dt / 1048576.0,
             us(hist_percentile(&res->latency, 99)), (unsigned long long)errors);
     fflush(out);
