@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/jsonread.h"
 #include "load/load.h"
 
@@ -58,6 +59,7 @@ typedef struct merged {
     histogram latency;
     const char *first_file; /* for the params check */
     double size, pipeline;
+    char targets[8192]; /* every run's targets, once each, as JSON strings */
 } merged;
 
 typedef struct source {
@@ -155,6 +157,21 @@ static void check_params(merged *m, const source *src) {
                 src->file, size->number, pipe->number, m->first_file, m->size, m->pipeline);
 }
 
+/* Adds the run's targets not yet listed (what does not fit is left out). */
+static void add_targets(merged *m, const source *src) {
+    const json_value *t = jsonread_get(src->root, "targets");
+    for (size_t i = 0; t && t->type == JSON_ARRAY && i < t->count; i++) {
+        char item[700], esc[640];
+        if (t->items[i].type != JSON_STRING)
+            continue;
+        json_escape(esc, sizeof esc, t->items[i].string, strlen(t->items[i].string));
+        snprintf(item, sizeof item, "\"%s\"", esc);
+        size_t used = strlen(m->targets);
+        if (!strstr(m->targets, item) && used + strlen(item) + 2 < sizeof m->targets)
+            snprintf(m->targets + used, sizeof m->targets - used, "%s%s", used ? "," : "", item);
+    }
+}
+
 static int add_run(merged *m, const source *src) {
     if (src->root->type != JSON_OBJECT)
         return bad(src, "expected an object, the --json output of a run, not", "a value");
@@ -162,6 +179,7 @@ static int add_run(merged *m, const source *src) {
         if (add_field(m, i, src) != 0)
             return -1;
     check_params(m, src);
+    add_targets(m, src);
     m->runs++;
     return read_histogram(&m->latency, src);
 }
@@ -311,7 +329,7 @@ static double loss_pct(const merged *m) {
 }
 
 static void merged_json(const merged *m, FILE *out) {
-    fprintf(out, "{\"runs\":%d,", m->runs);
+    fprintf(out, "{\"runs\":%d,\"targets\":[%s],", m->runs, m->targets);
     json_group(m, NULL, false, out);
     json_latency(&m->latency, out);
     fputs(",\"errors\":{", out);
