@@ -29,12 +29,23 @@ static uint64_t bucket_value(unsigned i) {
     return low + width / 2;
 }
 
+uint64_t hist_bucket_value(unsigned i) { return bucket_value(i); }
+
 void hist_record(histogram *h, uint64_t value) {
     h->counts[bucket_of(value)]++;
     h->total++;
     h->sum += (double)value;
     if (value > h->max)
         h->max = value;
+}
+
+void hist_add(histogram *dst, const histogram *src) {
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        dst->counts[i] += src->counts[i];
+    dst->total += src->total;
+    dst->sum += src->sum;
+    if (src->max > dst->max)
+        dst->max = src->max;
 }
 
 uint64_t hist_percentile(const histogram *h, double p) {

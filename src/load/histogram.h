@@ -25,6 +25,12 @@ void hist_record(histogram *h, uint64_t value);
  * empty. */
 uint64_t hist_percentile(const histogram *h, double p);
 double hist_mean(const histogram *h);
+/* The value bucket i stands for (its midpoint; exact below 256). */
+uint64_t hist_bucket_value(unsigned i);
+/* Adds src into dst bucket by bucket (total and sum add, max is the larger):
+ * the result is the histogram of both sets of samples, so that runs on
+ * several threads or machines merge exactly. */
+void hist_add(histogram *dst, const histogram *src);
 /* "# value_us percentile count", then a line per non-empty bucket. */
 int hist_write(const histogram *h, FILE *out);
 

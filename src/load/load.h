@@ -33,6 +33,8 @@ typedef struct load_options {
     bool progress;
     bool quiet;
     const char *histogram_path;
+    const char *hgrm_path; /* --hgrm: HdrHistogram percentile text */
+    bool merge;            /* --merge: the arguments are --json files */
 } load_options;
 
 enum load_error {
@@ -58,7 +60,8 @@ typedef struct load_results {
     uint64_t udp_sent, udp_lost; /* --udp: datagrams sent; echoes not back in --timeout */
     uint64_t udp_late;           /* --udp: echoes after their timeout, or twice */
     int64_t start_ns, end_ns;
-    histogram latency; /* ns */
+    int64_t start_wall_ns; /* CLOCK_REALTIME at the start, for "start_time" */
+    histogram latency;     /* ns */
 } load_results;
 
 extern const char *const load_error_names[ERR_KINDS];
@@ -89,5 +92,22 @@ void report_text(const load_options *opt, const load_results *res, FILE *out);
 void report_json(const load_options *opt, const load_results *res, FILE *out);
 bool results_clean(const load_results *res);
 void progress_line(const load_options *opt, const load_results *res, int64_t now_ns, FILE *out);
+
+/* runinfo.c: the run's metadata and histogram in JSON, the rate check. An
+ * open-loop run more than LOAD_RATE_TOLERANCE_PCT below its -r exits 3. */
+#define LOAD_RATE_TOLERANCE_PCT 5
+/* main.c: the exit status of a run (or a merge), and the histogram files. */
+int load_exit_status(const load_options *opt, const load_results *res);
+int write_histograms(const load_options *opt, const histogram *h);
+/* merge.c: --merge FILE...; returns the exit status. */
+int load_merge(const load_options *opt, const char *const *files, int nfiles);
+int64_t load_wall_ns(void);
+double load_seconds(const load_results *res);
+double load_achieved_rate(const load_results *res); /* verified echoes per second */
+bool load_rate_missed(const load_options *opt, const load_results *res);
+void warn_rate_missed(const load_options *opt, const load_results *res);
+void report_rate_line(const load_options *opt, const load_results *res, FILE *out);
+void report_json_histogram(const histogram *h, FILE *out);
+void report_json_more(const load_options *opt, const load_results *res, FILE *out);
 
 #endif

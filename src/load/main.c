@@ -17,6 +17,7 @@
 #include "common/cli.h"
 #include "common/hostport.h"
 #include "common/units.h"
+#include "load/hgrm.h"
 #include "load/load.h"
 
 static const char usage_text[] =
@@ -37,12 +38,15 @@ static const char usage_text[] =
     "                         as TCP with -r; reports loss\n"
     "      --json             print the summary as one JSON object\n"
     "      --histogram FILE   write the latency distribution (value_us percentile count)\n"
+    "      --hgrm FILE        write the latency as HdrHistogram percentile text (ms)\n"
+    "      --merge FILE...    merge the --json files of runs (no targets): one summary\n"
     "      --progress         a progress line each second even when stderr is no terminal\n"
     "  -q, --quiet            no progress and no text summary\n"
     "  -h, --help             this help\n"
     "  -V, --version          the version\n"
     "Targets: IPv4 or IPv6 literals or names; IPv6 as [::1]:7007.\n"
-    "Exit status: 0 clean, 1 any error or mismatch, 2 usage error.\n";
+    "Exit status: 0 clean, 1 any error or mismatch, 2 usage error (or a --merge file\n"
+    "that cannot be read), 3 an -r run more than 5% below its rate.\n";
 
 #define usage_error(...) cli_usage_error("coecho-load", usage_text, __VA_ARGS__)
 
@@ -88,8 +92,25 @@ static void parse_target(const char *arg, target *t) {
     snprintf(t->text, sizeof t->text, "%s", arg);
 }
 
+/* --merge reads files: the flags of a run make no sense with it. */
+static void check_merge_flags(const load_options *o, int nfiles) {
+    if (nfiles == 0)
+        usage_error("--merge: give at least one FILE (the --json output of a run)");
+    if (o->histogram_path || o->hgrm_path || o->rate > 0 || o->udp)
+        usage_error("--merge takes files and --json, --histogram, --hgrm or -q only");
+}
+
 static void parse_flags(int argc, char **argv, load_options *o) {
-    enum { OPT_CONNECT_RATE = 256, OPT_TIMEOUT, OPT_JSON, OPT_HISTOGRAM, OPT_PROGRESS, OPT_UDP };
+    enum {
+        OPT_CONNECT_RATE = 256,
+        OPT_TIMEOUT,
+        OPT_JSON,
+        OPT_HISTOGRAM,
+        OPT_PROGRESS,
+        OPT_UDP,
+        OPT_HGRM,
+        OPT_MERGE
+    };
     static const struct option longopts[] = {
         {"connections", required_argument, NULL, 'c'},
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
@@ -103,6 +124,8 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         {"udp", no_argument, NULL, OPT_UDP},
         {"histogram", required_argument, NULL, OPT_HISTOGRAM},
         {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"hgrm", required_argument, NULL, OPT_HGRM},
+        {"merge", no_argument, NULL, OPT_MERGE},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -151,6 +174,12 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         case OPT_HISTOGRAM:
             o->histogram_path = optarg;
             break;
+        case OPT_HGRM:
+            o->hgrm_path = optarg;
+            break;
+        case OPT_MERGE:
+            o->merge = true;
+            break;
         case OPT_PROGRESS:
             o->progress = true;
             break;
@@ -176,6 +205,10 @@ static void parse_flags(int argc, char **argv, load_options *o) {
     if (o->udp && (o->size < LOAD_UDP_MIN_SIZE || o->size > LOAD_UDP_MAX_SIZE))
         usage_error("--udp: -s must be from %d B (sequence header) to %d B (one datagram)",
                     LOAD_UDP_MIN_SIZE, LOAD_UDP_MAX_SIZE);
+    if (o->merge) {
+        check_merge_flags(o, argc - optind);
+        return;
+    }
     if (optind == argc)
         usage_error("no target: give at least one HOST:PORT");
     if (argc - optind > LOAD_MAX_TARGETS)
@@ -193,6 +226,35 @@ static void check_fd_limit(long connections) {
                 connections, limit);
 }
 
+/* The --histogram and --hgrm files. 0, or -1 with the reason on stderr. */
+int write_histograms(const load_options *opt, const histogram *h) {
+    const char *paths[] = {opt->histogram_path, opt->hgrm_path};
+    int (*writers[])(const histogram *, FILE *) = {hist_write, hgrm_write};
+    for (int i = 0; i < 2; i++) {
+        if (!paths[i])
+            continue;
+        errno = 0;
+        FILE *f = fopen(paths[i], "w");
+        int bad = !f || writers[i](h, f) != 0;
+        if ((f && fclose(f) != 0) || bad) {
+            fprintf(stderr, "coecho-load: %s: %s\n", paths[i], strerror(errno ? errno : EIO));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Errors first (1), then a missed rate (3, with a warning), else 0. */
+int load_exit_status(const load_options *opt, const load_results *res) {
+    if (!results_clean(res))
+        return 1;
+    if (load_rate_missed(opt, res)) {
+        warn_rate_missed(opt, res);
+        return 3;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static load_options opt = {
         .connections = 10, .duration_ms = 10000, .size = 64, .pipeline = 1, .timeout_ms = 5000};
@@ -206,6 +268,9 @@ int main(int argc, char **argv) {
     check_fd_limit(opt.connections);
     hist_init(&res.latency);
 
+    if (opt.merge)
+        return load_merge(&opt, (const char *const *)argv + optind, argc - optind);
+    res.start_wall_ns = load_wall_ns();
     int r = load_run(&opt, &res);
     if (r < 0) {
         fprintf(stderr, "coecho-load: cannot run: %s\n", strerror(-r));
@@ -215,12 +280,7 @@ int main(int argc, char **argv) {
         report_json(&opt, &res, stdout);
     else if (!opt.quiet)
         report_text(&opt, &res, stdout);
-    if (opt.histogram_path) {
-        FILE *f = fopen(opt.histogram_path, "w");
-        if (!f || hist_write(&res.latency, f) != 0 || fclose(f) != 0) {
-            fprintf(stderr, "coecho-load: %s: %s\n", opt.histogram_path, strerror(errno));
-            return 1;
-        }
-    }
-    return results_clean(&res) ? 0 : 1;
+    if (write_histograms(&opt, &res.latency) != 0)
+        return 1;
+    return load_exit_status(&opt, &res);
 }

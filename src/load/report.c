@@ -65,6 +65,7 @@ void report_text(const load_options *opt, const load_results *res, FILE *out) {
                 (unsigned long long)res->udp_sent, (unsigned long long)res->messages,
                 (unsigned long long)res->udp_lost, loss_pct(res),
                 (unsigned long long)res->udp_late);
+    report_rate_line(opt, res, out);
 }
 
 static void json_string(FILE *out, const char *s) {
@@ -112,6 +113,7 @@ void report_json(const load_options *opt, const load_results *res, FILE *out) {
                 (unsigned long long)res->udp_sent, (unsigned long long)res->messages,
                 (unsigned long long)res->udp_lost, loss_pct(res),
                 (unsigned long long)res->udp_late);
+    report_json_more(opt, res, out);
     fputs("}\n", out);
 }
 

@@ -1,7 +1,7 @@
 /* Unit tests of coecho-load's latency histogram (src/load/histogram.c):
  * recording, percentiles against known distributions, bucket boundaries
  * (exact below 256, then 128 buckets per power of two, each reported as its
- * midpoint), max, mean and the histogram file. There is no merge. */
+ * midpoint), max, mean, the histogram file and merging (hist_add). */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <math.h>
 
+#include "load/hgrm.h"
 #include "load/histogram.h"
 
 /* The largest value the histogram holds (its header: "up to 2^46"). */
@@ -266,6 +268,92 @@ static void write_lists_each_bucket_with_its_percentile(void **state) {
     free(text);
 }
 
+/* The wide pseudo-random values split over two histograms and merged give
+ * the histogram of all of them: same buckets, total, max, sum. */
+static void add_equals_one_histogram_of_all_samples(void **state) {
+    histogram *all = *state;
+    histogram *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    uint64_t x = 88172645463325252u; /* xorshift64 */
+    for (int i = 0; i < 5000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint64_t v = (x >> 20) >> (x % 34);
+        hist_record(all, v);
+        hist_record(i % 3 ? a : b, v); /* unequal halves */
+    }
+    hist_add(a, b);
+    assert_memory_equal(a->counts, all->counts, sizeof all->counts);
+    assert_int_equal(a->total, all->total);
+    assert_int_equal(a->max, all->max);
+    /* the same doubles added in another order: equal to rounding */
+    assert_true(fabs(a->sum - all->sum) <= 1e-12 * all->sum);
+    assert_int_equal(hist_percentile(a, 99), hist_percentile(all, 99));
+    /* adding an empty histogram changes nothing; into one, copies */
+    histogram *empty = calloc(1, sizeof *empty);
+    assert_non_null(empty);
+    hist_add(a, empty);
+    assert_int_equal(a->total, all->total);
+    hist_add(empty, all);
+    assert_memory_equal(empty, all, sizeof *all);
+    free(a);
+    free(b);
+    free(empty);
+}
+
+static char *hgrm_text(const histogram *h) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    assert_non_null(f);
+    assert_int_equal(hgrm_write(h, f), 0);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+/* HdrHistogram's text (the deviation from the bucket values): ticks 0, 10, ... 50, 55, ... each at
+ * the first bucket reaching it; the last bucket gives one row, then the 100% row of three columns;
+ * values in ms. 3 samples at 1 ms and 1 at 2 ms. */
+static void hgrm_rows_and_footer(void **state) {
+    histogram *h = *state;
+    for (int i = 0; i < 3; i++)
+        hist_record(h, 1000000);
+    hist_record(h, 2000000);
+    char *text = hgrm_text(h);
+    assert_string_equal(text, "       Value     Percentile TotalCount 1/(1-Percentile)\n"
+                              "\n"
+                              "       1.001 0.000000000000          3           1.00\n"
+                              "       1.001 0.100000000000          3           1.11\n"
+                              "       1.001 0.200000000000          3           1.25\n"
+                              "       1.001 0.300000000000          3           1.43\n"
+                              "       1.001 0.400000000000          3           1.67\n"
+                              "       1.001 0.500000000000          3           2.00\n"
+                              "       1.001 0.550000000000          3           2.22\n"
+                              "       1.001 0.600000000000          3           2.50\n"
+                              "       1.001 0.650000000000          3           2.86\n"
+                              "       1.001 0.700000000000          3           3.33\n"
+                              "       1.001 0.750000000000          3           4.00\n"
+                              "       2.000 0.775000000000          4           4.44\n"
+                              "       2.000 1.000000000000          4\n"
+                              "#[Mean    =        1.250, StdDeviation   =        0.432]\n"
+                              "#[Max     =        2.000, Total count    =            4]\n"
+                              "#[Buckets =           39, SubBuckets     =          256]\n");
+    free(text);
+}
+
+/* No samples: the header and the footer, no rows. */
+static void hgrm_of_an_empty_histogram(void **state) {
+    char *text = hgrm_text(*state);
+    assert_string_equal(text, "       Value     Percentile TotalCount 1/(1-Percentile)\n"
+                              "\n"
+                              "#[Mean    =        0.000, StdDeviation   =        0.000]\n"
+                              "#[Max     =        0.000, Total count    =            0]\n"
+                              "#[Buckets =           39, SubBuckets     =          256]\n");
+    free(text);
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
@@ -281,6 +369,9 @@ int main(void) {
         T(largest_value_in_range),
         T(values_past_the_range_are_clamped),
         T(write_lists_each_bucket_with_its_percentile),
+        T(add_equals_one_histogram_of_all_samples),
+        T(hgrm_rows_and_footer),
+        T(hgrm_of_an_empty_histogram),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
