@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "load/histogram.h"
+#include "load/sources.h"
 
 #define LOAD_MAX_TARGETS 64
 
@@ -33,6 +34,7 @@ typedef struct load_options {
     bool progress;
     bool quiet;
     const char *histogram_path;
+    source_list sources; /* --source; .n == 0 without */
 } load_options;
 
 enum load_error {
@@ -44,6 +46,7 @@ enum load_error {
     ERR_MISMATCH,
     ERR_SPAWN, /* no memory or mappings to start a connection's task */
     ERR_OTHER,
+    ERR_SOURCE, /* --source address not bound, or no free port for it */
     ERR_KINDS
 };
 
@@ -59,6 +62,7 @@ typedef struct load_results {
     uint64_t udp_late;           /* --udp: echoes after their timeout, or twice */
     int64_t start_ns, end_ns;
     histogram latency;        /* ns */
+    load_tally tally;         /* per target and per source (sources.c) */
 } load_results;
 
 extern const char *const load_error_names[ERR_KINDS];

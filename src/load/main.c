@@ -34,6 +34,9 @@ static const char usage_text[] =
     "                         this long is lost\n"
     "      --udp              UDP echo: each connection is a UDP socket sending -s\n"
     "                         datagrams (16 B to 65507 B), -p in flight; reports loss\n"
+    "      --source LIST      local source addresses spread over the connections, to\n"
+    "                         pass ~28,000 connections per target: literals and A-B\n"
+    "                         ranges, comma-separated (127.0.0.2-127.0.0.9,::1)\n"
     "      --json             print the summary as one JSON object\n"
     "      --histogram FILE   write the latency distribution (value_us percentile count)\n"
     "      --progress         a progress line each second even when stderr is no terminal\n"
@@ -87,8 +90,25 @@ static void parse_target(const char *arg, target *t) {
     snprintf(t->text, sizeof t->text, "%s", arg);
 }
 
+/* --source LIST; a later --source replaces an earlier one. */
+static void parse_sources(const char *arg, source_list *s) {
+    char err[200];
+    sources_free(s);
+    if (sources_parse(s, arg, err, sizeof err) != 0)
+        usage_error("--source %s", err);
+}
+
+/* With --source, every target needs a source of its family. */
+static void check_source_families(const load_options *o) {
+    for (size_t i = 0; o->sources.n && i < o->ntargets; i++)
+        if (!sources_of_family(&o->sources, o->targets[i].addr.ss_family))
+            usage_error("target \"%s\": --source has no %s address for it", o->targets[i].text,
+                        o->targets[i].addr.ss_family == AF_INET6 ? "IPv6" : "IPv4");
+}
+
 static void parse_flags(int argc, char **argv, load_options *o) {
     enum { OPT_CONNECT_RATE = 256, OPT_TIMEOUT, OPT_JSON, OPT_HISTOGRAM, OPT_PROGRESS, OPT_UDP };
+    enum { OPT_SOURCE = 512 }; /* clear of the list above as that grows */
     static const struct option longopts[] = {
         {"connections", required_argument, NULL, 'c'},
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
@@ -100,6 +120,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
         {"udp", no_argument, NULL, OPT_UDP},
+        {"source", required_argument, NULL, OPT_SOURCE},
         {"histogram", required_argument, NULL, OPT_HISTOGRAM},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"quiet", no_argument, NULL, 'q'},
@@ -147,6 +168,9 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         case OPT_UDP:
             o->udp = true;
             break;
+        case OPT_SOURCE:
+            parse_sources(optarg, &o->sources);
+            break;
         case OPT_HISTOGRAM:
             o->histogram_path = optarg;
             break;
@@ -183,6 +207,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         usage_error("too many targets (at most %d)", LOAD_MAX_TARGETS);
     for (int i = optind; i < argc; i++)
         parse_target(argv[i], &o->targets[o->ntargets++]);
+    check_source_families(o);
 }
 
 /* Each connection needs a descriptor: take all the hard limit allows. */
@@ -205,6 +230,10 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     check_fd_limit(opt.connections);
     hist_init(&res.latency);
+    if (tally_init(&res.tally, opt.sources.n) != 0) {
+        fprintf(stderr, "coecho-load: cannot run: %s\n", strerror(ENOMEM));
+        return 1;
+    }
 
     int r = load_run(&opt, &res);
     if (r < 0) {
@@ -222,5 +251,8 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    return results_clean(&res) ? 0 : 1;
+    bool clean = results_clean(&res);
+    tally_free(&res.tally);
+    sources_free(&opt.sources);
+    return clean ? 0 : 1;
 }
