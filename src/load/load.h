@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "load/histogram.h"
+#include "load/sources.h"
 
 #define LOAD_MAX_TARGETS 64
 
@@ -35,6 +36,7 @@ typedef struct load_options {
     const char *histogram_path;
     const char *hgrm_path; /* --hgrm: HdrHistogram percentile text */
     bool merge;            /* --merge: the arguments are --json files */
+    source_list sources; /* --source; .n == 0 without */
 } load_options;
 
 enum load_error {
@@ -46,6 +48,7 @@ enum load_error {
     ERR_MISMATCH,
     ERR_SPAWN, /* no memory or mappings to start a connection's task */
     ERR_OTHER,
+    ERR_SOURCE, /* --source address not bound, or no free port for it */
     ERR_KINDS
 };
 
@@ -62,6 +65,7 @@ typedef struct load_results {
     int64_t start_ns, end_ns;
     int64_t start_wall_ns; /* CLOCK_REALTIME at the start, for "start_time" */
     histogram latency;     /* ns */
+    load_tally tally;      /* per target and per source (sources.c) */
 } load_results;
 
 extern const char *const load_error_names[ERR_KINDS];

@@ -36,6 +36,9 @@ static const char usage_text[] =
     "      --udp              UDP echo: each connection is a UDP socket sending -s\n"
     "                         datagrams (16 B to 65507 B), -p in flight, or paced\n"
     "                         as TCP with -r; reports loss\n"
+    "      --source LIST      local source addresses spread over the connections, to\n"
+    "                         pass ~28,000 connections per target: literals and A-B\n"
+    "                         ranges, comma-separated (127.0.0.2-127.0.0.9,::1)\n"
     "      --json             print the summary as one JSON object\n"
     "      --histogram FILE   write the latency distribution (value_us percentile count)\n"
     "      --hgrm FILE        write the latency as HdrHistogram percentile text (ms)\n"
@@ -92,6 +95,22 @@ static void parse_target(const char *arg, target *t) {
     snprintf(t->text, sizeof t->text, "%s", arg);
 }
 
+/* --source LIST; a later --source replaces an earlier one. */
+static void parse_sources(const char *arg, source_list *s) {
+    char err[200];
+    sources_free(s);
+    if (sources_parse(s, arg, err, sizeof err) != 0)
+        usage_error("--source %s", err);
+}
+
+/* With --source, every target needs a source of its family. */
+static void check_source_families(const load_options *o) {
+    for (size_t i = 0; o->sources.n && i < o->ntargets; i++)
+        if (!sources_of_family(&o->sources, o->targets[i].addr.ss_family))
+            usage_error("target \"%s\": --source has no %s address for it", o->targets[i].text,
+                        o->targets[i].addr.ss_family == AF_INET6 ? "IPv6" : "IPv4");
+}
+
 /* --merge reads files: the flags of a run make no sense with it. */
 static void check_merge_flags(const load_options *o, int nfiles) {
     if (nfiles == 0)
@@ -111,6 +130,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         OPT_HGRM,
         OPT_MERGE
     };
+    enum { OPT_SOURCE = 512 }; /* clear of the list above as that grows */
     static const struct option longopts[] = {
         {"connections", required_argument, NULL, 'c'},
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
@@ -122,6 +142,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
         {"udp", no_argument, NULL, OPT_UDP},
+        {"source", required_argument, NULL, OPT_SOURCE},
         {"histogram", required_argument, NULL, OPT_HISTOGRAM},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"hgrm", required_argument, NULL, OPT_HGRM},
@@ -171,6 +192,9 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         case OPT_UDP:
             o->udp = true;
             break;
+        case OPT_SOURCE:
+            parse_sources(optarg, &o->sources);
+            break;
         case OPT_HISTOGRAM:
             o->histogram_path = optarg;
             break;
@@ -215,6 +239,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         usage_error("too many targets (at most %d)", LOAD_MAX_TARGETS);
     for (int i = optind; i < argc; i++)
         parse_target(argv[i], &o->targets[o->ntargets++]);
+    check_source_families(o);
 }
 
 /* Each connection needs a descriptor: take all the hard limit allows. */
@@ -267,6 +292,10 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     check_fd_limit(opt.connections);
     hist_init(&res.latency);
+    if (tally_init(&res.tally, opt.sources.n) != 0) {
+        fprintf(stderr, "coecho-load: cannot run: %s\n", strerror(ENOMEM));
+        return 1;
+    }
 
     if (opt.merge)
         return load_merge(&opt, (const char *const *)argv + optind, argc - optind);
@@ -280,7 +309,8 @@ int main(int argc, char **argv) {
         report_json(&opt, &res, stdout);
     else if (!opt.quiet)
         report_text(&opt, &res, stdout);
-    if (write_histograms(&opt, &res.latency) != 0)
-        return 1;
-    return load_exit_status(&opt, &res);
+    int status = write_histograms(&opt, &res.latency) != 0 ? 1 : load_exit_status(&opt, &res);
+    tally_free(&res.tally);
+    sources_free(&opt.sources);
+    return status;
 }

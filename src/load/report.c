@@ -8,8 +8,8 @@
 #include "load/load.h"
 
 const char *const load_error_names[ERR_KINDS] = {
-    "connect_refused", "connect_timeout", "reset", "unexpected_eof",
-    "message_timeout", "mismatch",        "spawn", "other",
+    "connect_refused", "connect_timeout", "reset", "unexpected_eof", "message_timeout",
+    "mismatch",        "spawn",           "other", "source",
 };
 
 static double seconds(const load_results *res) {
@@ -43,6 +43,7 @@ void report_text(const load_options *opt, const load_results *res, FILE *out) {
         fprintf(out, "%s%s", i ? " " : "", opt->targets[i].text);
     fprintf(out, "\nconnections   %ld up, %ld failed\n", res->connections_up,
             res->connections_failed);
+    tally_report_text(opt, res, out);
     fprintf(out, "messages      %llu in %.2f s, %.1f/s\n", (unsigned long long)res->messages, s,
             (double)res->messages / s);
     fprintf(out, "throughput    %.2f MiB/s out, %.2f MiB/s in\n",
@@ -106,6 +107,7 @@ void report_json(const load_options *opt, const load_results *res, FILE *out) {
         fprintf(out, "%s\"%s\":%llu", i ? "," : "", load_error_names[i],
                 (unsigned long long)res->errors[i]);
     fprintf(out, "},\"mismatches\":%llu", (unsigned long long)res->mismatches);
+    tally_report_json(opt, res, out);
     if (opt->udp)
         fprintf(out,
                 ",\"udp\":{\"sent\":%llu,\"received\":%llu,\"lost\":%llu,\"loss_pct\":%.3f,"

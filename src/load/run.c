@@ -84,6 +84,7 @@ static void fail(conn *c, enum load_error kind) {
     if (!c->error) {
         c->error = (int)kind + 1;
         res->errors[kind]++;
+        tally_count(opt, res, c->id, TALLY_ERROR);
     }
 }
 
@@ -182,6 +183,11 @@ static int connect_to(conn *c) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
+    long src = sources_pick(opt, c->id);
+    /* Any failure to bind the source reads as EADDRNOTAVAIL: the one kind
+     * the summary counts, with connect()'s own "no free port". */
+    if (src >= 0 && sources_bind(opt, src, fd) != 0)
+        return -EADDRNOTAVAIL;
     if (connect(fd, (const struct sockaddr *)&c->to->addr, c->to->addrlen) == 0)
         return 0;
     if (errno != EINPROGRESS)
@@ -318,11 +324,14 @@ static int connection_task(void *arg) {
     int r = connect_to(c);
     if (r) {
         res->connections_failed++;
-        fail(c, r == -ECONNREFUSED ? ERR_CONNECT_REFUSED
-                : r == -ETIMEDOUT  ? ERR_CONNECT_TIMEOUT
-                                   : ERR_OTHER);
+        tally_count(opt, res, c->id, TALLY_FAILED);
+        fail(c, r == -ECONNREFUSED    ? ERR_CONNECT_REFUSED
+                : r == -ETIMEDOUT     ? ERR_CONNECT_TIMEOUT
+                : r == -EADDRNOTAVAIL ? ERR_SOURCE
+                                      : ERR_OTHER);
     } else {
         res->connections_up++;
+        tally_count(opt, res, c->id, TALLY_UP);
         if (opt->rate > 0)
             open_loop(c);
         else
@@ -387,6 +396,8 @@ static int root(void *arg) {
                         i, strerror(-err));
             res->errors[ERR_SPAWN]++;
             res->connections_failed++;
+            tally_count(opt, res, i, TALLY_FAILED);
+            tally_count(opt, res, i, TALLY_ERROR);
             continue;
         }
         started++;

@@ -110,6 +110,7 @@ static void take_echo(session *s, size_t n) {
         if (n != opt->size || !payload_ok(s, h.seq, s->buf + sizeof h, n - sizeof h)) {
             res->mismatches++;
             res->errors[ERR_MISMATCH]++;
+            tally_count(opt, res, s->id, TALLY_ERROR);
         } else {
             hist_record(&res->latency, (uint64_t)(load_now_ns() - s->win[i].sent_ns));
             res->messages++;
@@ -202,10 +203,15 @@ static int run_session(session *s) {
     }
 }
 
-static int open_socket(const target *to) {
+static int open_socket(const target *to, long id) {
     int fd = socket(to->addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    long src = sources_pick(opt, id);
+    if (src >= 0 && sources_bind(opt, src, fd) != 0) {
+        close(fd);
+        return -EADDRNOTAVAIL; /* counted as a source error, as over TCP */
+    }
     if (connect(fd, (const struct sockaddr *)&to->addr, to->addrlen) != 0) {
         int e = errno;
         close(fd);
@@ -225,15 +231,22 @@ void udp_session(const load_options *options, load_results *results, long id, co
     }
     s.buf = malloc(opt->size + 1);
     s.win = malloc(sizeof *s.win * (size_t)s.cap);
-    s.fd = s.buf && s.win ? open_socket(to) : -ENOMEM;
+    s.fd = s.buf && s.win ? open_socket(to, id) : -ENOMEM;
     if (s.fd < 0) {
         res->connections_failed++;
-        res->errors[s.fd == -ENOMEM ? ERR_SPAWN : ERR_OTHER]++;
+        res->errors[s.fd == -ENOMEM          ? ERR_SPAWN
+                    : s.fd == -EADDRNOTAVAIL ? ERR_SOURCE
+                                             : ERR_OTHER]++;
+        tally_count(opt, res, id, TALLY_FAILED);
+        tally_count(opt, res, id, TALLY_ERROR);
     } else {
         res->connections_up++;
+        tally_count(opt, res, id, TALLY_UP);
         int r = run_session(&s);
-        if (r < 0 && r != -ECANCELED)
+        if (r < 0 && r != -ECANCELED) {
             res->errors[r == -ECONNREFUSED ? ERR_CONNECT_REFUSED : ERR_OTHER]++;
+            tally_count(opt, res, id, TALLY_ERROR);
+        }
         co_close(s.fd);
     }
     free(s.buf);

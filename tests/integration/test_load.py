@@ -56,7 +56,7 @@ VERBOSE = bool(os.environ.get("COECHO_LOAD_IT_VERBOSE"))
 MiB = 1024 * 1024
 
 ERROR_KEYS = ("connect_refused", "connect_timeout", "reset", "unexpected_eof",
-              "message_timeout", "mismatch", "spawn", "other")
+              "message_timeout", "mismatch", "spawn", "other", "source")
 LATENCY_KEYS = ("p50", "p90", "p99", "p999", "max", "mean")
 
 
