@@ -56,6 +56,15 @@ uint64_t hist_percentile(const histogram *h, double p) {
 
 double hist_mean(const histogram *h) { return h->total ? h->sum / (double)h->total : 0.0; }
 
+void hist_add(histogram *dst, const histogram *src) {
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        dst->counts[i] += src->counts[i];
+    dst->total += src->total;
+    dst->sum += src->sum;
+    if (src->max > dst->max)
+        dst->max = src->max;
+}
+
 int hist_write(const histogram *h, FILE *out) {
     uint64_t seen = 0;
     fprintf(out, "# value_us percentile count\n");

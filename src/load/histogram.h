@@ -25,6 +25,9 @@ void hist_record(histogram *h, uint64_t value);
  * empty. */
 uint64_t hist_percentile(const histogram *h, double p);
 double hist_mean(const histogram *h);
+/* Adds src to dst bucket by bucket: the result is the histogram of both
+ * sets of values. */
+void hist_add(histogram *dst, const histogram *src);
 /* "# value_us percentile count", then a line per non-empty bucket. */
 int hist_write(const histogram *h, FILE *out);
 

@@ -37,6 +37,12 @@ static const char usage_text[] =
     "      --json             print the summary as one JSON object\n"
     "      --histogram FILE   write the latency distribution (value_us percentile count)\n"
     "      --progress         a progress line each second even when stderr is no terminal\n"
+    "  -t, --threads N|auto   runtimes, one thread each, sharing the connections\n"
+    "                         (default 1; auto: one per online CPU; at most 256 and -c)\n"
+    "      --warmup T         run T first without counting it (its messages come on\n"
+    "                         top of -n; errors and mismatches always count)\n"
+    "      --interval T       write one JSON line per interval T to the --series file\n"
+    "      --series FILE      the --interval series (required with --interval)\n"
     "  -q, --quiet            no progress and no text summary\n"
     "  -h, --help             this help\n"
     "  -V, --version          the version\n"
@@ -44,6 +50,8 @@ static const char usage_text[] =
     "Exit status: 0 clean, 1 any error or mismatch, 2 usage error.\n";
 
 #define usage_error(...) cli_usage_error("coecho-load", usage_text, __VA_ARGS__)
+
+#define THREADS_AUTO (-1L)
 
 static long parse_count(const char *flag, const char *s, long min, long max) {
     char *end;
@@ -87,8 +95,50 @@ static void parse_target(const char *arg, target *t) {
     snprintf(t->text, sizeof t->text, "%s", arg);
 }
 
+/* -t: a count, or "auto" (resolved once -c is known). */
+static long parse_threads(const char *s) {
+    if (strcmp(s, "auto") == 0)
+        return THREADS_AUTO;
+    return parse_count("-t", s, 1, LOAD_MAX_THREADS);
+}
+
+/* auto: one thread per online CPU, no more than connections or the cap. */
+static long auto_threads(long connections) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1; /* unknown: one */
+    if (n > LOAD_MAX_THREADS)
+        n = LOAD_MAX_THREADS;
+    return n < connections ? n : connections;
+}
+
+/* The checks of -t, --warmup, --interval and --series. */
+static void check_thread_flags(load_options *o) {
+    if (o->threads == THREADS_AUTO)
+        o->threads = auto_threads(o->connections);
+    if (o->threads > o->connections)
+        usage_error("-t: %ld threads for %ld connections: at most one thread per connection",
+                    o->threads, o->connections);
+    if (o->interval_ms && !o->series_path)
+        usage_error("--interval needs --series FILE for its lines");
+    if (o->series_path && !o->interval_ms)
+        usage_error("--series needs --interval T");
+    if (o->udp && o->warmup_ms)
+        usage_error("--udp excludes --warmup");
+}
+
 static void parse_flags(int argc, char **argv, load_options *o) {
-    enum { OPT_CONNECT_RATE = 256, OPT_TIMEOUT, OPT_JSON, OPT_HISTOGRAM, OPT_PROGRESS, OPT_UDP };
+    enum {
+        OPT_CONNECT_RATE = 256,
+        OPT_TIMEOUT,
+        OPT_JSON,
+        OPT_HISTOGRAM,
+        OPT_PROGRESS,
+        OPT_UDP,
+        OPT_WARMUP,
+        OPT_INTERVAL,
+        OPT_SERIES
+    };
     static const struct option longopts[] = {
         {"connections", required_argument, NULL, 'c'},
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
@@ -102,6 +152,10 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         {"udp", no_argument, NULL, OPT_UDP},
         {"histogram", required_argument, NULL, OPT_HISTOGRAM},
         {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"threads", required_argument, NULL, 't'},
+        {"warmup", required_argument, NULL, OPT_WARMUP},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"series", required_argument, NULL, OPT_SERIES},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -110,7 +164,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
     bool have_duration = false;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":c:d:n:s:p:r:qhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:d:n:s:p:r:t:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             o->connections = parse_count("-c", optarg, 1, 1000000);
@@ -153,6 +207,18 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         case OPT_PROGRESS:
             o->progress = true;
             break;
+        case 't':
+            o->threads = parse_threads(optarg);
+            break;
+        case OPT_WARMUP:
+            o->warmup_ms = parse_duration("--warmup", optarg, true);
+            break;
+        case OPT_INTERVAL:
+            o->interval_ms = parse_duration("--interval", optarg, false);
+            break;
+        case OPT_SERIES:
+            o->series_path = optarg;
+            break;
         case 'q':
             o->quiet = true;
             break;
@@ -177,6 +243,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
     if (o->udp && (o->size < LOAD_UDP_MIN_SIZE || o->size > LOAD_UDP_MAX_SIZE))
         usage_error("--udp: -s must be from %d B (sequence header) to %d B (one datagram)",
                     LOAD_UDP_MIN_SIZE, LOAD_UDP_MAX_SIZE);
+    check_thread_flags(o);
     if (optind == argc)
         usage_error("no target: give at least one HOST:PORT");
     if (argc - optind > LOAD_MAX_TARGETS)
@@ -194,8 +261,12 @@ static void check_fd_limit(long connections) {
 }
 
 int main(int argc, char **argv) {
-    static load_options opt = {
-        .connections = 10, .duration_ms = 10000, .size = 64, .pipeline = 1, .timeout_ms = 5000};
+    static load_options opt = {.connections = 10,
+                               .duration_ms = 10000,
+                               .size = 64,
+                               .pipeline = 1,
+                               .timeout_ms = 5000,
+                               .threads = 1};
     static load_results res;
     parse_flags(argc, argv, &opt);
     if (!opt.quiet && isatty(STDERR_FILENO))

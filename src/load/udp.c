@@ -35,8 +35,9 @@ typedef struct session {
     uint64_t next_seq;
 } session;
 
-static const load_options *opt;
-static load_results *res;
+/* Per thread: each thread of a -t run has its own sessions and results. */
+static __thread const load_options *opt;
+static __thread load_results *res;
 
 /* The payload of datagram seq of session id, after its header. */
 static size_t pattern_at(long id, uint64_t seq) {
@@ -107,9 +108,7 @@ static void take_echo(session *s, size_t n) {
             res->mismatches++;
             res->errors[ERR_MISMATCH]++;
         } else {
-            hist_record(&res->latency, (uint64_t)(load_now_ns() - s->win[i].sent_ns));
-            res->messages++;
-            res->bytes_in += n;
+            load_count_echo(res, s->win[i].sent_ns, n);
         }
         drop_slot(s, i);
         return;
