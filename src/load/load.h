@@ -100,7 +100,7 @@ int load_run(const load_options *opt, load_results *res);
 /* ... and for the threads: they hand in their interval (at each boundary,
  * and their last when they end) and publish their counters for the
  * progress line. */
-void load_hand_in_interval(load_thread *t);
+void load_hand_in_interval(load_thread *t, bool last);
 void load_publish(load_thread *t);
 
 /* series.c: the --interval series file, merged across threads; called
@@ -109,7 +109,7 @@ void load_publish(load_thread *t);
 typedef struct series series;
 int series_open(series **out, const char *path, int64_t interval_ms, int64_t measure_ns);
 void series_add(series *s, long k, const histogram *latency, uint64_t messages, uint64_t errors,
-                int64_t now_ns);
+                int64_t now_ns, bool last);
 void series_write_ready(series *s, const load_thread *threads, long nthreads);
 int series_close(series *s); /* 0, or the first failure's -errno */
 

@@ -353,6 +353,15 @@ static int connection_task(void *arg) {
 
 static int64_t earliest(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* The interval boundary after `boundary` (co_now() ms). With -d the last
+ * interval runs from the last boundary before the stop to the thread's
+ * end: the echoes still in flight at the stop join it, not a line of
+ * their own. */
+static int64_t next_boundary(int64_t boundary) {
+    int64_t next = boundary + opt->interval_ms;
+    return opt->messages || next < times.stop_ns / 1000000 ? next : INT64_MAX;
+}
+
 /* Publishes this thread's counters for the progress line every PUBLISH_MS
  * and hands its interval in at each --interval boundary, until killed. */
 static int ticker_task(void *arg) {
@@ -368,8 +377,8 @@ static int ticker_task(void *arg) {
             publish += PUBLISH_MS;
         }
         if (now >= boundary) {
-            load_hand_in_interval(self);
-            boundary += opt->interval_ms;
+            load_hand_in_interval(self, false);
+            boundary = next_boundary(boundary);
         }
     }
 }

@@ -15,7 +15,8 @@
 typedef struct interval {
     histogram latency;
     uint64_t messages, errors;
-    int64_t end_ns; /* the latest hand-in: where a last, partial interval ends */
+    int64_t end_ns; /* the latest hand-in */
+    bool last;      /* some thread's last: it ends at end_ns, not at a boundary */
 } interval;
 
 struct series {
@@ -62,7 +63,7 @@ static interval *slot_of(series *s, long k) {
 }
 
 void series_add(series *s, long k, const histogram *latency, uint64_t messages, uint64_t errors,
-                int64_t now_ns) {
+                int64_t now_ns, bool last) {
     interval *iv = slot_of(s, k);
     if (!iv) {
         if (!s->err)
@@ -74,6 +75,7 @@ void series_add(series *s, long k, const histogram *latency, uint64_t messages, 
     iv->errors += errors;
     if (now_ns > iv->end_ns)
         iv->end_ns = now_ns;
+    iv->last |= last;
 }
 
 /* Every thread has handed interval k in, or has finished (and so handed
@@ -87,13 +89,12 @@ static bool ready(const load_thread *threads, long nthreads, long k) {
 
 static double us(uint64_t ns) { return (double)ns / 1e3; }
 
-/* Line k: t is its end from the end of the warm-up; a last interval cut
- * short by the end of the run ends at its last hand-in. */
+/* Line k: t is its end from the end of the warm-up: a boundary, or for a
+ * thread's last interval the end of the run (its latest hand-in). */
 static void write_line(series *s, long k, const interval *iv) {
     int64_t from = k * s->interval_ns, to = from + s->interval_ns;
-    int64_t ended = iv->end_ns - s->measure_ns;
-    if (ended < to)
-        to = ended > from ? ended : from;
+    if (iv->last)
+        to = iv->end_ns - s->measure_ns > from ? iv->end_ns - s->measure_ns : from;
     double length = (double)(to - from) / 1e9;
     const histogram *h = &iv->latency;
     fprintf(s->out,

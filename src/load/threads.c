@@ -30,13 +30,13 @@ static struct {
     series *series;
 } run;
 
-void load_hand_in_interval(load_thread *t) {
+void load_hand_in_interval(load_thread *t, bool last) {
     if (!run.series)
         return;
     uint64_t errors = results_errors(&t->res);
     pthread_mutex_lock(&lock);
     series_add(run.series, t->handed, &t->interval, t->res.messages - t->handed_messages,
-               errors - t->handed_errors, load_now_ns());
+               errors - t->handed_errors, load_now_ns(), last);
     t->handed++;
     pthread_cond_signal(&changed);
     pthread_mutex_unlock(&lock);
@@ -64,7 +64,7 @@ static void *thread_main(void *arg) {
     load_thread *t = arg;
     load_thread_run(t);
     record_cpu(t);
-    load_hand_in_interval(t); /* its last, maybe partial, interval */
+    load_hand_in_interval(t, true);
     load_publish(t);
     pthread_mutex_lock(&lock);
     t->finished = true;
