@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -17,6 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -203,10 +206,94 @@ static void test_runs_in_sequence_per_thread(void **state) {
     assert_int_equal(status[1], 7);
 }
 
+/* ---- a stack overflow in a second thread is still reported ------------- */
+
+/* Unbounded in practice: the stack runs into its guard long before. */
+static volatile int recursion_limit = 1 << 30;
+
+static int recurse(int depth) {
+    volatile char frame[1024];
+    frame[0] = (char)depth;
+    if (depth >= recursion_limit)
+        return frame[0];
+    return recurse(depth + 1) + frame[0];
+}
+
+static int deep(void *arg) {
+    (void)arg;
+    return recurse(0);
+}
+
+static int overflow_root(void *arg) {
+    (void)arg;
+    co_spawn_attr attr = {.name = "deep"};
+    co_tid tid;
+    if (co_spawn_with(&tid, deep, NULL, &attr) != 0)
+        return 1;
+    return co_join(tid, NULL, CO_NEVER);
+}
+
+static void *overflow_thread(void *arg) {
+    (void)arg;
+    co_run(overflow_root, NULL, NULL);
+    return NULL;
+}
+
+/* In a child: a thread's task overflows; the child must die of SIGABRT
+ * after the report, which needs that thread's own alternate signal stack. */
+static void overflow_child(int err_fd) {
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    dup2(err_fd, STDERR_FILENO);
+    pthread_t t;
+    if (pthread_create(&t, NULL, overflow_thread, NULL) == 0)
+        pthread_join(t, NULL);
+    _exit(3); /* not reached when the overflow is reported */
+}
+
+/* Everything fd carries until EOF, within DEADLINE_MS. */
+static void read_all(int fd, char *out, size_t cap) {
+    size_t len = 0;
+    while (len < cap - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, DEADLINE_MS) <= 0)
+            break;
+        ssize_t n = read(fd, out + len, cap - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+}
+
+static void test_overflow_in_a_thread_is_reported(void **state) {
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        overflow_child(p[1]);
+    close(p[1]);
+    static char out[8192];
+    read_all(p[0], out, sizeof out);
+    close(p[0]);
+    int wstatus = 0;
+    if (waitpid(pid, &wstatus, WNOHANG) == 0) {
+        kill(pid, SIGKILL); /* hung: fail below */
+        waitpid(pid, &wstatus, 0);
+    }
+    if (!strstr(out, "coroutine 2 (deep) overflowed its 64 KiB stack\n"))
+        fail_msg("no overflow report from the thread's task; the child said:\n%s", out);
+    if (!WIFSIGNALED(wstatus) || WTERMSIG(wstatus) != SIGABRT)
+        fail_msg("child status %#x: want killed by SIGABRT", wstatus);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_runtimes_at_once),
         cmocka_unit_test(test_runs_in_sequence_per_thread),
+        cmocka_unit_test(test_overflow_in_a_thread_is_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
