@@ -57,15 +57,20 @@ static int make_pattern(void) {
 
 static bool in_warmup(int64_t sent_ns) { return sent_ns < times.measure_ns; }
 
-/* A claim on the next message, stamped with the time: false once the run
- * is over. Warm-up messages come on top of -n. */
-static bool claim_message(int64_t *now_ns) {
-    *now_ns = load_now_ns();
+/* A claim, at now_ns, on a message sent (or scheduled) at sent_ns: false
+ * once the run is over. Warm-up messages come on top of -n. */
+static bool claim(int64_t now_ns, int64_t sent_ns) {
     if (!opt->messages)
-        return *now_ns < times.stop_ns;
-    if (in_warmup(*now_ns))
+        return now_ns < times.stop_ns;
+    if (in_warmup(sent_ns))
         return true;
     return __atomic_fetch_add(&claimed, 1, __ATOMIC_RELAXED) < opt->messages;
+}
+
+/* A claim on the next message, sent now, stamped with the time. */
+static bool claim_message(int64_t *now_ns) {
+    *now_ns = load_now_ns();
+    return claim(*now_ns, *now_ns);
 }
 
 void load_count_echo(load_results *r, int64_t sent_ns, size_t bytes) {
@@ -282,8 +287,8 @@ static int open_loop_writer(void *arg) {
                 break;
             continue;
         }
-        int64_t claimed_at;
-        if (!claim_message(&claimed_at))
+        int64_t claimed_at = load_now_ns();
+        if (!claim(claimed_at, next)) /* late or not, it counts as scheduled */
             break;
         if (co_chan_send(c->schedule, &next, CO_NEVER) < 0)
             break;

@@ -1266,7 +1266,8 @@ def start_daemon_workers(ctx, workers):
 def two_threads(ctx):
     """-t 2 against coechod with 2 workers: exit 0, a JSON threads array of
     2 whose messages sum to the total, each thread with over 20% of them;
-    the text summary gains a threads line."""
+    -n counted exactly across threads with a warm-up (closed and open
+    loop); the text summary gains a threads line."""
     d, port = start_daemon_workers(ctx, 2)
     target = "127.0.0.1:%d" % port
     r = run_load(ctx, ["-t", "2", "-c", "8", "-d", "1s", "-q", "--json", target], 20)
@@ -1286,6 +1287,14 @@ def two_threads(ctx):
         check(t["messages"] > 0.2 * obj["messages"],
               "thread %d has %d of %d messages (expected > 20%%)"
               % (i, t["messages"], obj["messages"]))
+    # -n is one budget for both threads; warm-up messages come on top of it.
+    for extra in ([], ["-r", "5000"]):
+        r = run_load(ctx, ["-t", "2", "-c", "4", "-n", "3000", "--warmup", "200ms", "-q",
+                           "--json"] + extra + [target], 20)
+        obj = parse_json(r)
+        expect_clean(r, obj)
+        check(obj["messages"] == 3000, "%s: %d messages counted, expected -n 3000"
+              % (r.cmd(), obj["messages"]))
     r = run_load(ctx, ["-t", "2", "-c", "4", "-d", "300ms", target], 20)
     check(r.rc == 0, "expected exit 0: %s" % r.summary())
     check(re.search(r"(?m)^threads\s+2: messages \d+\.\d%/\d+\.\d%, "
