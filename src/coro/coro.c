@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fenv.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -175,13 +176,16 @@ void coro_transfer_final(coro *from, coro *to) {
 /* iovecs per process_madvise; small enough for any caller's stack. */
 #define ADVISE_BATCH 256
 
+/* Threads that race here compute the same answer: relaxed atomics suffice. */
 static size_t page_size(void) {
     static size_t cached;
-    if (!cached) {
+    size_t size = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (!size) {
         long p = sysconf(_SC_PAGESIZE);
-        cached = p > 0 ? (size_t)p : 4096;
+        size = p > 0 ? (size_t)p : 4096;
+        __atomic_store_n(&cached, size, __ATOMIC_RELAXED);
     }
-    return cached;
+    return size;
 }
 
 /* process_madvise on ourselves: 1 works, 0 not tried, -1 refused. */
@@ -664,8 +668,17 @@ void coro_stack_clean(coro_stack *stack) {
 
 /* ---- overflow reporting -------------------------------------------------- */
 
+/* The dispositions on_fault replaced: process-wide, as dispositions are,
+ * and written under handler_lock so two threads installing at once cannot
+ * record on_fault itself as the previous one. */
 static struct sigaction previous_segv, previous_bus;
-static void *alt_stack;
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+/* sigaltstack is per thread: each thread that runs coroutines maps its own,
+ * given back when the thread exits (alt_stack_key's destructor). */
+static __thread void *alt_stack;
+static pthread_key_t alt_stack_key;
+static pthread_once_t alt_stack_once = PTHREAD_ONCE_INIT;
+static int alt_stack_key_err;
 /* Async-signal-safe decimal formatting. */
 static size_t format_u64(char *out, uint64_t v) {
     char tmp[20];
@@ -726,30 +739,68 @@ static int install_handler(int sig, struct sigaction *previous) {
     return 0;
 }
 
-/* Checks the handlers each time, since a test harness or library may have
- * put its own back since the last call. */
-int coro_guard_install(void) {
+static size_t alt_stack_size(void) {
+    size_t size = 64 * 1024;
+    return size < (size_t)SIGSTKSZ ? (size_t)SIGSTKSZ : size;
+}
+
+/* At thread exit: stop using the thread's alternate stack, then unmap it. */
+static void alt_stack_free(void *stack) {
+    stack_t off = {.ss_flags = SS_DISABLE};
+    if (sigaltstack(&off, NULL) == 0) /* else still in use: leave it mapped */
+        munmap(stack, alt_stack_size());
+}
+
+static void alt_stack_key_create(void) {
+    alt_stack_key_err = pthread_key_create(&alt_stack_key, alt_stack_free);
+}
+
+/* Maps the calling thread's alternate stack, kept for the thread's life. */
+static int alt_stack_map(void) {
+    if (alt_stack)
+        return 0;
+    pthread_once(&alt_stack_once, alt_stack_key_create);
+    if (alt_stack_key_err)
+        return -alt_stack_key_err;
+    void *p =
+        mmap(NULL, alt_stack_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    int err = pthread_setspecific(alt_stack_key, p);
+    if (err) {
+        munmap(p, alt_stack_size());
+        return -err;
+    }
+    alt_stack = p;
+    return 0;
+}
+
+/* Gives the calling thread an alternate signal stack unless it has one. */
+static int alt_stack_install(void) {
     stack_t ss;
     if (sigaltstack(NULL, &ss) != 0)
         return -errno;
-    if ((ss.ss_flags & SS_DISABLE) || ss.ss_size < 32 * 1024) {
-        size_t alt_size = 64 * 1024;
-        if (alt_size < (size_t)SIGSTKSZ)
-            alt_size = (size_t)SIGSTKSZ;
-        if (!alt_stack) { /* kept for the thread's life */
-            alt_stack = mmap(NULL, alt_size, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (alt_stack == MAP_FAILED) {
-                alt_stack = NULL;
-                return -errno;
-            }
-        }
-        ss.ss_sp = alt_stack;
-        ss.ss_size = alt_size;
-        ss.ss_flags = 0;
-        if (sigaltstack(&ss, NULL) != 0)
-            return -errno;
-    }
-    int err = install_handler(SIGSEGV, &previous_segv);
-    return err ? err : install_handler(SIGBUS, &previous_bus);
+    if (!(ss.ss_flags & SS_DISABLE) && ss.ss_size >= 32 * 1024)
+        return 0;
+    int err = alt_stack_map();
+    if (err)
+        return err;
+    ss.ss_sp = alt_stack;
+    ss.ss_size = alt_stack_size();
+    ss.ss_flags = 0;
+    return sigaltstack(&ss, NULL) == 0 ? 0 : -errno;
+}
+
+/* Checks the handlers each time, since a test harness or library may have
+ * put its own back since the last call. */
+int coro_guard_install(void) {
+    int err = alt_stack_install();
+    if (err)
+        return err;
+    pthread_mutex_lock(&handler_lock);
+    err = install_handler(SIGSEGV, &previous_segv);
+    if (!err)
+        err = install_handler(SIGBUS, &previous_bus);
+    pthread_mutex_unlock(&handler_lock);
+    return err;
 }

@@ -164,7 +164,9 @@ long coro_stack_budget(void);
  * through the pool. */
 char *coro_stack_top(const coro_stack *stack);
 
-/* Installs a SIGSEGV/SIGBUS handler, on an alternate signal stack, that
+/* Installs a SIGSEGV/SIGBUS handler, on an alternate signal stack (the
+ * calling thread's own: sigaltstack is per thread, so every thread that runs
+ * coroutines calls this; the stack is unmapped when the thread exits), that
  * reports "coroutine <id> (<name>) overflowed its <N> KiB stack" when the
  * fault hits the running coroutine's guard region, then aborts. Other faults
  * go to the handler that was there before. Idempotent; returns 0 or -errno. */

@@ -11,6 +11,7 @@
 #include "load/sources.h"
 
 #define LOAD_MAX_TARGETS 64
+#define LOAD_MAX_THREADS 256
 
 typedef struct target {
     struct sockaddr_storage addr;
@@ -37,6 +38,10 @@ typedef struct load_options {
     const char *hgrm_path; /* --hgrm: HdrHistogram percentile text */
     bool merge;            /* --merge: the arguments are --json files */
     source_list sources; /* --source; .n == 0 without */
+    long threads;        /* -t: runtimes, one pthread each (default 1) */
+    int64_t warmup_ms;   /* --warmup: run this long first, uncounted */
+    int64_t interval_ms; /* --interval: one --series line per interval; 0: none */
+    const char *series_path;
 } load_options;
 
 enum load_error {
@@ -66,13 +71,66 @@ typedef struct load_results {
     int64_t start_wall_ns; /* CLOCK_REALTIME at the start, for "start_time" */
     histogram latency;     /* ns */
     load_tally tally;      /* per target and per source (sources.c) */
+    /* Filled by load_run once every thread is done: what each thread
+     * counted and the CPU it used, and the whole run's wall time (warm-up
+     * included, as the CPU times are). */
+    size_t nthreads;
+    struct load_thread_stats {
+        uint64_t messages;
+        double cpu_user_s, cpu_sys_s;
+    } thread[LOAD_MAX_THREADS];
+    double wall_s;
 } load_results;
 
 extern const char *const load_error_names[ERR_KINDS];
 
-/* run.c: drives the connections on the runtime. 0, or a negative errno if
- * the runtime could not start. */
+/* One thread of the run: its own runtime over connections index,
+ * index + nthreads, ... (ids stay global). Its results and interval
+ * histogram are its own until it ends; `published` is a copy the others
+ * may read under threads.c's lock. */
+typedef struct load_thread {
+    int index;
+    int status; /* co_run's result */
+    load_results res;
+    load_results published;                  /* for the progress line */
+    histogram interval;                      /* --interval: echoes since the last hand-in */
+    uint64_t handed_messages, handed_errors; /* res counts at the last hand-in */
+    long handed;                             /* intervals handed in */
+    bool finished;
+    double cpu_user_s, cpu_sys_s;
+} load_thread;
+
+/* threads.c: runs opt->threads threads to the end, merging their results
+ * into res, writing the --interval series and the progress lines. 0, or a
+ * negative errno if the run could not start. */
 int load_run(const load_options *opt, load_results *res);
+/* ... and for the threads: they hand in their interval (at each boundary,
+ * and their last when they end) and publish their counters for the
+ * progress line. */
+void load_hand_in_interval(load_thread *t, bool last);
+void load_publish(load_thread *t);
+
+/* series.c: the --interval series file, merged across threads; called
+ * under threads.c's lock. series_write_ready writes every interval that
+ * all threads have handed in (or finished before). */
+typedef struct series series;
+int series_open(series **out, const char *path, int64_t interval_ms, int64_t measure_ns);
+void series_add(series *s, long k, const histogram *latency, uint64_t messages, uint64_t errors,
+                int64_t now_ns, bool last);
+void series_write_ready(series *s, const load_thread *threads, long nthreads);
+int series_close(series *s); /* 0, or the first failure's -errno */
+
+/* run.c: one thread's share of the run; the run's start time in ns, its
+ * stop (-d), and where the warm-up ends. */
+typedef struct load_clock {
+    int64_t start_ns, stop_ns, measure_ns;
+} load_clock;
+int load_run_setup(const load_options *opt, const load_clock *clock);
+void load_run_teardown(void);
+void load_thread_run(load_thread *t);
+/* A verified echo of a message sent (or scheduled) at sent_ns: counted in
+ * the calling thread's results unless it fell in the warm-up. */
+void load_count_echo(load_results *r, int64_t sent_ns, size_t bytes);
 int64_t load_now_ns(void);
 /* For udp.c: the shared byte pattern, and a claim on the next message
  * (false once the run is over). */
@@ -95,6 +153,11 @@ void udp_session(const load_options *opt, load_results *res, long id, const targ
 void report_text(const load_options *opt, const load_results *res, FILE *out);
 void report_json(const load_options *opt, const load_results *res, FILE *out);
 bool results_clean(const load_results *res);
+/* Adds src's counts and histogram to dst: merged exactly, as if one thread
+ * had counted everything (times: the earliest start, the latest end). The
+ * per-target and per-source counts are tally_add's. */
+void results_add(load_results *dst, const load_results *src);
+uint64_t results_errors(const load_results *res);
 void progress_line(const load_options *opt, const load_results *res, int64_t now_ns, FILE *out);
 
 /* runinfo.c: the run's metadata and histogram in JSON, the rate check. An
@@ -107,7 +170,8 @@ int write_histograms(const load_options *opt, const histogram *h);
 int load_merge(const load_options *opt, const char *const *files, int nfiles);
 int64_t load_wall_ns(void);
 double load_seconds(const load_results *res);
-double load_achieved_rate(const load_results *res); /* verified echoes per second */
+/* Verified echoes per second: over -d's window, or the run's duration. */
+double load_achieved_rate(const load_options *opt, const load_results *res);
 bool load_rate_missed(const load_options *opt, const load_results *res);
 void warn_rate_missed(const load_options *opt, const load_results *res);
 void report_rate_line(const load_options *opt, const load_results *res, FILE *out);

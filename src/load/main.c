@@ -44,6 +44,12 @@ static const char usage_text[] =
     "      --hgrm FILE        write the latency as HdrHistogram percentile text (ms)\n"
     "      --merge FILE...    merge the --json files of runs (no targets): one summary\n"
     "      --progress         a progress line each second even when stderr is no terminal\n"
+    "  -t, --threads N|auto   runtimes, one thread each, sharing the connections\n"
+    "                         (default 1; auto: one per online CPU; at most 256 and -c)\n"
+    "      --warmup T         run T first without counting it (its messages come on\n"
+    "                         top of -n; errors and mismatches always count)\n"
+    "      --interval T       write one JSON line per interval T to the --series file\n"
+    "      --series FILE      the --interval series (required with --interval)\n"
     "  -q, --quiet            no progress and no text summary\n"
     "  -h, --help             this help\n"
     "  -V, --version          the version\n"
@@ -52,6 +58,8 @@ static const char usage_text[] =
     "that cannot be read), 3 an -r run more than 5% below its rate.\n";
 
 #define usage_error(...) cli_usage_error("coecho-load", usage_text, __VA_ARGS__)
+
+#define THREADS_AUTO (-1L)
 
 static long parse_count(const char *flag, const char *s, long min, long max) {
     char *end;
@@ -119,6 +127,38 @@ static void check_merge_flags(const load_options *o, int nfiles) {
         usage_error("--merge takes files and --json, --histogram, --hgrm or -q only");
 }
 
+/* -t: a count, or "auto" (resolved once -c is known). */
+static long parse_threads(const char *s) {
+    if (strcmp(s, "auto") == 0)
+        return THREADS_AUTO;
+    return parse_count("-t", s, 1, LOAD_MAX_THREADS);
+}
+
+/* auto: one thread per online CPU, no more than connections or the cap. */
+static long auto_threads(long connections) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1; /* unknown: one */
+    if (n > LOAD_MAX_THREADS)
+        n = LOAD_MAX_THREADS;
+    return n < connections ? n : connections;
+}
+
+/* The checks of -t, --warmup, --interval and --series. */
+static void check_thread_flags(load_options *o) {
+    if (o->threads == THREADS_AUTO)
+        o->threads = auto_threads(o->connections);
+    if (o->threads > o->connections)
+        usage_error("-t: %ld threads for %ld connections: at most one thread per connection",
+                    o->threads, o->connections);
+    if (o->interval_ms && !o->series_path)
+        usage_error("--interval needs --series FILE for its lines");
+    if (o->series_path && !o->interval_ms)
+        usage_error("--series needs --interval T");
+    if (o->udp && o->warmup_ms)
+        usage_error("--udp excludes --warmup");
+}
+
 static void parse_flags(int argc, char **argv, load_options *o) {
     enum {
         OPT_CONNECT_RATE = 256,
@@ -128,7 +168,10 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         OPT_PROGRESS,
         OPT_UDP,
         OPT_HGRM,
-        OPT_MERGE
+        OPT_MERGE,
+        OPT_WARMUP,
+        OPT_INTERVAL,
+        OPT_SERIES
     };
     enum { OPT_SOURCE = 512 }; /* clear of the list above as that grows */
     static const struct option longopts[] = {
@@ -147,6 +190,10 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"hgrm", required_argument, NULL, OPT_HGRM},
         {"merge", no_argument, NULL, OPT_MERGE},
+        {"threads", required_argument, NULL, 't'},
+        {"warmup", required_argument, NULL, OPT_WARMUP},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"series", required_argument, NULL, OPT_SERIES},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -155,7 +202,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
     bool have_duration = false;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":c:d:n:s:p:r:qhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:d:n:s:p:r:t:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
             o->connections = parse_count("-c", optarg, 1, 1000000);
@@ -207,6 +254,18 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         case OPT_PROGRESS:
             o->progress = true;
             break;
+        case 't':
+            o->threads = parse_threads(optarg);
+            break;
+        case OPT_WARMUP:
+            o->warmup_ms = parse_duration("--warmup", optarg, true);
+            break;
+        case OPT_INTERVAL:
+            o->interval_ms = parse_duration("--interval", optarg, false);
+            break;
+        case OPT_SERIES:
+            o->series_path = optarg;
+            break;
         case 'q':
             o->quiet = true;
             break;
@@ -233,6 +292,7 @@ static void parse_flags(int argc, char **argv, load_options *o) {
         check_merge_flags(o, argc - optind);
         return;
     }
+    check_thread_flags(o);
     if (optind == argc)
         usage_error("no target: give at least one HOST:PORT");
     if (argc - optind > LOAD_MAX_TARGETS)
@@ -281,8 +341,12 @@ int load_exit_status(const load_options *opt, const load_results *res) {
 }
 
 int main(int argc, char **argv) {
-    static load_options opt = {
-        .connections = 10, .duration_ms = 10000, .size = 64, .pipeline = 1, .timeout_ms = 5000};
+    static load_options opt = {.connections = 10,
+                               .duration_ms = 10000,
+                               .size = 64,
+                               .pipeline = 1,
+                               .timeout_ms = 5000,
+                               .threads = 1};
     static load_results res;
     parse_flags(argc, argv, &opt);
     if (!opt.quiet && isatty(STDERR_FILENO))

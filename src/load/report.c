@@ -26,6 +26,27 @@ static uint64_t error_total(const load_results *res) {
     return n;
 }
 
+uint64_t results_errors(const load_results *res) { return error_total(res); }
+
+void results_add(load_results *dst, const load_results *src) {
+    dst->connections_up += src->connections_up;
+    dst->connections_failed += src->connections_failed;
+    dst->messages += src->messages;
+    dst->mismatches += src->mismatches;
+    dst->bytes_out += src->bytes_out;
+    dst->bytes_in += src->bytes_in;
+    for (int i = 0; i < ERR_KINDS; i++)
+        dst->errors[i] += src->errors[i];
+    dst->udp_sent += src->udp_sent;
+    dst->udp_lost += src->udp_lost;
+    dst->udp_late += src->udp_late;
+    if (src->start_ns && (!dst->start_ns || src->start_ns < dst->start_ns))
+        dst->start_ns = src->start_ns;
+    if (src->end_ns > dst->end_ns)
+        dst->end_ns = src->end_ns;
+    hist_add(&dst->latency, &src->latency);
+}
+
 bool results_clean(const load_results *res) {
     return error_total(res) == 0 && res->mismatches == 0 && res->connections_failed == 0 &&
            res->udp_lost == 0;
@@ -33,6 +54,30 @@ bool results_clean(const load_results *res) {
 
 static double loss_pct(const load_results *res) {
     return res->udp_sent ? 100.0 * (double)res->udp_lost / (double)res->udp_sent : 0.0;
+}
+
+/* "threads       2: messages 50.2%/49.8%, cpu 0.95/0.93 s of 10.00 s": each
+ * thread's share of the messages and its CPU (user + system) over the
+ * run's wall time, so a client-bound run shows. */
+static void report_threads_text(const load_results *res, FILE *out) {
+    fprintf(out, "threads       %zu: messages ", res->nthreads);
+    for (size_t i = 0; i < res->nthreads; i++)
+        fprintf(out, "%s%.1f%%", i ? "/" : "",
+                res->messages ? 100.0 * (double)res->thread[i].messages / (double)res->messages
+                              : 0.0);
+    fprintf(out, ", cpu ");
+    for (size_t i = 0; i < res->nthreads; i++)
+        fprintf(out, "%s%.2f", i ? "/" : "", res->thread[i].cpu_user_s + res->thread[i].cpu_sys_s);
+    fprintf(out, " s of %.2f s\n", res->wall_s);
+}
+
+static void report_threads_json(const load_results *res, FILE *out) {
+    fprintf(out, ",\"threads\":[");
+    for (size_t i = 0; i < res->nthreads; i++)
+        fprintf(out, "%s{\"messages\":%llu,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f}", i ? "," : "",
+                (unsigned long long)res->thread[i].messages, res->thread[i].cpu_user_s,
+                res->thread[i].cpu_sys_s);
+    fputc(']', out);
 }
 
 void report_text(const load_options *opt, const load_results *res, FILE *out) {
@@ -67,6 +112,7 @@ void report_text(const load_options *opt, const load_results *res, FILE *out) {
                 (unsigned long long)res->udp_lost, loss_pct(res),
                 (unsigned long long)res->udp_late);
     report_rate_line(opt, res, out);
+    report_threads_text(res, out);
 }
 
 static void json_string(FILE *out, const char *s) {
@@ -116,6 +162,7 @@ void report_json(const load_options *opt, const load_results *res, FILE *out) {
                 (unsigned long long)res->udp_lost, loss_pct(res),
                 (unsigned long long)res->udp_late);
     report_json_more(opt, res, out);
+    report_threads_json(res, out);
     fputs("}\n", out);
 }
 

@@ -1,7 +1,12 @@
 /* One task per connection (two in open-loop mode: a writer that keeps the
  * schedule and a reader), on the coroutine runtime. Every byte sent comes
  * from a pattern at an offset that differs per connection, and every byte
- * received is compared with what was sent at that stream offset. */
+ * received is compared with what was sent at that stream offset.
+ *
+ * Each thread of a -t run runs this on its own runtime over its share of
+ * the connections: the pattern, the options and the clock are set before
+ * the threads start and only read after; the -n budget is one atomic
+ * counter; everything else a thread counts is its own (thread-locals). */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -25,11 +30,15 @@
 #define READ_CHUNK (64 * 1024)
 #define SCHEDULE_QUEUE LOAD_OPEN_LOOP_WINDOW
 
+#define PUBLISH_MS 250 /* how stale the progress line's counters may be */
+
 static unsigned char *pattern;
 static const load_options *opt;
-static load_results *res;
-static int64_t stop_ns;
-static uint64_t claimed;
+static load_clock times;
+static uint64_t claimed; /* -n: messages claimed after the warm-up, atomic */
+static int spawn_warned; /* atomic: one warning for the whole process */
+static __thread load_thread *self;
+static __thread load_results *res;
 
 int64_t load_now_ns(void) { return clock_monotonic_ns(); }
 const unsigned char *load_pattern(void) { return pattern; }
@@ -46,14 +55,33 @@ static int make_pattern(void) {
     return 0;
 }
 
-/* A claim on the next message, stamped with the time: false once the run
- * is over. */
+static bool in_warmup(int64_t sent_ns) { return sent_ns < times.measure_ns; }
+
+/* A claim, at now_ns, on a message sent (or scheduled) at sent_ns: false
+ * once the run is over. Warm-up messages come on top of -n. */
+static bool claim(int64_t now_ns, int64_t sent_ns) {
+    if (!opt->messages)
+        return now_ns < times.stop_ns;
+    if (in_warmup(sent_ns))
+        return true;
+    return __atomic_fetch_add(&claimed, 1, __ATOMIC_RELAXED) < opt->messages;
+}
+
+/* A claim on the next message, sent now, stamped with the time. */
 static bool claim_message(int64_t *now_ns) {
     *now_ns = load_now_ns();
-    if (opt->messages ? claimed >= opt->messages : *now_ns >= stop_ns)
-        return false;
-    claimed++;
-    return true;
+    return claim(*now_ns, *now_ns);
+}
+
+void load_count_echo(load_results *r, int64_t sent_ns, size_t bytes) {
+    if (in_warmup(sent_ns))
+        return;
+    uint64_t latency = (uint64_t)(load_now_ns() - sent_ns);
+    hist_record(&r->latency, latency);
+    r->messages++;
+    r->bytes_in += bytes;
+    if (opt->interval_ms)
+        hist_record(&self->interval, latency);
 }
 
 bool load_claim_message(int64_t *now_ns) { return claim_message(now_ns); }
@@ -104,8 +132,9 @@ static enum load_error kind_of(int err) {
  * already took, on co_now()'s clock): no extra clock read per message. */
 static int64_t due(int64_t ns) { return ns / 1000000 + opt->timeout_ms; }
 
-/* Sends one message: the pattern from this connection's send offset. */
-static int send_message(conn *c) {
+/* Sends one message, sent (or scheduled) at sent_ns: the pattern from this
+ * connection's send offset. */
+static int send_message(conn *c, int64_t sent_ns) {
     size_t left = opt->size;
     while (left) {
         size_t at = (c->start + c->send_off) % PATTERN_LEN;
@@ -114,9 +143,10 @@ static int send_message(conn *c) {
         if (w < 0)
             return (int)w;
         c->send_off += (uint64_t)w;
-        res->bytes_out += (uint64_t)w;
         left -= (size_t)w;
     }
+    if (!in_warmup(sent_ns))
+        res->bytes_out += opt->size;
     return 0;
 }
 
@@ -159,8 +189,7 @@ static int receive_message(conn *c) {
             return -ENODATA;
         if (!matches(c, c->rbuf, (size_t)n))
             return -EPROTO;
-        res->bytes_in += (uint64_t)n;
-        left -= (size_t)n;
+        left -= (size_t)n; /* counted whole, by load_count_echo */
     }
     return 0;
 }
@@ -225,10 +254,10 @@ static void closed_loop(conn *c) {
         return;
     }
     for (;;) {
-        while (inflight < opt->pipeline &&
-               claim_message(&sent[(head + inflight) % opt->pipeline])) {
-            c->send_deadline = due(sent[(head + inflight) % opt->pipeline]);
-            int r = send_message(c);
+        while (inflight < opt->pipeline && claim_message(&sent[(head + inflight) % opt->pipeline])) {
+            int64_t sent_at = sent[(head + inflight) % opt->pipeline];
+            c->send_deadline = due(sent_at);
+            int r = send_message(c, sent_at);
             if (r) {
                 record_failure(c, r);
                 goto out;
@@ -243,8 +272,7 @@ static void closed_loop(conn *c) {
             record_failure(c, r);
             goto out;
         }
-        hist_record(&res->latency, (uint64_t)(load_now_ns() - sent[head]));
-        res->messages++;
+        load_count_echo(res, sent[head], opt->size);
         head = (head + 1) % opt->pipeline;
         inflight--;
     }
@@ -271,13 +299,13 @@ static int open_loop_writer(void *arg) {
                 break;
             continue;
         }
-        int64_t claimed_at;
-        if (!claim_message(&claimed_at))
+        int64_t claimed_at = load_now_ns();
+        if (!claim(claimed_at, next)) /* late or not, it counts as scheduled */
             break;
         if (co_chan_send(c->schedule, &next, CO_NEVER) < 0)
             break;
         c->send_deadline = due(claimed_at);
-        int r = send_message(c);
+        int r = send_message(c, next);
         if (r) {
             record_failure(c, r);
             break;
@@ -305,8 +333,7 @@ static void open_loop(conn *c) {
             co_kill(c->writer);
             break;
         }
-        hist_record(&res->latency, (uint64_t)(load_now_ns() - scheduled));
-        res->messages++;
+        load_count_echo(res, scheduled, opt->size);
     }
     co_join(c->writer, NULL, CO_NEVER);
     co_chan_free(c->schedule);
@@ -344,12 +371,35 @@ static int connection_task(void *arg) {
     return 0;
 }
 
-static int progress_task(void *arg) {
+static int64_t earliest(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The interval boundary after `boundary` (co_now() ms). With -d the last
+ * interval runs from the last boundary before the stop to the thread's
+ * end: the echoes still in flight at the stop join it, not a line of
+ * their own. */
+static int64_t next_boundary(int64_t boundary) {
+    int64_t next = boundary + opt->interval_ms;
+    return opt->messages || next < times.stop_ns / 1000000 ? next : INT64_MAX;
+}
+
+/* Publishes this thread's counters for the progress line every PUBLISH_MS
+ * and hands its interval in at each --interval boundary, until killed. */
+static int ticker_task(void *arg) {
     (void)arg;
-    for (int64_t next = co_now() + 1000;; next += 1000) {
-        if (co_sleep(next) < 0)
+    int64_t publish = opt->progress ? co_now() + PUBLISH_MS : INT64_MAX;
+    int64_t boundary = opt->interval_ms ? times.measure_ns / 1000000 + opt->interval_ms : INT64_MAX;
+    for (;;) {
+        if (co_sleep(earliest(publish, boundary)) < 0)
             return 0;
-        progress_line(opt, res, load_now_ns(), stderr);
+        int64_t now = co_now();
+        if (now >= publish) {
+            load_publish(self);
+            publish += PUBLISH_MS;
+        }
+        if (now >= boundary) {
+            load_hand_in_interval(self, false);
+            boundary = next_boundary(boundary);
+        }
     }
 }
 
@@ -367,15 +417,29 @@ static conn *new_conn(long id) {
     return c;
 }
 
+/* Counts a connection that could not start; the first one process-wide
+ * says why on stderr. */
+static void spawn_failed(long id, int err) {
+    if (!__atomic_exchange_n(&spawn_warned, 1, __ATOMIC_RELAXED))
+        fprintf(stderr,
+                "coecho-load: warning: cannot start connection %ld: %s; going on "
+                "without it and any other that cannot start\n",
+                id, strerror(-err));
+    res->errors[ERR_SPAWN]++;
+    res->connections_failed++;
+}
+
 static int root(void *arg) {
     (void)arg;
-    co_tid progress = 0;
-    if (opt->progress) {
-        co_spawn_attr attr = {.name = "progress"};
-        co_spawn_with(&progress, progress_task, NULL, &attr);
+    co_tid ticker = 0;
+    if (opt->progress || opt->interval_ms) {
+        co_spawn_attr attr = {.name = "ticker"};
+        co_spawn_with(&ticker, ticker_task, NULL, &attr);
     }
     long started = 0;
-    for (long i = 0; i < opt->connections; i++) {
+    /* Connection ids stay global (targets and patterns follow them):
+     * thread k of N takes k, k + N, ... */
+    for (long i = self->index; i < opt->connections; i += opt->threads) {
         if (opt->connect_rate > 0) {
             int64_t due = res->start_ns + (int64_t)((double)i * 1e9 / opt->connect_rate);
             int64_t now = load_now_ns();
@@ -389,13 +453,7 @@ static int root(void *arg) {
         if (err) {
             free(c ? c->rbuf : NULL);
             free(c);
-            if (!res->errors[ERR_SPAWN])
-                fprintf(stderr,
-                        "coecho-load: warning: cannot start connection %ld: %s; going on "
-                        "without it and any other that cannot start\n",
-                        i, strerror(-err));
-            res->errors[ERR_SPAWN]++;
-            res->connections_failed++;
+            spawn_failed(i, err);
             tally_count(opt, res, i, TALLY_FAILED);
             tally_count(opt, res, i, TALLY_ERROR);
             continue;
@@ -404,27 +462,32 @@ static int root(void *arg) {
     }
     co_tid tid;
     for (long done = 0; done < started;)
-        if (co_wait_child(&tid, NULL, CO_NEVER) == 0 && tid != progress)
+        if (co_wait_child(&tid, NULL, CO_NEVER) == 0 && tid != ticker)
             done++;
     res->end_ns = load_now_ns();
-    if (progress) {
-        co_kill(progress);
-        co_join(progress, NULL, CO_NEVER);
+    if (ticker) {
+        co_kill(ticker);
+        co_join(ticker, NULL, CO_NEVER);
     }
     return 0;
 }
 
-int load_run(const load_options *options, load_results *results) {
+int load_run_setup(const load_options *options, const load_clock *run_clock) {
     opt = options;
-    res = results;
-    int r = make_pattern();
-    if (r)
-        return r;
-    res->start_ns = load_now_ns();
-    stop_ns = res->start_ns + opt->duration_ms * 1000000;
+    times = *run_clock;
     claimed = 0;
-    r = co_run(root, NULL, NULL);
+    spawn_warned = 0;
+    return make_pattern();
+}
+
+void load_run_teardown(void) {
     free(pattern);
     pattern = NULL;
-    return r < 0 ? r : 0;
+}
+
+void load_thread_run(load_thread *t) {
+    self = t;
+    res = &t->res;
+    res->start_ns = times.start_ns;
+    t->status = co_run(root, NULL, NULL);
 }

@@ -24,13 +24,18 @@ double load_seconds(const load_results *res) {
     return s > 0 ? s : 1e-9;
 }
 
-double load_achieved_rate(const load_results *res) {
+/* With -d, the messages scheduled within the measured window, over that
+ * window: connecting and the final wait for the last echoes do not dilute
+ * it. With -n, over the run's duration. */
+double load_achieved_rate(const load_options *opt, const load_results *res) {
+    if (!opt->messages && opt->duration_ms > 0)
+        return (double)res->messages / ((double)opt->duration_ms / 1e3);
     return (double)res->messages / load_seconds(res);
 }
 
 /* Percent by which the achieved rate is below (negative) or above the -r. */
 static double rate_diff_pct(const load_options *opt, const load_results *res) {
-    return 100.0 * (load_achieved_rate(res) - opt->rate) / opt->rate;
+    return 100.0 * (load_achieved_rate(opt, res) - opt->rate) / opt->rate;
 }
 
 bool load_rate_missed(const load_options *opt, const load_results *res) {
@@ -40,7 +45,7 @@ bool load_rate_missed(const load_options *opt, const load_results *res) {
 void report_rate_line(const load_options *opt, const load_results *res, FILE *out) {
     if (opt->rate > 0)
         fprintf(out, "rate          requested %.1f/s, achieved %.1f/s (%+.1f%%)\n", opt->rate,
-                load_achieved_rate(res), rate_diff_pct(opt, res));
+                load_achieved_rate(opt, res), rate_diff_pct(opt, res));
 }
 
 void warn_rate_missed(const load_options *opt, const load_results *res) {
@@ -48,7 +53,7 @@ void warn_rate_missed(const load_options *opt, const load_results *res) {
             "coecho-load: warning: achieved %.1f messages/s, %.1f%% below the requested %.1f/s "
             "(more than %d%%): the client or the server could not keep up; the latencies "
             "describe a lower load than asked for\n",
-            load_achieved_rate(res), -rate_diff_pct(opt, res), opt->rate, LOAD_RATE_TOLERANCE_PCT);
+            load_achieved_rate(opt, res), -rate_diff_pct(opt, res), opt->rate, LOAD_RATE_TOLERANCE_PCT);
 }
 
 /* ISO 8601 UTC with milliseconds: 2026-12-01T06:00:00.123Z. */
@@ -113,6 +118,6 @@ void report_json_more(const load_options *opt, const load_results *res, FILE *ou
     params_member(opt, out);
     if (opt->rate > 0)
         fprintf(out, ",\"rate\":{\"requested\":%.1f,\"achieved\":%.1f,\"missed_pct\":%.1f}",
-                opt->rate, load_achieved_rate(res), -rate_diff_pct(opt, res));
+                opt->rate, load_achieved_rate(opt, res), -rate_diff_pct(opt, res));
     report_json_histogram(&res->latency, out);
 }

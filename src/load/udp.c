@@ -39,8 +39,9 @@ typedef struct session {
     int64_t next_ns;     /* -r: when the next datagram is due */
 } session;
 
-static const load_options *opt;
-static load_results *res;
+/* Per thread: each thread of a -t run has its own sessions and results. */
+static __thread const load_options *opt;
+static __thread load_results *res;
 
 /* The payload of datagram seq of session id, after its header. */
 static size_t pattern_at(long id, uint64_t seq) {
@@ -112,9 +113,7 @@ static void take_echo(session *s, size_t n) {
             res->errors[ERR_MISMATCH]++;
             tally_count(opt, res, s->id, TALLY_ERROR);
         } else {
-            hist_record(&res->latency, (uint64_t)(load_now_ns() - s->win[i].sent_ns));
-            res->messages++;
-            res->bytes_in += n;
+            load_count_echo(res, s->win[i].sent_ns, n);
         }
         drop_slot(s, i);
         return;

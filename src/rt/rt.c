@@ -30,7 +30,7 @@ enum {
 #define DEFAULT_STACK_CACHE 1024
 #define DEFAULT_PARK_AFTER_MS 1000
 
-struct rt_sched rt_sched;
+__thread struct rt_sched rt_sched;
 
 void rt_assert_failed(const char *invariant, const char *cond, const char *file, int line) {
     fprintf(stderr, "coecho rt: invariant violated: %s (%s, %s:%d)\n", invariant, cond, file, line);

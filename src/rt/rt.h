@@ -16,6 +16,14 @@
  *
  * Every call except co_run and co_now must be made from inside a task.
  *
+ * One runtime per thread: several threads may each be inside their own
+ * co_run at once, each with its own loop, tasks and stacks. A task,
+ * channel or fd wait belongs to the thread that made it: tasks never move
+ * between threads, and no call here may name another thread's task or
+ * channel. Threads share nothing through the rt; they hand data over with
+ * their own locks or atomics. Signals are the exception: libev lets only
+ * one loop watch a given signal, so co_signal_watch belongs to one thread.
+ *
  * A task's stack is its own. A task that has waited longer than
  * co_options.park_after_ms is parked: its live frames are copied aside and
  * its stack's pages given back to the kernel, then copied back, to the same

@@ -104,7 +104,10 @@ struct rt_sched {
     uint64_t batches;
 };
 
-extern struct rt_sched rt_sched;
+/* One scheduler per thread (rt.h): each thread's co_run owns its own
+ * loop, pool and tasks. In an executable a thread-local is reached by a
+ * thread-pointer-relative load (local- or initial-exec), no call. */
+extern __thread struct rt_sched rt_sched;
 
 static inline bool linked(const list_link *l) { return l->next != l; }
 

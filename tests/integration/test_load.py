@@ -1252,6 +1252,152 @@ def progress_lines(ctx):
 
 
 # ---------------------------------------------------------------------------
+# threads, warm-up and the interval series
+
+def start_daemon_workers(ctx, workers):
+    """coechod with `workers` worker processes on one loopback port."""
+    d = ctx.daemon([], config=yaml_config(extra="workers: %d\n" % workers))
+    found = d.wait_listening(1)
+    d.wait_log(r"\b%d workers ready" % workers, 20.0)
+    return d, found[0][1]
+
+
+@test
+def two_threads(ctx):
+    """-t 2 against coechod with 2 workers: exit 0, a JSON threads array of
+    2 whose messages sum to the total, each thread with over 20% of them;
+    -n counted exactly across threads with a warm-up (closed and open
+    loop); the text summary gains a threads line."""
+    d, port = start_daemon_workers(ctx, 2)
+    target = "127.0.0.1:%d" % port
+    r = run_load(ctx, ["-t", "2", "-c", "8", "-d", "1s", "-q", "--json", target], 20)
+    obj = parse_json(r)
+    expect_clean(r, obj)
+    threads = obj.get("threads")
+    check(isinstance(threads, list) and len(threads) == 2,
+          "threads %r, expected a list of 2" % (threads,))
+    for t in threads:
+        check(all(is_number(t.get(k)) for k in ("messages", "cpu_user_s", "cpu_sys_s")),
+              "thread entry %r lacks messages, cpu_user_s or cpu_sys_s" % (t,))
+    total = sum(t["messages"] for t in threads)
+    check(total == obj["messages"], "threads' messages sum to %d, the summary says %d"
+          % (total, obj["messages"]))
+    check(obj["messages"] > 0, "no message echoed")
+    for i, t in enumerate(threads):
+        check(t["messages"] > 0.2 * obj["messages"],
+              "thread %d has %d of %d messages (expected > 20%%)"
+              % (i, t["messages"], obj["messages"]))
+    # -n is one budget for both threads; warm-up messages come on top of it.
+    for extra in ([], ["-r", "5000"]):
+        r = run_load(ctx, ["-t", "2", "-c", "4", "-n", "3000", "--warmup", "200ms", "-q",
+                           "--json"] + extra + [target], 20)
+        obj = parse_json(r)
+        expect_clean(r, obj)
+        check(obj["messages"] == 3000, "%s: %d messages counted, expected -n 3000"
+              % (r.cmd(), obj["messages"]))
+    r = run_load(ctx, ["-t", "2", "-c", "4", "-d", "300ms", target], 20)
+    check(r.rc == 0, "expected exit 0: %s" % r.summary())
+    check(re.search(r"(?m)^threads\s+2: messages \d+\.\d%/\d+\.\d%, "
+                    r"cpu \d+\.\d\d/\d+\.\d\d s of \d+\.\d\d s\s*$", r.stdout),
+          "no threads line as in the contract:\n%s" % r.stdout)
+
+
+def slow_start_handler(slow_for, delay):
+    """An echo server that delays every echo by delay seconds during its
+    first slow_for seconds (from its first connection), then echoes at once."""
+    lock = threading.Lock()
+    began = []
+
+    def handler(c, srv):
+        with lock:
+            if not began:
+                began.append(time.monotonic())
+        while True:
+            data = srv.recv(c)
+            if not data:
+                return srv.finish(c)
+            if time.monotonic() - began[0] < slow_for:
+                time.sleep(delay)
+            srv.send(c, data)
+    return handler
+
+
+@test
+def warmup_excludes_slow_start(ctx):
+    """A server slow (200 ms per echo) for its first second: with
+    --warmup 1.5s those echoes are not counted (p99 under 100 ms) and the
+    duration is the measured second; without, the max shows them."""
+    srv = ctx.server(slow_start_handler(1.0, 0.2), "slow-start")
+    target = "127.0.0.1:%d" % srv.port
+    r = run_load(ctx, ["-c", "2", "-d", "1s", "--warmup", "1500ms", "-q", "--json", target], 20)
+    obj = parse_json(r)
+    expect_clean(r, obj)
+    check(obj["messages"] > 0, "no message counted after the warm-up")
+    check(obj["latency_us"]["p99"] < 100000,
+          "p99 %r us after a 1.5 s warm-up: the slow first second was counted"
+          % obj["latency_us"]["p99"])
+    check(0.9 <= obj["duration_s"] < 5, "duration_s %r: not the measured 1 s"
+          % obj["duration_s"])
+    srv2 = ctx.server(slow_start_handler(1.0, 0.2), "slow-start-2")
+    r = run_load(ctx, ["-c", "2", "-d", "1s", "-q", "--json", "127.0.0.1:%d" % srv2.port], 20)
+    obj = parse_json(r)
+    expect_clean(r, obj)
+    check(obj["latency_us"]["max"] >= 150000,
+          "max %r us without warm-up: the 200 ms echoes are missing"
+          % obj["latency_us"]["max"])
+
+
+@test
+def interval_series(ctx):
+    """--interval 200ms --series F for -d 1s, 2 threads: 4 to 6 JSON lines,
+    t increasing, messages summing exactly to the summary's."""
+    d, found = start_daemon(ctx)
+    path = os.path.join(ctx.dir, "series.jsonl")
+    r = run_load(ctx, ["-t", "2", "-c", "4", "-d", "1s", "--interval", "200ms",
+                       "--series", path, "-q", "--json", "127.0.0.1:%d" % found[0][1]], 20)
+    obj = parse_json(r)
+    expect_clean(r, obj)
+    with open(path) as f:
+        lines = [l for l in f.read().splitlines() if l.strip()]
+    check(4 <= len(lines) <= 6, "%d series lines for -d 1s at 200 ms: %r"
+          % (len(lines), lines[:8]))
+    rows = []
+    for l in lines:
+        try:
+            row = json.loads(l)
+        except ValueError:
+            raise TestFailure("series line is not JSON: %r" % l)
+        lat = row.get("latency_us", {})
+        check(all(is_number(row.get(k)) for k in ("t", "messages", "msgs_per_sec", "errors"))
+              and all(is_number(lat.get(k)) for k in ("p50", "p99", "max")),
+              "series line lacks a key of the contract: %r" % l)
+        rows.append(row)
+    ts = [row["t"] for row in rows]
+    check(ts == sorted(ts) and ts[0] > 0, "t not increasing from > 0: %r" % ts)
+    total = sum(row["messages"] for row in rows)
+    check(total == obj["messages"], "series messages sum to %d, the summary says %d"
+          % (total, obj["messages"]))
+
+
+@test
+def thread_flag_errors(ctx):
+    """-t 0, -t 257, -t above -c, --interval without --series and the
+    reverse, --udp with --warmup: usage errors (exit 2)."""
+    t = "127.0.0.1:%d" % refusing_port(ctx)
+    cases = [["-t", "0", t], ["-t", "257", t], ["-t", "x", t], ["-c", "2", "-t", "3", t],
+             ["--interval", "1s", t], ["--series", "f", t], ["--warmup", "x", t],
+             ["--udp", "--warmup", "1s", t]]
+    for args in cases:
+        r = run_load(ctx, args, 10)
+        check(r.rc == 2 and re.search(r"(?i)usage", r.stderr),
+              "%s: expected a usage error: %s" % (" ".join(args), r.summary()))
+    r = run_load(ctx, ["--help"], 10)
+    missing = [o for o in ("--threads", "--warmup", "--interval", "--series")
+               if o not in r.stdout]
+    check(not missing, "usage does not mention %s" % " ".join(missing))
+
+
+# ---------------------------------------------------------------------------
 # runner
 
 def main(argv):
