@@ -37,10 +37,10 @@ typedef struct load_options {
     const char *histogram_path;
     const char *hgrm_path; /* --hgrm: HdrHistogram percentile text */
     bool merge;            /* --merge: the arguments are --json files */
-    source_list sources; /* --source; .n == 0 without */
-    long threads;        /* -t: runtimes, one pthread each (default 1) */
-    int64_t warmup_ms;   /* --warmup: run this long first, uncounted */
-    int64_t interval_ms; /* --interval: one --series line per interval; 0: none */
+    source_list sources;   /* --source; .n == 0 without */
+    long threads;          /* -t: runtimes, one pthread each (default 1) */
+    int64_t warmup_ms;     /* --warmup: run this long first, uncounted */
+    int64_t interval_ms;   /* --interval: one --series line per interval; 0: none */
     const char *series_path;
 } load_options;
 
@@ -158,6 +158,11 @@ bool results_clean(const load_results *res);
  * per-target and per-source counts are tally_add's. */
 void results_add(load_results *dst, const load_results *src);
 uint64_t results_errors(const load_results *res);
+/* The threads line of the text summary and the "threads" member (with its
+ * leading comma) of the JSON, from n threads' figures; a run's or --merge's. */
+void report_threads_text(FILE *out, const struct load_thread_stats *t, size_t n, uint64_t messages,
+                         double wall_s);
+void report_threads_json(FILE *out, const struct load_thread_stats *t, size_t n);
 void progress_line(const load_options *opt, const load_results *res, int64_t now_ns, FILE *out);
 
 /* runinfo.c: the run's metadata and histogram in JSON, the rate check. An

@@ -6,7 +6,9 @@
  * row there, and it is read, combined and printed (in --json) with no other
  * change. The histogram combines bucket by bucket (hist_add), so merged
  * percentiles are exact; the text summary and the latency figures come from
- * it. */
+ * it. per_target and per_source add by name (keyed_list), threads are
+ * concatenated, and params/version/host/start_time are combined so that a
+ * merge's JSON can be merged again; sources.c and report.c print them. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -51,6 +53,13 @@ static field field_at(size_t i) {
     return i < NFIELDS ? fields[i] : (field){"errors", load_error_names[i - NFIELDS], COUNT_ADD};
 }
 
+/* Counts keyed by a name (a target, a source), in first-seen order. */
+typedef struct keyed_list {
+    char **names;
+    endpoint_counts *counts;
+    size_t n, cap;
+} keyed_list;
+
 typedef struct merged {
     int runs;
     uint64_t count[NALL];
@@ -60,6 +69,13 @@ typedef struct merged {
     const char *first_file; /* for the params check */
     double size, pipeline;
     char targets[8192]; /* every run's targets, once each, as JSON strings */
+    keyed_list per_target, per_source;
+    struct load_thread_stats *thread; /* every run's threads, in order */
+    size_t nthreads, thread_cap;
+    char *params, *version; /* the runs' (as JSON text, params), NULL if any differ */
+    bool params_differ, version_differ;
+    keyed_list hosts; /* the distinct hosts, first seen first (counts unused) */
+    char *start_time; /* the earliest */
 } merged;
 
 typedef struct source {
@@ -172,7 +188,281 @@ static void add_targets(merged *m, const source *src) {
     }
 }
 
+static int no_memory(void) {
+    fprintf(stderr, "coecho-load: out of memory\n");
+    return -1;
+}
+
+/* Grows an array of *cap items of size each to hold need; 0 or -1. */
+static int grow(void **items, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap)
+        return 0;
+    size_t more = *cap ? *cap * 2 : 8;
+    void *p = realloc(*items, more * size);
+    if (!p)
+        return no_memory();
+    *items = p;
+    *cap = more;
+    return 0;
+}
+
+/* The entry named name (added, zeroed, if new); NULL when out of memory. */
+static endpoint_counts *keyed_entry(keyed_list *l, const char *name) {
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0)
+            return &l->counts[i];
+    size_t cap = l->cap;
+    if (grow((void **)&l->names, &cap, l->n + 1, sizeof *l->names) != 0 ||
+        grow((void **)&l->counts, &l->cap, l->n + 1, sizeof *l->counts) != 0)
+        return NULL;
+    char *copy = strdup(name);
+    if (!copy) {
+        no_memory();
+        return NULL;
+    }
+    l->names[l->n] = copy;
+    l->counts[l->n] = (endpoint_counts){0, 0, 0};
+    return &l->counts[l->n++];
+}
+
+static void keyed_free(keyed_list *l) {
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    free(l->counts);
+    *l = (keyed_list){0};
+}
+
+/* A member of entry index of the array member, e.g. "per_source[1].failed",
+ * for the error messages. */
+static const char *entry_path(char *buf, size_t size, const char *member, size_t index,
+                              const char *name) {
+    snprintf(buf, size, "%s[%zu]%s%s", member, index, *name ? "." : "", name);
+    return buf;
+}
+
+static int entry_count(const source *src, const json_value *e, const char *member, size_t index,
+                       const char *name, uint64_t *out) {
+    char path[96];
+    const json_value *v = jsonread_get(e, name);
+    if (!v || v->type != JSON_NUMBER || !v->is_uint)
+        return bad(src, v ? "not a count:" : "no member",
+                   entry_path(path, sizeof path, member, index, name));
+    *out = v->uint;
+    return 0;
+}
+
+/* One {"KEY":"NAME","connections":N,"failed":N,"errors":N} entry added. */
+static int add_entry(keyed_list *l, const source *src, const json_value *e, const char *member,
+                     size_t index, const char *key) {
+    char path[96];
+    const json_value *name = jsonread_get(e, key);
+    if (e->type != JSON_OBJECT)
+        return bad(src, "not an object:", entry_path(path, sizeof path, member, index, ""));
+    if (!name || name->type != JSON_STRING)
+        return bad(src, name ? "not a string:" : "no member",
+                   entry_path(path, sizeof path, member, index, key));
+    endpoint_counts c;
+    if (entry_count(src, e, member, index, "connections", &c.up) != 0 ||
+        entry_count(src, e, member, index, "failed", &c.failed) != 0 ||
+        entry_count(src, e, member, index, "errors", &c.errors) != 0)
+        return -1;
+    endpoint_counts *sum = keyed_entry(l, name->string);
+    if (!sum)
+        return -1;
+    sum->up += c.up;
+    sum->failed += c.failed;
+    sum->errors += c.errors;
+    return 0;
+}
+
+/* per_target or per_source: entries with the same name add. */
+static int add_keyed(keyed_list *l, const source *src, const char *member, const char *key,
+                     bool required) {
+    const json_value *a = jsonread_get(src->root, member);
+    if (!a)
+        return required ? bad(src, "no member", member) : 0;
+    if (a->type != JSON_ARRAY)
+        return bad(src, "not an array:", member);
+    for (size_t i = 0; i < a->count; i++)
+        if (add_entry(l, src, &a->items[i], member, i, key) != 0)
+            return -1;
+    return 0;
+}
+
+static int entry_seconds(const source *src, const json_value *e, size_t index, const char *name,
+                         double *out) {
+    char path[96];
+    const json_value *v = jsonread_get(e, name);
+    if (!v || v->type != JSON_NUMBER || v->number < 0)
+        return bad(src, v ? "not a number of seconds:" : "no member",
+                   entry_path(path, sizeof path, "threads", index, name));
+    *out = v->number;
+    return 0;
+}
+
+/* The run's threads, after those of the runs before. */
+static int add_threads(merged *m, const source *src) {
+    const json_value *a = jsonread_get(src->root, "threads");
+    if (!a)
+        return 0;
+    if (a->type != JSON_ARRAY)
+        return bad(src, "not an array:", "threads");
+    if (grow((void **)&m->thread, &m->thread_cap, m->nthreads + a->count, sizeof *m->thread) != 0)
+        return -1;
+    for (size_t i = 0; i < a->count; i++) {
+        struct load_thread_stats *t = &m->thread[m->nthreads + i];
+        const json_value *e = &a->items[i];
+        if (entry_count(src, e, "threads", i, "messages", &t->messages) != 0 ||
+            entry_seconds(src, e, i, "cpu_user_s", &t->cpu_user_s) != 0 ||
+            entry_seconds(src, e, i, "cpu_sys_s", &t->cpu_sys_s) != 0)
+            return -1;
+    }
+    m->nthreads += a->count;
+    return 0;
+}
+
+static void print_string(const char *s, FILE *out) {
+    size_t len = strlen(s), size = len * 6 + 1;
+    char *esc = malloc(size);
+    if (esc)
+        json_escape(esc, size, s, len);
+    else
+        no_memory(); /* the string is left empty */
+    fprintf(out, "\"%s\"", esc ? esc : "");
+    free(esc);
+}
+
+/* v as JSON text (numbers as %.17g, so 0 and 0.0 print alike). */
+static void print_value(const json_value *v, FILE *out) {
+    switch (v->type) {
+    case JSON_NULL:
+        fputs("null", out);
+        break;
+    case JSON_BOOL:
+        fputs(v->boolean ? "true" : "false", out);
+        break;
+    case JSON_NUMBER:
+        if (v->is_uint)
+            fprintf(out, "%llu", (unsigned long long)v->uint);
+        else
+            fprintf(out, "%.17g", v->number);
+        break;
+    case JSON_STRING:
+        print_string(v->string, out);
+        break;
+    default:
+        fputc(v->type == JSON_ARRAY ? '[' : '{', out);
+        for (size_t i = 0; i < v->count; i++) {
+            if (i)
+                fputc(',', out);
+            if (v->type == JSON_OBJECT) {
+                print_string(v->keys[i], out);
+                fputc(':', out);
+            }
+            print_value(&v->items[i], out);
+        }
+        fputc(v->type == JSON_ARRAY ? ']' : '}', out);
+    }
+}
+
+/* v as JSON text in a malloc'd string; NULL when out of memory. */
+static char *value_text(const json_value *v) {
+    char *text = NULL;
+    size_t len;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    print_value(v, f);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* Keeps *kept while every run has the same member (as text). */
+static int agree(char **kept, bool *differ, const json_value *v, bool first) {
+    if (*differ)
+        return 0;
+    if (!v) {
+        *differ = true;
+        free(*kept);
+        *kept = NULL;
+        return 0;
+    }
+    char *text = value_text(v);
+    if (!text)
+        return no_memory();
+    if (first) {
+        *kept = text;
+        return 0;
+    }
+    *differ = strcmp(*kept, text) != 0;
+    free(text);
+    if (*differ) {
+        free(*kept);
+        *kept = NULL;
+    }
+    return 0;
+}
+
+static int add_host(merged *m, const source *src, const json_value *h) {
+    if (h->type != JSON_STRING)
+        return bad(src, "expected strings in", "host");
+    return keyed_entry(&m->hosts, h->string) ? 0 : -1;
+}
+
+/* host: a string, or (a merge's) a list of them. */
+static int add_hosts(merged *m, const source *src) {
+    const json_value *h = jsonread_get(src->root, "host");
+    if (!h)
+        return 0;
+    if (h->type != JSON_ARRAY)
+        return add_host(m, src, h);
+    for (size_t i = 0; i < h->count; i++)
+        if (add_host(m, src, &h->items[i]) != 0)
+            return -1;
+    return 0;
+}
+
+/* The earliest start_time: the ISO 8601 UTC strings sort as the times. */
+static int add_start_time(merged *m, const source *src) {
+    const json_value *t = jsonread_get(src->root, "start_time");
+    if (!t)
+        return 0;
+    if (t->type != JSON_STRING)
+        return bad(src, "not a string:", "start_time");
+    if (m->start_time && strcmp(t->string, m->start_time) >= 0)
+        return 0;
+    char *copy = strdup(t->string);
+    if (!copy)
+        return no_memory();
+    free(m->start_time);
+    m->start_time = copy;
+    return 0;
+}
+
+/* version, start_time, host, params. */
+static int add_meta(merged *m, const source *src) {
+    bool first = m->runs == 0;
+    if (agree(&m->params, &m->params_differ, jsonread_get(src->root, "params"), first) != 0 ||
+        agree(&m->version, &m->version_differ, jsonread_get(src->root, "version"), first) != 0)
+        return -1;
+    return add_hosts(m, src) != 0 ? -1 : add_start_time(m, src);
+}
+
+/* A merge's JSON counts its runs; a run's is one. */
+static int runs_of(const source *src, int *runs) {
+    const json_value *v = jsonread_get(src->root, "runs");
+    if (v && (v->type != JSON_NUMBER || !v->is_uint || v->uint < 1 || v->uint > 1000000))
+        return bad(src, "not a count of runs:", "runs");
+    *runs = v ? (int)v->uint : 1;
+    return 0;
+}
+
 static int add_run(merged *m, const source *src) {
+    int runs;
     if (src->root->type != JSON_OBJECT)
         return bad(src, "expected an object, the --json output of a run, not", "a value");
     for (size_t i = 0; i < NALL; i++)
@@ -180,7 +470,12 @@ static int add_run(merged *m, const source *src) {
             return -1;
     check_params(m, src);
     add_targets(m, src);
-    m->runs++;
+    if (runs_of(src, &runs) != 0 ||
+        add_keyed(&m->per_target, src, "per_target", "target", true) != 0 ||
+        add_keyed(&m->per_source, src, "per_source", "source", false) != 0 ||
+        add_threads(m, src) != 0 || add_meta(m, src) != 0)
+        return -1;
+    m->runs += runs;
     return read_histogram(&m->latency, src);
 }
 
@@ -328,6 +623,34 @@ static double loss_pct(const merged *m) {
     return sent ? 100.0 * (double)m->count[find("udp", "lost")] / (double)sent : 0.0;
 }
 
+static void json_tallies(const merged *m, FILE *out) {
+    const keyed_list *t = &m->per_target, *s = &m->per_source;
+    tally_json(out, "per_target", "target", (const char *const *)t->names, t->counts, t->n);
+    if (s->n)
+        tally_json(out, "per_source", "source", (const char *const *)s->names, s->counts, s->n);
+}
+
+/* version and params if every run had the same; the earliest start_time;
+ * host: the one, or the list of them. */
+static void json_meta(const merged *m, FILE *out) {
+    if (m->version)
+        fprintf(out, ",\"version\":%s", m->version);
+    if (m->start_time) {
+        fputs(",\"start_time\":", out);
+        print_string(m->start_time, out);
+    }
+    if (m->hosts.n)
+        fputs(",\"host\":", out);
+    for (size_t i = 0; i < m->hosts.n; i++) {
+        fputs(i ? "," : m->hosts.n > 1 ? "[" : "", out);
+        print_string(m->hosts.names[i], out);
+    }
+    if (m->hosts.n > 1)
+        fputc(']', out);
+    if (m->params)
+        fprintf(out, ",\"params\":%s", m->params);
+}
+
 static void merged_json(const merged *m, FILE *out) {
     fprintf(out, "{\"runs\":%d,\"targets\":[%s],", m->runs, m->targets);
     json_group(m, NULL, false, out);
@@ -335,6 +658,7 @@ static void merged_json(const merged *m, FILE *out) {
     fputs(",\"errors\":{", out);
     json_group(m, "errors", true, out);
     fputc('}', out);
+    json_tallies(m, out);
     if (group_present(m, "udp")) {
         fputs(",\"udp\":{", out);
         json_group(m, "udp", false, out);
@@ -345,7 +669,10 @@ static void merged_json(const merged *m, FILE *out) {
         json_group(m, "rate", false, out);
         fprintf(out, "\"missed_pct\":%.1f}", missed_pct(m));
     }
+    json_meta(m, out);
     report_json_histogram(&m->latency, out);
+    if (m->nthreads)
+        report_threads_json(out, m->thread, m->nthreads);
     fputs("}\n", out);
 }
 
@@ -368,12 +695,22 @@ static void text_errors(const merged *m, FILE *out) {
     fprintf(out, "%s\n", *sep ? "" : "none");
 }
 
+/* As a run's: a line per target when more than one, per source. */
+static void text_tallies(const merged *m, FILE *out) {
+    const keyed_list *t = &m->per_target, *s = &m->per_source;
+    if (t->n > 1)
+        tally_targets_text(out, (const char *const *)t->names, t->counts, t->n);
+    if (s->n)
+        tally_sources_text(out, (const char *const *)s->names, s->counts, s->n);
+}
+
 static void merged_text(const merged *m, FILE *out) {
     const histogram *h = &m->latency;
     fprintf(out, "runs          %d merged\n", m->runs);
     fprintf(out, "connections   %llu up, %llu failed\n",
             (unsigned long long)count_of(m, NULL, "connections"),
             (unsigned long long)count_of(m, NULL, "connections_failed"));
+    text_tallies(m, out);
     fprintf(out, "messages      %llu in %.2f s (the longest run), %.1f/s (the runs' sum)\n",
             (unsigned long long)count_of(m, NULL, "messages"), value_of(m, NULL, "duration_s"),
             value_of(m, NULL, "msgs_per_sec"));
@@ -393,6 +730,9 @@ static void merged_text(const merged *m, FILE *out) {
     if (group_present(m, "rate"))
         fprintf(out, "rate          requested %.1f/s, achieved %.1f/s (%+.1f%%)\n",
                 value_of(m, "rate", "requested"), value_of(m, "rate", "achieved"), -missed_pct(m));
+    if (m->nthreads) /* the CPU times over the longest run's duration */
+        report_threads_text(out, m->thread, m->nthreads, count_of(m, NULL, "messages"),
+                            value_of(m, NULL, "duration_s"));
 }
 
 /* As a run's: errors of any kind 1, then a missed rate 3. */
@@ -414,16 +754,32 @@ static int merged_status(const merged *m) {
     return 0;
 }
 
-int load_merge(const load_options *opt, const char *const *files, int nfiles) {
-    static merged m; /* the histogram is 40 KiB: not on the stack */
+static void merged_free(merged *m) {
+    keyed_free(&m->per_target);
+    keyed_free(&m->per_source);
+    keyed_free(&m->hosts);
+    free(m->thread);
+    free(m->params);
+    free(m->version);
+    free(m->start_time);
+}
+
+static int merge_files(merged *m, const load_options *opt, const char *const *files, int nfiles) {
     for (int i = 0; i < nfiles; i++)
-        if (merge_file(&m, files[i]) != 0)
+        if (merge_file(m, files[i]) != 0)
             return 2;
     if (opt->json)
-        merged_json(&m, stdout);
+        merged_json(m, stdout);
     else if (!opt->quiet)
-        merged_text(&m, stdout);
-    if (write_histograms(opt, &m.latency) != 0)
+        merged_text(m, stdout);
+    if (write_histograms(opt, &m->latency) != 0)
         return 1;
-    return merged_status(&m);
+    return merged_status(m);
+}
+
+int load_merge(const load_options *opt, const char *const *files, int nfiles) {
+    static merged m; /* the histogram is 40 KiB: not on the stack */
+    int status = merge_files(&m, opt, files, nfiles);
+    merged_free(&m);
+    return status;
 }

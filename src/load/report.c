@@ -59,24 +59,23 @@ static double loss_pct(const load_results *res) {
 /* "threads       2: messages 50.2%/49.8%, cpu 0.95/0.93 s of 10.00 s": each
  * thread's share of the messages and its CPU (user + system) over the
  * run's wall time, so a client-bound run shows. */
-static void report_threads_text(const load_results *res, FILE *out) {
-    fprintf(out, "threads       %zu: messages ", res->nthreads);
-    for (size_t i = 0; i < res->nthreads; i++)
+void report_threads_text(FILE *out, const struct load_thread_stats *t, size_t n, uint64_t messages,
+                         double wall_s) {
+    fprintf(out, "threads       %zu: messages ", n);
+    for (size_t i = 0; i < n; i++)
         fprintf(out, "%s%.1f%%", i ? "/" : "",
-                res->messages ? 100.0 * (double)res->thread[i].messages / (double)res->messages
-                              : 0.0);
+                messages ? 100.0 * (double)t[i].messages / (double)messages : 0.0);
     fprintf(out, ", cpu ");
-    for (size_t i = 0; i < res->nthreads; i++)
-        fprintf(out, "%s%.2f", i ? "/" : "", res->thread[i].cpu_user_s + res->thread[i].cpu_sys_s);
-    fprintf(out, " s of %.2f s\n", res->wall_s);
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%s%.2f", i ? "/" : "", t[i].cpu_user_s + t[i].cpu_sys_s);
+    fprintf(out, " s of %.2f s\n", wall_s);
 }
 
-static void report_threads_json(const load_results *res, FILE *out) {
+void report_threads_json(FILE *out, const struct load_thread_stats *t, size_t n) {
     fprintf(out, ",\"threads\":[");
-    for (size_t i = 0; i < res->nthreads; i++)
+    for (size_t i = 0; i < n; i++)
         fprintf(out, "%s{\"messages\":%llu,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f}", i ? "," : "",
-                (unsigned long long)res->thread[i].messages, res->thread[i].cpu_user_s,
-                res->thread[i].cpu_sys_s);
+                (unsigned long long)t[i].messages, t[i].cpu_user_s, t[i].cpu_sys_s);
     fputc(']', out);
 }
 
@@ -112,7 +111,7 @@ void report_text(const load_options *opt, const load_results *res, FILE *out) {
                 (unsigned long long)res->udp_lost, loss_pct(res),
                 (unsigned long long)res->udp_late);
     report_rate_line(opt, res, out);
-    report_threads_text(res, out);
+    report_threads_text(out, res->thread, res->nthreads, res->messages, res->wall_s);
 }
 
 static void json_string(FILE *out, const char *s) {
@@ -162,7 +161,7 @@ void report_json(const load_options *opt, const load_results *res, FILE *out) {
                 (unsigned long long)res->udp_lost, loss_pct(res),
                 (unsigned long long)res->udp_late);
     report_json_more(opt, res, out);
-    report_threads_json(res, out);
+    report_threads_json(out, res->thread, res->nthreads);
     fputs("}\n", out);
 }
 

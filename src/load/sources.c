@@ -251,13 +251,14 @@ static void counts_line(FILE *out, const char *label, int width, const char *nam
             (unsigned long long)c->errors);
 }
 
-static void targets_text(const load_options *opt, const load_results *res, FILE *out) {
+static void lines_text(FILE *out, const char *label, const char *const *names,
+                       const endpoint_counts *c, size_t n) {
     int width = 0;
-    for (size_t i = 0; i < opt->ntargets; i++)
-        if ((int)strlen(opt->targets[i].text) > width)
-            width = (int)strlen(opt->targets[i].text);
-    for (size_t i = 0; i < opt->ntargets; i++)
-        counts_line(out, "targets", width, opt->targets[i].text, &res->tally.per_target[i]);
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(names[i]) > width)
+            width = (int)strlen(names[i]);
+    for (size_t i = 0; i < n; i++)
+        counts_line(out, label, width, names[i], &c[i]);
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -265,35 +266,37 @@ static int cmp_u64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static void spread_min_median_max(const endpoint_counts *c, size_t n, FILE *out) {
+    uint64_t *up = malloc(sizeof *up * n);
+    if (!up) {
+        fprintf(out, "(no memory to sort them)");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        up[i] = c[i].up;
+    qsort(up, n, sizeof *up, cmp_u64);
+    fprintf(out, "min %llu median %llu max %llu", (unsigned long long)up[0],
+            (unsigned long long)up[(n - 1) / 2], (unsigned long long)up[n - 1]);
+    free(up);
+}
+
 /* Many sources: the spread of connections over them, and those with
  * errors. */
-static void sources_spread_text(const load_options *opt, const load_results *res, FILE *out) {
-    size_t n = res->tally.nsources;
-    uint64_t *up = malloc(sizeof *up * n);
+static void sources_spread_text(FILE *out, const char *const *names, const endpoint_counts *c,
+                                size_t n) {
     fprintf(out, "sources       %zu addresses, connections per source ", n);
-    if (up) {
-        for (size_t i = 0; i < n; i++)
-            up[i] = res->tally.per_source[i].up;
-        qsort(up, n, sizeof *up, cmp_u64);
-        fprintf(out, "min %llu median %llu max %llu", (unsigned long long)up[0],
-                (unsigned long long)up[(n - 1) / 2], (unsigned long long)up[n - 1]);
-        free(up);
-    } else {
-        fprintf(out, "(no memory to sort them)");
-    }
+    spread_min_median_max(c, n, out);
     fprintf(out, "; errors at ");
     size_t listed = 0, more = 0;
     for (size_t i = 0; i < n; i++) {
-        const endpoint_counts *c = &res->tally.per_source[i];
-        if (!c->errors)
+        if (!c[i].errors)
             continue;
         if (listed++ >= SOURCES_LISTED) {
             more++;
             continue;
         }
-        char name[INET6_ADDRSTRLEN];
-        source_text(opt, i, name, sizeof name);
-        fprintf(out, "%s%s (%llu)", listed > 1 ? ", " : "", name, (unsigned long long)c->errors);
+        fprintf(out, "%s%s (%llu)", listed > 1 ? ", " : "", names[i],
+                (unsigned long long)c[i].errors);
     }
     fprintf(out, "%s", listed ? "" : "none");
     if (more)
@@ -301,28 +304,50 @@ static void sources_spread_text(const load_options *opt, const load_results *res
     fputc('\n', out);
 }
 
-static void sources_text(const load_options *opt, const load_results *res, FILE *out) {
-    size_t n = res->tally.nsources;
-    if (n > SOURCES_LISTED) {
-        sources_spread_text(opt, res, out);
-        return;
-    }
-    char names[SOURCES_LISTED][INET6_ADDRSTRLEN];
-    int width = 0;
+void tally_targets_text(FILE *out, const char *const *names, const endpoint_counts *c, size_t n) {
+    lines_text(out, "targets", names, c, n);
+}
+
+void tally_sources_text(FILE *out, const char *const *names, const endpoint_counts *c, size_t n) {
+    if (n > SOURCES_LISTED)
+        sources_spread_text(out, names, c, n);
+    else
+        lines_text(out, "sources", names, c, n);
+}
+
+/* The run's source addresses as text: an array of n pointers into one
+ * block; NULL when out of memory. Free it with free(). */
+static char **source_names(const load_options *opt, size_t n) {
+    char **names = malloc(n * (sizeof *names + INET6_ADDRSTRLEN));
+    if (!names)
+        return NULL;
+    char *text = (char *)(names + n);
     for (size_t i = 0; i < n; i++) {
-        source_text(opt, i, names[i], sizeof names[i]);
-        if ((int)strlen(names[i]) > width)
-            width = (int)strlen(names[i]);
+        names[i] = text + i * INET6_ADDRSTRLEN;
+        source_text(opt, i, names[i], INET6_ADDRSTRLEN);
     }
-    for (size_t i = 0; i < n; i++)
-        counts_line(out, "sources", width, names[i], &res->tally.per_source[i]);
+    return names;
+}
+
+static const char **target_names(const load_options *opt, const char **names) {
+    for (size_t i = 0; i < opt->ntargets; i++)
+        names[i] = opt->targets[i].text;
+    return names;
 }
 
 void tally_report_text(const load_options *opt, const load_results *res, FILE *out) {
+    const char *tnames[LOAD_MAX_TARGETS];
     if (opt->ntargets > 1)
-        targets_text(opt, res, out);
-    if (opt->sources.n)
-        sources_text(opt, res, out);
+        tally_targets_text(out, target_names(opt, tnames), res->tally.per_target, opt->ntargets);
+    if (!opt->sources.n)
+        return;
+    char **names = source_names(opt, res->tally.nsources);
+    if (!names) {
+        fprintf(out, "sources       (no memory to list them)\n");
+        return;
+    }
+    tally_sources_text(out, (const char *const *)names, res->tally.per_source, res->tally.nsources);
+    free(names);
 }
 
 static void counts_json(FILE *out, const char *key, const char *name, const endpoint_counts *c,
@@ -334,11 +359,18 @@ static void counts_json(FILE *out, const char *key, const char *name, const endp
             (unsigned long long)c->errors);
 }
 
-void tally_report_json(const load_options *opt, const load_results *res, FILE *out) {
-    fprintf(out, ",\"per_target\":[");
-    for (size_t i = 0; i < opt->ntargets; i++)
-        counts_json(out, "target", opt->targets[i].text, &res->tally.per_target[i], i == 0);
+void tally_json(FILE *out, const char *member, const char *key, const char *const *names,
+                const endpoint_counts *c, size_t n) {
+    fprintf(out, ",\"%s\":[", member);
+    for (size_t i = 0; i < n; i++)
+        counts_json(out, key, names[i], &c[i], i == 0);
     fputc(']', out);
+}
+
+void tally_report_json(const load_options *opt, const load_results *res, FILE *out) {
+    const char *tnames[LOAD_MAX_TARGETS];
+    tally_json(out, "per_target", "target", target_names(opt, tnames), res->tally.per_target,
+               opt->ntargets);
     if (!opt->sources.n)
         return;
     fprintf(out, ",\"per_source\":[");

@@ -72,5 +72,13 @@ void tally_count(const struct load_options *opt, struct load_results *res, long 
 /* The summary's per-target and per-source parts (see CONTRACT.md). */
 void tally_report_text(const struct load_options *opt, const struct load_results *res, FILE *out);
 void tally_report_json(const struct load_options *opt, const struct load_results *res, FILE *out);
+/* The same from arrays of names and counts (n of each), for --merge: a
+ * "targets" line per target; a "sources" line per source, or for many one
+ * line of their spread; and the JSON member (with its leading comma)
+ * [{"KEY":"NAME","connections":N,"failed":N,"errors":N},...]. */
+void tally_targets_text(FILE *out, const char *const *names, const endpoint_counts *c, size_t n);
+void tally_sources_text(FILE *out, const char *const *names, const endpoint_counts *c, size_t n);
+void tally_json(FILE *out, const char *member, const char *key, const char *const *names,
+                const endpoint_counts *c, size_t n);
 
 #endif

@@ -187,6 +187,94 @@ def merge_of_a_malformed_file(ctx):
           r.summary())
 
 
+def run_to_file(ctx, target, name, args):
+    """One --json run against target, its stdout in ctx.dir/NAME.json."""
+    r = tl.run_load(ctx, ["-d", "1s", "--json"] + args + [target], 20)
+    obj = tl.parse_json(r)
+    tl.expect_clean(r, obj)
+    path = os.path.join(ctx.dir, name + ".json")
+    with open(path, "w") as f:
+        f.write(r.stdout)
+    return path, obj
+
+
+def merge_json(ctx, files):
+    r = tl.run_load(ctx, ["--merge", "--json"] + files, 20)
+    m = tl.parse_json(r)
+    tl.expect_clean(r, m)
+    return m
+
+
+def keyed(obj, member, key):
+    return {e[key]: (e["connections"], e["failed"], e["errors"]) for e in obj[member]}
+
+
+def summed(objs, member, key):
+    total = {}
+    for o in objs:
+        for name, c in keyed(o, member, key).items():
+            total[name] = tuple(a + b for a, b in zip(total.get(name, (0, 0, 0)), c))
+    return total
+
+
+@test
+def merge_sources_and_threads(ctx):
+    """Two -t 2 runs with --source 127.0.0.2,127.0.0.3 and
+    127.0.0.3,127.0.0.4: per_source has 3 entries (127.0.0.3's summed),
+    per_target sums, threads lists all 4; the text shows them as a run's
+    does. A merge of that merge with a third run equals the three merged
+    at once."""
+    target = daemon_target(ctx)
+    a, oa = run_to_file(ctx, target, "a", ["-c", 4, "-t", 2, "--source", "127.0.0.2,127.0.0.3"])
+    b, ob = run_to_file(ctx, target, "b", ["-c", 4, "-t", 2, "--source", "127.0.0.3,127.0.0.4"])
+    m = merge_json(ctx, [a, b])
+    want = summed([oa, ob], "per_source", "source")
+    check(len(want) == 3 and keyed(m, "per_source", "source") == want,
+          "per_source %r, expected %r" % (m["per_source"], want))
+    check([e["source"] for e in m["per_source"]] == ["127.0.0.2", "127.0.0.3", "127.0.0.4"],
+          "per_source not in first-seen order: %r" % m["per_source"])
+    check(keyed(m, "per_target", "target") == summed([oa, ob], "per_target", "target"),
+          "per_target %r" % m["per_target"])
+    check(m["threads"] == oa["threads"] + ob["threads"] and len(m["threads"]) == 4,
+          "threads %r" % m["threads"])
+    check(m["params"] == oa["params"] and m["version"] == oa["version"]
+          and m["start_time"] == min(oa["start_time"], ob["start_time"]),
+          "params/version/start_time %r" % [m.get(k) for k in ("params", "version",
+                                                               "start_time")])
+    r = tl.run_load(ctx, ["--merge", a, b], 20)
+    check(r.rc == 0 and re.search(r"^sources +127\.0\.0\.3 +\d+ up", r.stdout, re.M)
+          and re.search(r"^threads +4: messages ", r.stdout, re.M), r.summary())
+    ab = os.path.join(ctx.dir, "ab.json")
+    with open(ab, "w") as f:
+        json.dump(m, f)
+    c, _ = run_to_file(ctx, target, "c", ["-c", 2])
+    once, twice = merge_json(ctx, [a, b, c]), merge_json(ctx, [ab, c])
+    for key in ("runs", "messages", "per_source", "per_target", "threads"):
+        check(once[key] == twice[key], "%s: %r at once, %r in two steps"
+              % (key, once[key], twice[key]))
+    check(once["latency_us"]["p99"] == twice["latency_us"]["p99"],
+          "p99 %r at once, %r in two steps" % (once["latency_us"], twice["latency_us"]))
+
+
+@test
+def merge_of_a_malformed_per_source(ctx):
+    """A per_source entry whose count is a string: exit 2, naming the file
+    and the member."""
+    bad = os.path.join(ctx.dir, "bad_source.json")
+    hist = '{"unit":"ns","sub_bucket_bits":7,"total":1,"max":5,"sum":5,"buckets":[[5,1]]}'
+    with open(bad, "w") as f:
+        f.write('{"connections":1,"connections_failed":0,"messages":1,"bytes_out":1,'
+                '"bytes_in":1,"mismatches":0,"duration_s":1,"msgs_per_sec":1,'
+                '"mib_per_sec":0,"mib_per_sec_out":0,"mib_per_sec_in":0,"errors":{%s},'
+                '"per_target":[{"target":"t:1","connections":1,"failed":0,"errors":0}],'
+                '"per_source":[{"source":"127.0.0.2","connections":"1","failed":0,'
+                '"errors":0}],"histogram":%s}\n'
+                % (",".join('"%s":0' % k for k in tl.ERROR_KEYS), hist))
+    r = tl.run_load(ctx, ["--merge", bad], 10)
+    check(r.rc == 2, "expected exit 2: %s" % r.summary())
+    check('%s: not a count: "per_source[0].connections"' % bad in r.stderr, r.summary())
+
+
 def main(argv):
     return harness.run_suite(argv, TESTS, "coecho-load-merge",
                              [("client", tl.COECHO_LOAD, "COECHO_LOAD"),
