@@ -8,6 +8,7 @@ import atexit
 import datetime
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -111,6 +112,13 @@ def machine_line():
         datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"))
 
 
+def loadavg_note(before):
+    """'load average ... before the run, ... after' (1, 5 and 15 minutes),
+    before being os.getloadavg() at the start."""
+    return "load average (1, 5, 15 min) %s before the run, %s after" % tuple(
+        "/".join("%.2f" % x for x in la) for la in (before, os.getloadavg()))
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -185,11 +193,36 @@ def run_bounded(argv, timeout, **kw):
     return rc, out, err
 
 
+def cpu_sets(server_cpus=1):
+    """(server CPUs, client CPUs), sorted lists: the first server_cpus of the
+    CPUs this process may use (sched_getaffinity) for the server, all the
+    others for the client. server CPUs is None (nothing pinned, the client
+    may use every CPU) when there are not more CPUs than that or no taskset."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if not shutil.which("taskset") or len(allowed) <= server_cpus:
+        return None, allowed
+    return allowed[:server_cpus], allowed[server_cpus:]
+
+
+def cpu_list(cpus):
+    """[0, 2, 3, 4] -> '0,2-4' (taskset -c syntax)."""
+    out, i = [], 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        out.append(str(cpus[i]) if i == j else "%d-%d" % (cpus[i], cpus[j]))
+        i = j + 1
+    return ",".join(out)
+
+
 def pinning():
-    """(server prefix, client prefix): taskset to CPUs 0 and 1 when there
-    are two CPUs to pin to and taskset exists."""
-    if shutil.which("taskset") and len(os.sched_getaffinity(0)) >= 2:
-        return ["taskset", "-c", "0"], ["taskset", "-c", "1"]
+    """(server prefix, client prefix): taskset, the server to the first CPU
+    this process may use and the client to all the others (cpu_sets), when
+    there are two CPUs to pin to and taskset exists."""
+    srv, cli = cpu_sets()
+    if srv is not None:
+        return ["taskset", "-c", cpu_list(srv)], ["taskset", "-c", cpu_list(cli)]
     note("bench: fewer than 2 CPUs or no taskset: server and client not pinned")
     return [], []
 
@@ -355,6 +388,42 @@ class Server:
             self.errf.close()
         except OSError:
             pass
+
+
+class Coechod:
+    """coechod run with the YAML configuration text conf (written to tmp),
+    awaited until its log says it listens on 127.0.0.1 and its workers are
+    ready (conf has workers: N, N >= 2). port is the one it listens on
+    (conf may give port 0); raises RuntimeError with the log's end when it
+    does not start within 15 s."""
+
+    def __init__(self, coechod, conf, tmp):
+        path = os.path.join(tmp, "coechod.yaml")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.conf = path
+        self.log = os.path.join(tmp, "log")
+        self.argv = [coechod, "-c", path]
+        self.proc = spawn(self.argv, stderr=open(self.log, "w+"))
+        self.port = None
+        text = ""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with open(self.log) as f:
+                text = f.read()
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
+            if m and "workers ready" in text:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if self.port is None:
+            kill_tree(self.proc)
+            raise RuntimeError("coechod did not start: " + text[-500:])
+
+    def close(self):
+        kill_tree(self.proc)
 
 
 class Scraper:
