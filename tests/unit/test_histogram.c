@@ -241,15 +241,22 @@ static void values_past_the_range_are_clamped(void **state) {
     assert_int_equal(h->max, UINT64_MAX);
 }
 
-static void write_lists_each_bucket_with_its_percentile(void **state) {
-    histogram *h = *state;
+/* What writer (hist_write, hgrm_write) prints for h; the caller frees it. */
+static char *written(int (*writer)(const histogram *, FILE *), const histogram *h) {
     char *text = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
     assert_non_null(f);
-    assert_int_equal(hist_write(h, f), 0);
-    assert_int_equal(fflush(f), 0);
+    assert_int_equal(writer(h, f), 0);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+static void write_lists_each_bucket_with_its_percentile(void **state) {
+    histogram *h = *state;
+    char *text = written(hist_write, h);
     assert_string_equal(text, "# value_us percentile count\n");
+    free(text);
 
     hist_record(h, 1);
     hist_record(h, 3);
@@ -257,9 +264,7 @@ static void write_lists_each_bucket_with_its_percentile(void **state) {
     hist_record(h, 256);
     hist_record(h, 257);
     hist_record(h, 1000000);
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    assert_int_equal(hist_write(h, f), 0);
-    assert_int_equal(fclose(f), 0);
+    text = written(hist_write, h);
     assert_string_equal(text, "# value_us percentile count\n"
                               "0.001 33.333333 2\n"
                               "0.003 50.000000 1\n"
@@ -303,16 +308,6 @@ static void add_equals_one_histogram_of_all_samples(void **state) {
     free(empty);
 }
 
-static char *hgrm_text(const histogram *h) {
-    char *text = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&text, &size);
-    assert_non_null(f);
-    assert_int_equal(hgrm_write(h, f), 0);
-    assert_int_equal(fclose(f), 0);
-    return text;
-}
-
 /* HdrHistogram's text (the deviation from the bucket values): ticks 0, 10, ... 50, 55, ... each at
  * the first bucket reaching it; the last bucket gives one row, then the 100% row of three columns;
  * values in ms. 3 samples at 1 ms and 1 at 2 ms. */
@@ -321,7 +316,7 @@ static void hgrm_rows_and_footer(void **state) {
     for (int i = 0; i < 3; i++)
         hist_record(h, 1000000);
     hist_record(h, 2000000);
-    char *text = hgrm_text(h);
+    char *text = written(hgrm_write, h);
     assert_string_equal(text, "       Value     Percentile TotalCount 1/(1-Percentile)\n"
                               "\n"
                               "       1.001 0.000000000000          3           1.00\n"
@@ -345,7 +340,7 @@ static void hgrm_rows_and_footer(void **state) {
 
 /* No samples: the header and the footer, no rows. */
 static void hgrm_of_an_empty_histogram(void **state) {
-    char *text = hgrm_text(*state);
+    char *text = written(hgrm_write, *state);
     assert_string_equal(text, "       Value     Percentile TotalCount 1/(1-Percentile)\n"
                               "\n"
                               "#[Mean    =        0.000, StdDeviation   =        0.000]\n"
