@@ -150,7 +150,8 @@ static size_t put_utf8(char *out, unsigned cp) {
     return 4;
 }
 
-/* \uXXXX, or a surrogate pair \uD8xx\uDCxx, at r->s (after the 'u'). */
+/* A \u escape (four hex digits), or a surrogate pair of two, at r->s
+ * (after the 'u'). */
 static bool unicode_escape(reader *r, char *out, size_t *n) {
     int hi = r->end - r->s >= 4 ? hex4(r->s) : -1;
     if (hi < 0)

@@ -572,6 +572,15 @@ def wait_accepting(port, timeout, host="127.0.0.1"):
         time.sleep(0.05)
 
 
+def usr1_stats(d, timeout=10.0):
+    """The counters of a fresh SIGUSR1 statistics line of daemon d, as a
+    dict of ints."""
+    mark = d.mark()
+    d.send_signal(signal.SIGUSR1)
+    m = d.wait_log(r"stats: connections=\d+.*", timeout, mark, what="SIGUSR1 statistics")
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(0))}
+
+
 def wait_for(probe, timeout, what, interval=0.05):
     """Polls probe() until it returns something true; returns that. Fails
     after timeout, naming what."""

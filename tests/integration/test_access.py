@@ -29,7 +29,7 @@ SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, SCRIPT_DIR)
 from harness import (COECHOD, TestFailure, check, echo_ok, run_suite,  # noqa: E402
-                     wait_closed, wait_for)
+                     usr1_stats, wait_closed, wait_for)
 
 TESTS = []
 REFUSED_RE = r"refused a connection from (\S+): denied by the access list"
@@ -73,12 +73,7 @@ def expect_refused(ctx, source, port, host="127.0.0.1"):
     s.close()
 
 
-def stats(d, timeout=10.0):
-    """The counters of a fresh SIGUSR1 statistics line, as a dict."""
-    mark = d.mark()
-    d.send_signal(signal.SIGUSR1)
-    m = d.wait_log(r"stats: connections=\S+.*", timeout, mark, what="SIGUSR1 statistics")
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(0))}
+stats = usr1_stats
 
 
 @test

@@ -37,7 +37,7 @@ from harness import (BUILDDIR, COECHOD, KiB, LISTEN_RE, MiB, SRCDIR, STAMP_RE,  
                      recv_exact, recv_until_eof, run_coechod, run_suite,
                      send_without_reading, tree_rss_kib, wait_accepting,
                      wait_closed, wait_file_line, wait_for, wait_refused, wait_steady,
-                     yaml_config)
+                     usr1_stats, yaml_config)
 
 
 # ---------------------------------------------------------------------------
@@ -553,12 +553,7 @@ def sigusr1_stats(ctx):
     check(d.alive(), "daemon exited on SIGUSR1")
 
 
-def stats_line(d, timeout=10.0):
-    """The counters of one SIGUSR1 statistics line, as a dict."""
-    mark = d.mark()
-    d.send_signal(signal.SIGUSR1)
-    m = d.wait_log(r"stats: connections=\d+.*", timeout, mark, what="with SIGUSR1 statistics")
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(0))}
+stats_line = usr1_stats
 
 
 @test

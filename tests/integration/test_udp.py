@@ -31,14 +31,14 @@ SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, SCRIPT_DIR)
 from harness import (COECHOD, TestSkip, check, echo_ok, free_port,  # noqa: E402
-                     have_ipv6_loopback, run_coechod, run_suite, wait_closed, wait_for)
+                     have_ipv6_loopback, run_coechod, run_suite, usr1_stats, wait_closed,
+                     wait_for)
 
 TESTS = []
 COECHO_LOAD = os.path.abspath(os.environ.get("COECHO_LOAD")
                               or os.path.join(os.environ.get("BUILDDIR", "."),
                                               "src", "load", "coecho-load"))
 UDP_RE = re.compile(r"listening on udp://(\d{1,3}(?:\.\d{1,3}){3}):(\d+)")
-STATS_RE = re.compile(r"stats: connections=.*")
 
 
 def test(fn):
@@ -60,12 +60,7 @@ def udp_port(d):
     return int(d.wait_log(UDP_RE, 10.0, what="'listening on udp://ADDR:PORT'").group(2))
 
 
-def stats(d):
-    """The counters of a USR1 statistics line, as a dict of ints."""
-    mark = d.mark()
-    d.send_signal(signal.SIGUSR1)
-    line = d.wait_log(STATS_RE, 10.0, mark, what="a stats line").group(0)
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+stats = usr1_stats
 
 
 def client(ctx, bind=("127.0.0.1", 0)):
